@@ -1,0 +1,149 @@
+"""The cardholder's account: two wallets (subsidy first, then cash), a daily limit,
+a validity window, and the refs of every credit so that a retried top-up counts once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from eventsourcing.domain import Aggregate, event
+
+from domain import ids
+from domain.errors import Conflict, Invalid
+
+CATEGORIES = ("student", "staff", "visitor")
+CREDIT_KINDS = ("topup", "subsidy")
+DAYS_KEPT = 3  # daily spending is kept for the last few local days only
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """How a debit or refund divides between the wallets, in fen."""
+
+    subsidy_fen: int
+    cash_fen: int
+
+    @property
+    def total_fen(self) -> int:
+        return self.subsidy_fen + self.cash_fen
+
+
+class Account(Aggregate):
+    @staticmethod
+    def create_id(account_id: str) -> object:
+        return ids.account_id(account_id)
+
+    @event("Opened")
+    def __init__(
+        self,
+        account_id: str,
+        name: str,
+        category: str,
+        groups: list[str],
+        daily_limit_fen: int | None,
+        valid_from: str | None,
+        valid_until: str | None,
+    ) -> None:
+        self.account_id = account_id
+        self.name = name
+        self.category = category
+        self.groups = groups
+        self.daily_limit_fen = daily_limit_fen
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        self.subsidy_fen = 0
+        self.cash_fen = 0
+        self.credit_refs: dict[str, list[object]] = {}  # ref -> [kind, amount_fen]
+        self.spent_by_day: dict[str, int] = {}  # local day (ISO) -> approved purchases, fen
+        self.card_uids: list[str] = []
+
+    def assign_card(self, card_uid: str) -> None:
+        self._card_assigned(card_uid=card_uid)
+
+    @event("CardAssigned")
+    def _card_assigned(self, card_uid: str) -> None:
+        self.card_uids.append(card_uid)
+
+    @property
+    def total_fen(self) -> int:
+        return self.subsidy_fen + self.cash_fen
+
+    # -- credits ---------------------------------------------------------
+
+    def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str) -> bool:
+        """Adds money to a wallet; returns False when ``ref`` was credited before (idempotent)."""
+        assert kind in CREDIT_KINDS, kind
+        if amount_fen <= 0:
+            raise Invalid("amount must be > 0 fen", field="amount")
+        previous = self.credit_refs.get(ref)
+        if previous is not None:
+            if previous != [kind, amount_fen]:
+                raise Conflict(
+                    f"ref {ref!r} was already used for a {previous[0]} of {previous[1]} fen",
+                    field="ref",
+                )
+            return False
+        self._credited(
+            account_id=self.account_id, kind=kind, amount_fen=amount_fen, ref=ref,
+            recorded_at=recorded_at,
+        )
+        return True
+
+    @event("Credited")
+    def _credited(self, account_id: str, kind: str, amount_fen: int, ref: str, recorded_at: str) -> None:
+        if kind == "subsidy":
+            self.subsidy_fen += amount_fen
+        else:
+            self.cash_fen += amount_fen
+        self.credit_refs[ref] = [kind, amount_fen]
+
+    # -- purchases and reversals ----------------------------------------
+
+    def is_valid_at(self, at: datetime) -> bool:
+        if self.valid_from is not None and at < datetime.fromisoformat(self.valid_from):
+            return False
+        return not (self.valid_until is not None and at >= datetime.fromisoformat(self.valid_until))
+
+    def would_exceed_daily_limit(self, amount_fen: int, day: str) -> bool:
+        if self.daily_limit_fen is None:
+            return False
+        return self.spent_by_day.get(day, 0) + amount_fen > self.daily_limit_fen
+
+    def split_debit(self, amount_fen: int) -> Split:
+        """Subsidy first, then cash; cash may go negative (offline overdraft)."""
+        from_subsidy = min(max(self.subsidy_fen, 0), amount_fen)
+        return Split(subsidy_fen=from_subsidy, cash_fen=amount_fen - from_subsidy)
+
+    def debit(self, amount_fen: int, day: str, device: str, seq: int) -> Split:
+        assert amount_fen > 0, amount_fen
+        split = self.split_debit(amount_fen)
+        self._debited(
+            account_id=self.account_id, subsidy_fen=split.subsidy_fen, cash_fen=split.cash_fen, day=day, device=device, seq=seq
+        )
+        return split
+
+    @event("Debited")
+    def _debited(
+        self, account_id: str, subsidy_fen: int, cash_fen: int, day: str, device: str, seq: int
+    ) -> None:
+        self.subsidy_fen -= subsidy_fen
+        self.cash_fen -= cash_fen
+        self.spent_by_day[day] = self.spent_by_day.get(day, 0) + subsidy_fen + cash_fen
+        for old in sorted(self.spent_by_day)[:-DAYS_KEPT]:
+            del self.spent_by_day[old]
+
+    def refund(self, split: Split, day: str, device: str, seq: int, ref_seq: int) -> None:
+        """Gives back a voided purchase to the wallets it was taken from."""
+        self._refunded(
+            account_id=self.account_id, subsidy_fen=split.subsidy_fen, cash_fen=split.cash_fen, day=day,
+            device=device, seq=seq, ref_seq=ref_seq,
+        )
+
+    @event("Refunded")
+    def _refunded(
+        self, account_id: str, subsidy_fen: int, cash_fen: int, day: str, device: str, seq: int, ref_seq: int
+    ) -> None:
+        self.subsidy_fen += subsidy_fen
+        self.cash_fen += cash_fen
+        if day in self.spent_by_day:
+            self.spent_by_day[day] -= subsidy_fen + cash_fen

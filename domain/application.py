@@ -1,0 +1,345 @@
+"""The use cases of the card office and of device ingest, on the eventsourcing Application.
+
+Every method is synchronous and must be called from one writer thread per process
+(the hub's ``IngestWriter``): the aggregate cache is authoritative only while a
+single writer changes the aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.utils import EnvType
+
+from domain import ids
+from domain.accounts import CATEGORIES, Account
+from domain.cards import ACTIVE, LOST, Card
+from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
+from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
+from domain.swipes import Referenced, SwipeContext, decide
+from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64, verify_envelope
+
+TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
+
+
+@dataclass(slots=True)
+class Item:
+    """One event of an upload: parsed (or why not), and whether its signature was checked.
+    ``sig_ok`` is None when the caller did not verify; the writer then verifies if needed."""
+
+    envelope: Envelope | InvalidEnvelope
+    sig_ok: bool | None = None
+
+
+@dataclass(slots=True)
+class UploadOutcome:
+    results: list[dict[str, Any]]
+    next_seq: int
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Workspace:
+    """The aggregates one command or batch touches: each loaded once, saved together."""
+
+    def __init__(self, app: CampusCard) -> None:
+        self.app = app
+        self.loaded: dict[UUID, Aggregate] = {}
+
+    def find(self, aggregate_id: UUID) -> Any | None:
+        if aggregate_id not in self.loaded:
+            try:
+                self.loaded[aggregate_id] = self.app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+        return self.loaded[aggregate_id]
+
+    def add(self, aggregate: Aggregate) -> None:
+        self.loaded[aggregate.id] = aggregate
+
+    def save(self) -> None:
+        self.app.save(*self.loaded.values())
+
+
+class CampusCard(Application):
+    """cardhub's event-sourced application: the system of record."""
+
+    name = "cardhub"
+    snapshotting_intervals = {Account: 200, SwipeLog: 500}  # noqa: RUF012
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        timezone: ZoneInfo | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(env)
+        self.tz = timezone or ZoneInfo("Asia/Shanghai")
+        self.clock = clock
+        # device id -> public key, for callers that verify signatures before the writer does.
+        self.device_keys: dict[str, Ed25519PublicKey] = {}
+
+    def _now(self) -> str:
+        return self.clock().isoformat()
+
+    def _get(self, aggregate_id: UUID, what: str) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} not found") from None
+
+    def _refuse_existing(self, aggregate_id: UUID, what: str) -> None:
+        try:
+            self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return
+        raise AlreadyExists(f"{what} already exists")
+
+    # -- merchants and devices ------------------------------------------
+
+    def register_merchant(self, merchant_id: str, name: str, category: str) -> Merchant:
+        if category not in MERCHANT_CATEGORIES:
+            raise Invalid(f"category must be one of {', '.join(MERCHANT_CATEGORIES)}", field="category")
+        self._refuse_existing(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
+        merchant = Merchant(merchant_id=merchant_id, name=name, category=category)
+        self.save(merchant)
+        return merchant
+
+    def register_device(
+        self,
+        device_id: str,
+        kind: str,
+        public_key: str,
+        merchant_id: str | None = None,
+        zone: str | None = None,
+        location: str | None = None,
+    ) -> Device:
+        if kind not in DEVICE_KINDS:
+            raise Invalid("kind must be pos or gate", field="kind")
+        try:
+            public_key_from_b64(public_key)
+        except ValueError as exc:
+            raise Invalid(f"public_key: {exc}", field="public_key") from None
+        if kind == "pos":
+            if merchant_id is None or zone is not None:
+                raise Invalid("a pos device has a merchant_id and no zone", field="merchant_id")
+            self._get(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
+        elif zone is None or merchant_id is not None:
+            raise Invalid("a gate device has a zone and no merchant_id", field="zone")
+        self._refuse_existing(ids.device_id(device_id), f"device {device_id}")
+        device = Device(
+            device_id=device_id, kind=kind, public_key=public_key,
+            merchant_id=merchant_id, zone=zone, location=location,
+        )
+        self.save(device, SwipeLog(device_id=device_id))
+        return device
+
+    def revoke_device(self, device_id: str) -> Device:
+        device: Device = self._get(ids.device_id(device_id), f"device {device_id}")
+        device.revoke()
+        self.save(device)
+        return device
+
+    def get_device(self, device_id: str) -> Device:
+        return self._get(ids.device_id(device_id), f"device {device_id}")
+
+    def next_seq(self, device_id: str) -> int:
+        try:
+            log: SwipeLog = self.repository.get(ids.swipe_log_id(device_id))
+        except AggregateNotFoundError:
+            return 1
+        return log.next_seq
+
+    # -- accounts and cards ----------------------------------------------
+
+    def open_account(
+        self,
+        account_id: str,
+        name: str,
+        category: str,
+        groups: Sequence[str] = (),
+        daily_limit_fen: int | None = None,
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+    ) -> Account:
+        if category not in CATEGORIES:
+            raise Invalid(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+        if daily_limit_fen is not None and daily_limit_fen < 0:
+            raise Invalid("daily_limit must be >= 0 fen", field="daily_limit")
+        if valid_from and valid_until and valid_until <= valid_from:
+            raise Invalid("valid_until must be after valid_from", field="valid_until")
+        self._refuse_existing(ids.account_id(account_id), f"account {account_id}")
+        account = Account(
+            account_id=account_id, name=name, category=category, groups=list(groups),
+            daily_limit_fen=daily_limit_fen,
+            valid_from=valid_from.isoformat() if valid_from else None,
+            valid_until=valid_until.isoformat() if valid_until else None,
+        )
+        self.save(account)
+        return account
+
+    def get_account(self, account_id: str) -> Account:
+        return self._get(ids.account_id(account_id), f"account {account_id}")
+
+    def issue_card(self, card_uid: str, account_id: str) -> Card:
+        """Binds a new card; the account's lost cards become cancelled (补卡)."""
+        account = self.get_account(account_id)
+        self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
+        replaced: list[Card] = []
+        for uid in account.card_uids:
+            old: Card = self.repository.get(ids.card_id(uid))
+            if old.status == ACTIVE:
+                raise Conflict(f"account {account_id} already has an active card {uid}")
+            if old.status == LOST:
+                old.cancel()
+                replaced.append(old)
+        card = Card(card_uid=card_uid, account_id=account_id)
+        account.assign_card(card_uid)
+        self.save(card, account, *replaced)
+        return card
+
+    def report_lost(self, card_uid: str) -> Card:
+        card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
+        card.report_lost()
+        self.save(card)
+        return card
+
+    def report_found(self, card_uid: str) -> Card:
+        card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
+        account = self.get_account(card.account_id)
+        for uid in account.card_uids:
+            if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
+                raise Conflict(f"account {account.account_id} has another active card {uid}")
+        card.report_found()
+        self.save(card)
+        return card
+
+    def credit(self, account_id: str, kind: str, amount_fen: int, ref: str) -> tuple[Account, bool]:
+        """A top-up (``topup``) or subsidy; returns the account and whether this ref is new."""
+        account = self.get_account(account_id)
+        created = account.credit(kind, amount_fen, ref, self._now())
+        if created:
+            self.save(account)
+        return account, created
+
+    # -- device ingest -----------------------------------------------------
+
+    def record_swipes(self, uploads: Sequence[tuple[str, Sequence[Item]]]) -> list[UploadOutcome]:
+        """Decides every event of every upload against one workspace and stores the whole
+        batch in one transaction. If the save fails nothing is stored and the caller must
+        answer no upload as accepted."""
+        workspace = Workspace(self)
+        recorded: dict[tuple[str, int], Referenced] = {}
+        outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
+        workspace.save()
+        return outcomes
+
+    def _record_upload(
+        self,
+        workspace: Workspace,
+        recorded: dict[tuple[str, int], Referenced],
+        device_id: str,
+        items: Sequence[Item],
+    ) -> UploadOutcome:
+        results: list[dict[str, Any]] = []
+        device: Device | None = workspace.find(ids.device_id(device_id))
+        log: SwipeLog | None = workspace.find(ids.swipe_log_id(device_id))
+        if device is not None:
+            self._device_key(device)  # lets the hub verify this device's next uploads early
+        for item in items:
+            if results and results[-1]["status"] == "rejected":
+                results.append(_rejected(item, "not_processed"))
+                continue
+            if device is None or log is None:
+                results.append(_rejected(item, "unknown_device"))
+                continue
+            results.append(self._record_one(workspace, recorded, device, log, item))
+        return UploadOutcome(results=results, next_seq=log.next_seq if log else 1)
+
+    def _record_one(
+        self,
+        workspace: Workspace,
+        recorded: dict[tuple[str, int], Referenced],
+        device: Device,
+        log: SwipeLog,
+        item: Item,
+    ) -> dict[str, Any]:
+        env = item.envelope
+        if isinstance(env, InvalidEnvelope):
+            return _rejected(item, "invalid", detail=str(env))
+        if env.device != device.device_id:
+            return _rejected(item, "invalid", detail="device: does not match the upload path")
+        if env.type not in TYPES_BY_KIND[device.kind]:
+            return _rejected(item, "invalid", detail=f"type: a {device.kind} device does not send {env.type}")
+        if env.seq < log.next_seq:
+            stored = recorded.get((device.device_id, env.seq)) or self._stored_swipe(device.device_id, env.seq)
+            assert stored is not None, (device.device_id, env.seq)
+            if stored.envelope == env.raw:
+                return {**stored.result, "status": "duplicate"}
+            if not self._signature_ok(device, item):
+                return _rejected(item, "bad_signature")
+            return _rejected(item, "seq_conflict")
+        if device.revoked:
+            return _rejected(item, "revoked_device")
+        if not self._signature_ok(device, item):
+            return _rejected(item, "bad_signature")
+        if env.seq > log.next_seq:
+            return _rejected(item, "seq_gap")
+        if env.prev != log.head_hash:
+            return _rejected(item, "chain_broken")
+        card: Card | None = workspace.find(ids.card_id(env.card))
+        account: Account | None = workspace.find(ids.account_id(card.account_id)) if card else None
+        ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz)
+        if env.type == "reversal":
+            assert env.ref_seq is not None
+            ctx.referenced = recorded.get((device.device_id, env.ref_seq)) or self._stored_swipe(
+                device.device_id, env.ref_seq
+            )
+        result, facts = decide(ctx)
+        log.record(env.raw, env.hash, result, facts, self._now())
+        recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
+        return result
+
+    def _signature_ok(self, device: Device, item: Item) -> bool:
+        if item.sig_ok is None:
+            assert isinstance(item.envelope, Envelope)
+            item.sig_ok = verify_envelope(item.envelope.raw, self._device_key(device))
+        return item.sig_ok
+
+    def _device_key(self, device: Device) -> Ed25519PublicKey:
+        key = self.device_keys.get(device.device_id)
+        if key is None:
+            key = self.device_keys[device.device_id] = public_key_from_b64(device.public_key)
+        return key
+
+    def _stored_swipe(self, device_id: str, seq: int) -> Referenced | None:
+        """One read, for the rare resend or reversal: the swipe stored for ``seq``."""
+        for stored in self.events.get(ids.swipe_log_id(device_id), gt=seq, lte=seq + 1):
+            if isinstance(stored, SwipeLog.Recorded):
+                return Referenced(stored.envelope, stored.result, stored.facts)
+        return None
+
+
+def _rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+    env = item.envelope
+    seq = env.seq if isinstance(env, Envelope) else _raw_seq(env)
+    result: dict[str, Any] = {"seq": seq, "status": "rejected", "code": code}
+    if detail is not None:
+        result["detail"] = detail
+    return result
+
+
+def _raw_seq(error: InvalidEnvelope) -> int | None:
+    seq = error.raw.get("seq") if isinstance(error.raw, dict) else None
+    return seq if type(seq) is int else None

@@ -1,0 +1,34 @@
+"""Domain errors. The hub maps each class to one HTTP status in its error middleware."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A command that the domain refuses. ``code`` is the machine-readable reason."""
+
+    code = "domain_error"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+
+
+class Conflict(DomainError):
+    """A state change that the current state forbids (a second active card, revoking twice)."""
+
+    code = "conflict"
+
+
+class Invalid(DomainError):
+    """A value that breaks a rule of DESIGN §1–2 (e.g. a pos device without a merchant)."""
+
+    code = "invalid"

@@ -1,0 +1,28 @@
+"""Deterministic aggregate ids from natural keys, so a retry finds what the first try wrote."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("6f1d3c2a-6b0e-5c8e-9a51-3c1f0c4d2b7e")
+
+
+def account_id(account: str) -> UUID:
+    return uuid5(NAMESPACE, f"account:{account}")
+
+
+def card_id(card_uid: str) -> UUID:
+    return uuid5(NAMESPACE, f"card:{card_uid}")
+
+
+def device_id(device: str) -> UUID:
+    return uuid5(NAMESPACE, f"device:{device}")
+
+
+def swipe_log_id(device: str) -> UUID:
+    """The per-device chain of swipes: version ``seq + 1`` holds the envelope of ``seq``."""
+    return uuid5(NAMESPACE, f"swipes:{device}")
+
+
+def merchant_id(merchant: str) -> UUID:
+    return uuid5(NAMESPACE, f"merchant:{merchant}")

@@ -1,0 +1,149 @@
+"""Deciding one swipe (DESIGN §1–2): what the hub answers and what money moves.
+
+Pure functions over aggregates already loaded by the caller; they trigger events on
+those aggregates and return the upload result. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from domain.accounts import Account, Split
+from domain.cards import ACTIVE, Card
+from domain.devices import Device, SwipeLog
+from domain.wire import Envelope
+
+APPROVED, DECLINED = "approved", "declined"
+
+
+@dataclass(slots=True)
+class Referenced:
+    """The stored purchase a reversal points at (same device, ``ref_seq``)."""
+
+    envelope: dict[str, Any]
+    result: dict[str, Any]
+    facts: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SwipeContext:
+    device: Device
+    log: SwipeLog
+    envelope: Envelope
+    card: Card | None
+    account: Account | None
+    tz: ZoneInfo
+    referenced: Referenced | None = None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def local_day(self) -> str:
+        return self.envelope.occurred_at.astimezone(self.tz).date().isoformat()
+
+
+def card_decline_reason(ctx: SwipeContext) -> str | None:
+    """Why an online swipe of this card is declined before any money or rule is looked at."""
+    if ctx.card is None or ctx.account is None:
+        return "card_unknown"
+    if ctx.card.status != ACTIVE:
+        return f"card_{ctx.card.status}"
+    if not ctx.account.is_valid_at(ctx.envelope.occurred_at):
+        return "card_expired"
+    return None
+
+
+def decide(ctx: SwipeContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (result, facts) for an envelope that passed the chain checks and moves money."""
+    env = ctx.envelope
+    if env.type == "purchase":
+        decision, reason, split = _purchase(ctx)
+    elif env.type == "reversal":
+        decision, reason, split = _reversal(ctx)
+    else:
+        decision, reason, split = _gate(ctx)
+    result: dict[str, Any] = {"seq": env.seq, "status": "accepted", "decision": decision}
+    if reason is not None:
+        result["reason"] = reason
+    if ctx.account is not None:
+        result["balance"] = ctx.account.total_fen
+    facts: dict[str, Any] = {
+        "account_id": ctx.account.account_id if ctx.account is not None else None,
+        "merchant_id": ctx.device.merchant_id,
+        "zone": ctx.device.zone,
+        "local_day": ctx.local_day,
+        "subsidy_fen": split.subsidy_fen if split else 0,
+        "cash_fen": split.cash_fen if split else 0,
+        "flags": ctx.flags,
+        "refunded_seq": env.ref_seq if env.type == "reversal" and split is not None else None,
+    }
+    return result, facts
+
+
+def _purchase(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
+    env, account = ctx.envelope, ctx.account
+    assert env.amount_fen is not None
+    if env.offline:
+        _flag_offline_card(ctx)
+        if env.decision != APPROVED or account is None:
+            return env.decision or DECLINED, None, None
+        if account.split_debit(env.amount_fen).total_fen > account.total_fen:
+            ctx.flags.append("overdraft")
+        split = account.debit(env.amount_fen, ctx.local_day, env.device, env.seq)
+        return APPROVED, None, split
+    reason = card_decline_reason(ctx)
+    if reason is not None:
+        return DECLINED, reason, None
+    assert account is not None
+    if account.would_exceed_daily_limit(env.amount_fen, ctx.local_day):
+        return DECLINED, "daily_limit", None
+    if account.total_fen < env.amount_fen:
+        return DECLINED, "insufficient_funds", None
+    return APPROVED, None, account.debit(env.amount_fen, ctx.local_day, env.device, env.seq)
+
+
+def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
+    env, account, ref = ctx.envelope, ctx.account, ctx.referenced
+    assert env.ref_seq is not None
+    valid = (
+        ref is not None
+        and account is not None
+        and ref.envelope["type"] == "purchase"
+        and ref.envelope["card"] == env.card
+        and ref.result.get("decision") == APPROVED
+        and ref.facts.get("account_id") == account.account_id
+        and ref.facts["subsidy_fen"] + ref.facts["cash_fen"] > 0
+        and env.ref_seq not in ctx.log.reversed_seqs
+    )
+    if env.offline:
+        _flag_offline_card(ctx)
+        if env.decision != APPROVED:
+            return env.decision or DECLINED, None, None
+        if not valid:
+            ctx.flags.append("reversal_invalid")
+            return APPROVED, None, None
+    elif not valid:
+        return DECLINED, "reversal_invalid", None
+    assert ref is not None and account is not None
+    split = Split(subsidy_fen=ref.facts["subsidy_fen"], cash_fen=ref.facts["cash_fen"])
+    account.refund(split, ctx.local_day, env.device, env.seq, env.ref_seq)
+    return APPROVED, None, split
+
+
+def _gate(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
+    """Gates decide on the card alone until zones and access rules exist (DESIGN §3, a later
+    issue): with no rule for any group, every active card is declined ``no_access``."""
+    env = ctx.envelope
+    if env.offline:
+        _flag_offline_card(ctx)
+        return env.decision or DECLINED, None, None
+    reason = card_decline_reason(ctx)
+    return DECLINED, reason or "no_access", None
+
+
+def _flag_offline_card(ctx: SwipeContext) -> None:
+    if ctx.card is None or ctx.account is None:
+        ctx.flags.append("card_unknown")
+    elif ctx.card.is_hotlisted:
+        ctx.flags.append("hotlisted_card")

@@ -1,0 +1,227 @@
+"""Protocol v1 on the wire (DESIGN §2): canonical bytes, signing input, event hash,
+Ed25519 signatures, and the strict shape of an envelope.
+
+Devices, the hub and auditors' tools all compute these bytes; they must agree to
+the byte, so this module is the only place that builds them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+EVENT_PREFIX = b"cardhub/event/v1\n"
+HOTLIST_PREFIX = b"cardhub/hotlist/v1\n"
+RULES_PREFIX = b"cardhub/rules/v1\n"
+CHECKPOINT_PREFIX = b"cardhub/checkpoint/v1\n"
+
+GENESIS_PREV = "0" * 64
+MAX_SAFE_INT = 2**53
+
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CARD_UID_RE = re.compile(r"[0-9A-F]{8,20}")
+HEX64_RE = re.compile(r"[0-9a-f]{64}")
+# RFC 3339 date-time with a mandatory offset ("Z" or ±HH:MM).
+RFC3339_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+EVENT_TYPES = ("purchase", "reversal", "gate")
+DECISIONS = ("approved", "declined")
+DIRECTIONS = ("in", "out")
+ENVELOPE_FIELDS = frozenset(
+    {"v", "device", "seq", "prev", "at", "type", "card", "amount", "ref_seq",
+     "direction", "offline", "decision", "sig"}
+)
+FIELDS_BY_TYPE = {
+    "purchase": frozenset({"amount"}),
+    "reversal": frozenset({"ref_seq"}),
+    "gate": frozenset({"direction"}),
+}
+
+
+def canonical(obj: Any) -> bytes:
+    """UTF-8 JSON, keys sorted, no whitespace, non-ASCII kept (DESIGN §2)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signing_input(envelope: dict[str, Any]) -> bytes:
+    return EVENT_PREFIX + canonical({k: v for k, v in envelope.items() if k != "sig"})
+
+
+def event_hash(envelope: dict[str, Any]) -> str:
+    """Hex SHA-256 of the signing input: the next envelope's ``prev``."""
+    return hashlib.sha256(signing_input(envelope)).hexdigest()
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict standard base64; raises ``ValueError`` on anything else."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError("not standard base64") from exc
+
+
+def public_key_from_b64(text: str) -> Ed25519PublicKey:
+    raw = b64decode(text)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key_b64(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def sign_envelope(envelope: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Returns the envelope with ``sig`` set over its signing input."""
+    unsigned = {k: v for k, v in envelope.items() if k != "sig"}
+    return {**unsigned, "sig": b64encode(key.sign(signing_input(unsigned)))}
+
+
+def verify_envelope(envelope: dict[str, Any], key: Ed25519PublicKey) -> bool:
+    try:
+        sig = b64decode(envelope["sig"])
+        key.verify(sig, signing_input(envelope))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def sign_document(prefix: bytes, body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Signs a hub document (hotlist, rules, checkpoint): ``sig`` over prefix + canonical body."""
+    return {**body, "sig": b64encode(key.sign(prefix + canonical(body)))}
+
+
+def verify_document(prefix: bytes, document: dict[str, Any], key: Ed25519PublicKey) -> bool:
+    body = {k: v for k, v in document.items() if k != "sig"}
+    try:
+        key.verify(b64decode(document["sig"]), prefix + canonical(body))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+class InvalidEnvelope(ValueError):
+    """An envelope field breaks protocol v1; ``field`` names it (the ``detail`` of ``invalid``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A well-formed envelope; ``raw`` is the object exactly as received and signed."""
+
+    raw: dict[str, Any]
+    device: str
+    seq: int
+    prev: str
+    occurred_at: datetime
+    type: str
+    card: str
+    amount_fen: int | None
+    ref_seq: int | None
+    direction: str | None
+    offline: bool
+    decision: str | None
+    hash: str
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int and -MAX_SAFE_INT < value < MAX_SAFE_INT
+
+
+def _require(envelope: dict[str, Any], name: str, check: Any, problem: str) -> Any:
+    if name not in envelope:
+        raise InvalidEnvelope(name, "is required")
+    value = envelope[name]
+    if not check(value):
+        raise InvalidEnvelope(name, problem)
+    return value
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time with an offset; raises ``ValueError`` otherwise."""
+    if not isinstance(text, str) or not RFC3339_RE.fullmatch(text):
+        raise ValueError("must be an RFC 3339 date-time with an offset")
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+
+
+def parse_envelope(obj: Any) -> Envelope:
+    """Checks every field of DESIGN §2's table; raises ``InvalidEnvelope`` naming the first bad one
+    (with ``raw`` set to the object, so the rejection can still quote its ``seq``)."""
+    try:
+        return _parse_envelope(obj)
+    except InvalidEnvelope as exc:
+        exc.raw = obj
+        raise
+
+
+def _parse_envelope(obj: Any) -> Envelope:
+    if not isinstance(obj, dict):
+        raise InvalidEnvelope("envelope", "must be a JSON object")
+    unknown = sorted(set(obj) - ENVELOPE_FIELDS)
+    if unknown:
+        raise InvalidEnvelope(unknown[0], "unknown field")
+    _require(obj, "v", lambda v: _is_int(v) and v == 1, "must be 1")
+    device = _require(obj, "device", lambda v: isinstance(v, str) and DEVICE_ID_RE.fullmatch(v), "must be 1-64 chars of [A-Za-z0-9_.-]")
+    seq = _require(obj, "seq", lambda v: _is_int(v) and v >= 1, "must be an integer >= 1")
+    prev = _require(obj, "prev", lambda v: isinstance(v, str) and HEX64_RE.fullmatch(v), "must be 64 lowercase hex digits")
+    at_text = _require(obj, "at", lambda v: isinstance(v, str), "must be a string")
+    try:
+        occurred_at = parse_rfc3339(at_text)
+    except ValueError as exc:
+        raise InvalidEnvelope("at", str(exc)) from None
+    kind = _require(obj, "type", lambda v: v in EVENT_TYPES, "must be purchase, reversal or gate")
+    card = _require(obj, "card", lambda v: isinstance(v, str) and CARD_UID_RE.fullmatch(v), "must be 8-20 uppercase hex characters")
+    for other, fields in FIELDS_BY_TYPE.items():
+        if other != kind:
+            for name in sorted(fields & obj.keys()):
+                raise InvalidEnvelope(name, f"does not apply to type {kind}")
+    amount = ref_seq = direction = None
+    if kind == "purchase":
+        amount = _require(obj, "amount", lambda v: _is_int(v) and v > 0, "must be an integer number of fen > 0")
+    elif kind == "reversal":
+        ref_seq = _require(obj, "ref_seq", lambda v: _is_int(v) and 1 <= v < seq, "must be the seq of an earlier event")
+    else:
+        direction = _require(obj, "direction", lambda v: v in DIRECTIONS, "must be in or out")
+    offline = obj.get("offline", False)
+    if type(offline) is not bool:
+        raise InvalidEnvelope("offline", "must be a boolean")
+    decision = None
+    if offline:
+        decision = _require(obj, "decision", lambda v: v in DECISIONS, "must be approved or declined on an offline event")
+    elif "decision" in obj:
+        raise InvalidEnvelope("decision", "only offline events carry a decision")
+    _require(obj, "sig", lambda v: isinstance(v, str) and _is_signature(v), "must be a standard base64 Ed25519 signature")
+    return Envelope(
+        raw=obj, device=device, seq=seq, prev=prev, occurred_at=occurred_at, type=kind,
+        card=card, amount_fen=amount, ref_seq=ref_seq, direction=direction, offline=offline,
+        decision=decision, hash=event_hash(obj),
+    )
+
+
+def _is_signature(text: str) -> bool:
+    try:
+        return len(b64decode(text)) == 64
+    except ValueError:
+        return False

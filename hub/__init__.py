@@ -1,0 +1,1 @@
+"""The hub: the aiohttp service, its ingest writer, storage start-up, and the CLI."""

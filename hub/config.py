@@ -1,0 +1,47 @@
+"""Settings: one frozen dataclass, read from the environment and the command line once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the CLI prints it on one line and exits non-zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(".cardhub")
+    database_url: str | None = None  # CARDHUB_DATABASE_URL; None: embedded PostgreSQL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    timezone: str = DEFAULT_TIMEZONE  # CARDHUB_TIMEZONE
+    queue_max_uploads: int = 4096  # uploads waiting for the writer before the hub sheds (503)
+    batch_max_events: int = 2000  # events decided and committed in one writer transaction
+    body_max_bytes: int = 1 << 20  # DESIGN §2: upload body ≤ 1 MiB
+    upload_max_events: int = 1000  # DESIGN §2: 1–1000 events per upload
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls(
+            database_url=env.get("CARDHUB_DATABASE_URL") or None,
+            timezone=env.get("CARDHUB_TIMEZONE") or DEFAULT_TIMEZONE,
+        )
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings.zone()  # fail early on an unknown zone
+        return settings
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"CARDHUB_TIMEZONE: unknown time zone {self.timezone!r}") from None

@@ -1,0 +1,114 @@
+"""Device routes (DESIGN §2): signed uploads, the signed hotlist, the hub's public key.
+No bearer token: signatures authenticate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from domain.application import Item
+from domain.wire import (
+    DEVICE_ID_RE,
+    HOTLIST_PREFIX,
+    Envelope,
+    InvalidEnvelope,
+    parse_envelope,
+    sign_document,
+    verify_envelope,
+)
+from hub.http import Problem, json_response, read_body
+from hub.keys import hub_public_key_b64
+from hub.schemas import UploadIn
+from hub.typedefs import APPLICATION, HUB_KEY, POOL, SETTINGS, VERIFIERS, WRITER
+
+INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones in threads
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/devices/{device_id}/events")
+async def upload_events(request: web.Request) -> web.Response:
+    device_id = request.match_info["device_id"]
+    settings = request.app[SETTINGS]
+    body = await read_body(request, UploadIn)
+    if not body.events:
+        raise Problem(422, "invalid", "events: at least one event is required", field="events")
+    if len(body.events) > settings.upload_max_events:
+        raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
+    items = [_parse(raw) for raw in body.events]
+    key = request.app[APPLICATION].device_keys.get(device_id)
+    if key is not None:
+        await _verify(request, items, key)
+    outcome = await request.app[WRITER].upload(device_id, items)
+    return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
+
+
+def _parse(raw: msgspec.Raw) -> Item:
+    try:
+        return Item(parse_envelope(msgspec.json.decode(raw)))
+    except InvalidEnvelope as exc:
+        return Item(exc)
+
+
+async def _verify(request: web.Request, items: Sequence[Item], key: Ed25519PublicKey) -> None:
+    """Checks signatures before the writer sees the events, off its critical path."""
+    envelopes = [item.envelope for item in items if isinstance(item.envelope, Envelope)]
+    if len(envelopes) <= INLINE_VERIFY_MAX:
+        oks = [verify_envelope(e.raw, key) for e in envelopes]
+    else:
+        loop = asyncio.get_running_loop()
+        oks = await loop.run_in_executor(
+            request.app[VERIFIERS], lambda: [verify_envelope(e.raw, key) for e in envelopes]
+        )
+    verdicts = iter(oks)
+    for item in items:
+        if isinstance(item.envelope, Envelope):
+            item.sig_ok = next(verdicts)
+
+
+@routes.get("/v1/devices/{device_id}/hotlist")
+async def hotlist(request: web.Request) -> web.Response:
+    device_id = request.match_info["device_id"]
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise Problem(404, "not_found", f"device {device_id} not found")
+    since = _since(request.query.get("since"))
+    async with request.app[POOL].acquire() as conn:
+        known = await conn.fetchval(
+            "SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked", device_id
+        )
+        if not known:
+            raise Problem(404, "not_found", f"device {device_id} is not registered or is revoked")
+        version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
+        full = since is None or since > version
+        if full:
+            rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE status <> 'active' ORDER BY card_uid")
+        else:
+            rows = await conn.fetch(
+                "SELECT card_uid, status FROM cards WHERE hotlist_version > $1 ORDER BY card_uid", since
+            )
+    body: dict[str, Any] = {
+        "version": version,
+        "full": full,
+        "added": [r["card_uid"] for r in rows if r["status"] != "active"],
+        "removed": [] if full else [r["card_uid"] for r in rows if r["status"] == "active"],
+        "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    return json_response(sign_document(HOTLIST_PREFIX, body, request.app[HUB_KEY]))
+
+
+def _since(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise Problem(422, "invalid", "since: must be a hotlist version (an integer >= 0)", field="since")
+    return int(text)
+
+
+@routes.get("/v1/hub/key")
+async def hub_key(request: web.Request) -> web.Response:
+    return json_response({"public_key": hub_public_key_b64(request.app[HUB_KEY])})

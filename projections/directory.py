@@ -1,0 +1,104 @@
+"""The directory of cards, devices and merchants, and the hotlist (lost and cancelled cards)
+that devices download.
+
+The hotlist version is the notification id of the latest change to it, so it only grows
+and a device's ``since`` names a position in the event store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+
+from domain.cards import ACTIVE, CANCELLED, LOST, Card
+from domain.devices import Device, Merchant
+from projections.base import View
+
+
+class DirectoryView(View):
+    tables = (
+        "CREATE TABLE IF NOT EXISTS {schema}.cards ("
+        " card_uid text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, account_id text NOT NULL,"
+        " status text NOT NULL,"
+        " hotlist_version bigint NOT NULL DEFAULT 0)",
+        "CREATE INDEX IF NOT EXISTS cards_by_hotlist_version ON {schema}.cards (hotlist_version)",
+        "CREATE TABLE IF NOT EXISTS {schema}.devices ("
+        " device_id text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, kind text NOT NULL,"
+        " merchant_id text, zone text, location text, revoked boolean NOT NULL DEFAULT false)",
+        "CREATE TABLE IF NOT EXISTS {schema}.merchants ("
+        " merchant_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL)",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issue = self.sql(
+            "INSERT INTO {schema}.cards (card_uid, aggregate_id, account_id, status) VALUES"
+            " (%(card_uid)s, %(aggregate_id)s, %(account_id)s, 'active') ON CONFLICT DO NOTHING"
+        )
+        self.set_status = self.sql(
+            "UPDATE {schema}.cards SET status = %(status)s, hotlist_version = %(version)s"
+            " WHERE aggregate_id = %(aggregate_id)s"
+        )
+        self.register_device = self.sql(
+            "INSERT INTO {schema}.devices (device_id, aggregate_id, kind, merchant_id, zone, location)"
+            " VALUES (%(device_id)s, %(aggregate_id)s, %(kind)s, %(merchant_id)s, %(zone)s,"
+            " %(location)s) ON CONFLICT DO NOTHING"
+        )
+        self.revoke_device = self.sql(
+            "UPDATE {schema}.devices SET revoked = true WHERE aggregate_id = %(aggregate_id)s"
+        )
+        self.register_merchant = self.sql(
+            "INSERT INTO {schema}.merchants (merchant_id, name, category)"
+            " VALUES (%(merchant_id)s, %(name)s, %(category)s) ON CONFLICT DO NOTHING"
+        )
+
+
+class DirectoryProjection(Projection[DirectoryView]):
+    name = "directory"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.write(tracking)
+
+    @process_event.register
+    def _(self, domain_event: Card.Issued, tracking: Tracking) -> None:
+        row = {"card_uid": domain_event.card_uid, "aggregate_id": domain_event.originator_id,
+               "account_id": domain_event.account_id}
+        self.view.write(tracking, [(self.view.issue, row)])
+
+    @process_event.register
+    def _(self, domain_event: Card.ReportedLost, tracking: Tracking) -> None:
+        self._status(domain_event, tracking, LOST)
+
+    @process_event.register
+    def _(self, domain_event: Card.Found, tracking: Tracking) -> None:
+        self._status(domain_event, tracking, ACTIVE)
+
+    @process_event.register
+    def _(self, domain_event: Card.Cancelled, tracking: Tracking) -> None:
+        self._status(domain_event, tracking, CANCELLED)
+
+    @process_event.register
+    def _(self, domain_event: Device.Registered, tracking: Tracking) -> None:
+        row = {"device_id": domain_event.device_id, "aggregate_id": domain_event.originator_id,
+               "kind": domain_event.kind, "merchant_id": domain_event.merchant_id,
+               "zone": domain_event.zone, "location": domain_event.location}
+        self.view.write(tracking, [(self.view.register_device, row)])
+
+    @process_event.register
+    def _(self, domain_event: Device.Revoked, tracking: Tracking) -> None:
+        row = {"aggregate_id": domain_event.originator_id}
+        self.view.write(tracking, [(self.view.revoke_device, row)])
+
+    @process_event.register
+    def _(self, domain_event: Merchant.Registered, tracking: Tracking) -> None:
+        row = {"merchant_id": domain_event.merchant_id, "name": domain_event.name,
+               "category": domain_event.category}
+        self.view.write(tracking, [(self.view.register_merchant, row)])
+
+    def _status(self, domain_event: Any, tracking: Tracking, status: str) -> None:
+        row = {"aggregate_id": domain_event.originator_id, "status": status,
+               "version": tracking.notification_id}
+        self.view.write(tracking, [(self.view.set_status, row)])
