@@ -7,6 +7,8 @@ single writer changes the aggregates.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,12 +51,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Events written by one save(). Larger inserts can stall psycopg's pipeline against the
+# server (seen here at ~1,000 events: client and server both blocked writing), so a big
+# batch is saved in chunks; the requests are still answered only after the last one.
+MAX_EVENTS_PER_SAVE = 250
+
+
 class Workspace:
     """The aggregates one command or batch touches: each loaded once, saved together."""
 
     def __init__(self, app: CampusCard) -> None:
         self.app = app
         self.loaded: dict[UUID, Aggregate] = {}
+        self.pending = 0
+
+    def changed(self, events: int = 1) -> None:
+        """Counts new events; saves what is pending once a chunk is full."""
+        self.pending += events
+        if self.pending >= MAX_EVENTS_PER_SAVE:
+            self.save()
 
     def find(self, aggregate_id: UUID) -> Any | None:
         if aggregate_id not in self.loaded:
@@ -68,7 +83,18 @@ class Workspace:
         self.loaded[aggregate.id] = aggregate
 
     def save(self) -> None:
-        self.app.save(*self.loaded.values())
+        """Saves every pending event. On failure the cached copies of these aggregates are
+        dropped: a chunk may already be committed, and the cache must match the store."""
+        try:
+            self.app.save(*self.loaded.values())
+        except BaseException:
+            cache = self.app.repository.cache
+            for aggregate_id in self.loaded:
+                if cache is not None:
+                    with contextlib.suppress(KeyError):
+                        cache.get(aggregate_id, evict=True)
+            raise
+        self.pending = 0
 
 
 class CampusCard(Application):
@@ -309,6 +335,7 @@ class CampusCard(Application):
         result, facts = decide(ctx)
         log.record(env.raw, env.hash, result, facts, self._now())
         recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
+        workspace.changed(2)  # the swipe, and at most one account event
         return result
 
     def _signature_ok(self, device: Device, item: Item) -> bool:
