@@ -69,7 +69,7 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         item.update({
             "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"],
             "seq": row["seq"], "merchant_id": row["merchant_id"],
-            "at": row["occurred_at"].isoformat(), "flags": list(row["flags"]),
+            "at": row["at"], "flags": list(row["flags"]),
         })
         if row["reason"]:
             item["reason"] = row["reason"]

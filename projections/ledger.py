@@ -24,7 +24,7 @@ class LedgerView(View):
         " amount_fen bigint NOT NULL, subsidy_fen bigint NOT NULL, cash_fen bigint NOT NULL,"
         " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen bigint,"
         " card_uid text, device_id text, seq bigint, merchant_id text, ref text,"
-        " occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
+        " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
         "CREATE INDEX IF NOT EXISTS transactions_by_account"
         " ON {schema}.transactions (account_id, notification_id DESC)",
     )
@@ -42,10 +42,10 @@ class LedgerView(View):
         self.add_transaction = self.sql(
             "INSERT INTO {schema}.transactions (notification_id, account_id, kind, amount_fen,"
             " subsidy_fen, cash_fen, decision, reason, flags, balance_fen, card_uid, device_id,"
-            " seq, merchant_id, ref, occurred_at, recorded_at) VALUES (%(notification_id)s,"
+            " seq, merchant_id, ref, at, occurred_at, recorded_at) VALUES (%(notification_id)s,"
             " %(account_id)s, %(kind)s, %(amount_fen)s, %(subsidy_fen)s, %(cash_fen)s,"
             " %(decision)s, %(reason)s, %(flags)s, %(balance_fen)s, %(card_uid)s, %(device_id)s,"
-            " %(seq)s, %(merchant_id)s, %(ref)s, %(occurred_at)s, %(recorded_at)s)"
+            " %(seq)s, %(merchant_id)s, %(ref)s, %(at)s, %(occurred_at)s, %(recorded_at)s)"
             " ON CONFLICT DO NOTHING"
         )
 
@@ -53,7 +53,7 @@ class LedgerView(View):
 def _transaction(tracking: Tracking, **row: Any) -> dict[str, Any]:
     base = dict.fromkeys(
         ("decision", "reason", "balance_fen", "card_uid", "device_id", "seq", "merchant_id",
-         "ref", "occurred_at"),
+         "ref", "at", "occurred_at"),
     )
     return {**base, "flags": [], "notification_id": tracking.notification_id, **row}
 
@@ -111,7 +111,7 @@ class LedgerProjection(Projection[LedgerView]):
             cash_fen=sign * facts["cash_fen"], decision=result["decision"],
             reason=result.get("reason"), flags=facts["flags"], balance_fen=result.get("balance"),
             card_uid=envelope["card"], device_id=envelope["device"], seq=envelope["seq"],
-            merchant_id=facts["merchant_id"],
+            merchant_id=facts["merchant_id"], at=envelope["at"],
             occurred_at=datetime.fromisoformat(envelope["at"].upper().replace("Z", "+00:00")),
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),
         )
