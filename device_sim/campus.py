@@ -202,7 +202,7 @@ async def run_lunch(
             sent[envelope["seq"]] = envelope
             if offline:
                 continue
-            if forged and i == len(swipes) // 2:
+            if forged and i == len(swipes) // 4:
                 tally.add(device, merchant, sent, await _forge(client, device))
             results = await client.upload(device, batch if len(device.pending) > 1 else 1)
             while device.pending:  # back online: drain what was kept

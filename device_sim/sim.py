@@ -22,6 +22,7 @@ from device_sim.client import HubClient, HubError
 from device_sim.device import SimDevice
 
 console = Console()
+BOOKS_WAIT_S = 120
 
 
 @dataclass
@@ -73,12 +74,15 @@ async def simulate(
 async def _books(client: HubClient, campus: Campus, tally: Tally) -> tuple[int, int]:
     """Reads every seeded balance back (after the projections catch up) to check the books."""
     expected = campus.credits_fen - sum(tally.revenue_fen.values()) + sum(tally.refunds_fen.values())
-    accounts = {uid_account for uid_account in _accounts(campus)}
-    for _ in range(100):
+    accounts = _accounts(campus)
+    deadline = time.monotonic() + BOOKS_WAIT_S
+    while time.monotonic() < deadline:
         _, health = await client.call("GET", "/healthz")
         if all(p["lag_events"] == 0 for p in health["projections"].values()):
             break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
+    else:
+        raise HubError(f"projections still behind after {BOOKS_WAIT_S} s: {health['projections']}")
     total = 0
     semaphore = asyncio.Semaphore(32)
 

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--accounts", type=int, default=2000)
     demo.add_argument("--swipes", type=int, default=10000)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary")
     return parser
 
 

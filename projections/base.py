@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Composed, Identifier
 
 Statement = tuple[Composed, dict[str, Any]]
@@ -37,3 +38,38 @@ class View(PostgresTrackingRecorder):
             for statement, params in statements:
                 curs.execute(statement, params, prepare=True)
             self._insert_tracking(curs, tracking)
+
+
+TView = TypeVar("TView", bound=View)
+
+
+class BatchingProjection(Projection[TView], Generic[TView]):
+    """Stages the statements of consecutive events and writes them in one transaction with
+    the tracking record of the last one: when ``max_batch`` events are staged, or as soon
+    as the subscription has no further event already fetched (so a lone swipe is applied at
+    once, and a burst in a few large transactions).
+
+    ``has_more`` is set by whoever runs the projection; by default every event is written
+    on its own."""
+
+    max_batch: ClassVar[int] = 1000
+
+    def __init__(self, view: TView) -> None:
+        super().__init__(view)
+        self.has_more: Callable[[], bool] = lambda: False
+        self._staged: list[Statement] = []
+        self._events = 0
+        self._last: Tracking | None = None
+
+    def stage(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
+        self._staged.extend(statements)
+        self._last = tracking
+        self._events += 1
+        if self._events >= self.max_batch or not self.has_more():
+            self.flush()
+
+    def flush(self) -> None:
+        if self._last is None:
+            return
+        self.view.write(self._last, self._staged)
+        self._staged, self._events, self._last = [], 0, None

@@ -10,11 +10,10 @@ from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
 
 from domain.cards import ACTIVE, CANCELLED, LOST, Card
 from domain.devices import Device, Merchant
-from projections.base import View
+from projections.base import BatchingProjection, View
 
 
 class DirectoryView(View):
@@ -55,18 +54,18 @@ class DirectoryView(View):
         )
 
 
-class DirectoryProjection(Projection[DirectoryView]):
+class DirectoryProjection(BatchingProjection[DirectoryView]):
     name = "directory"
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.write(tracking)
+        self.stage(tracking)
 
     @process_event.register
     def _(self, domain_event: Card.Issued, tracking: Tracking) -> None:
         row = {"card_uid": domain_event.card_uid, "aggregate_id": domain_event.originator_id,
                "account_id": domain_event.account_id}
-        self.view.write(tracking, [(self.view.issue, row)])
+        self.stage(tracking, [(self.view.issue, row)])
 
     @process_event.register
     def _(self, domain_event: Card.ReportedLost, tracking: Tracking) -> None:
@@ -85,20 +84,20 @@ class DirectoryProjection(Projection[DirectoryView]):
         row = {"device_id": domain_event.device_id, "aggregate_id": domain_event.originator_id,
                "kind": domain_event.kind, "merchant_id": domain_event.merchant_id,
                "zone": domain_event.zone, "location": domain_event.location}
-        self.view.write(tracking, [(self.view.register_device, row)])
+        self.stage(tracking, [(self.view.register_device, row)])
 
     @process_event.register
     def _(self, domain_event: Device.Revoked, tracking: Tracking) -> None:
         row = {"aggregate_id": domain_event.originator_id}
-        self.view.write(tracking, [(self.view.revoke_device, row)])
+        self.stage(tracking, [(self.view.revoke_device, row)])
 
     @process_event.register
     def _(self, domain_event: Merchant.Registered, tracking: Tracking) -> None:
         row = {"merchant_id": domain_event.merchant_id, "name": domain_event.name,
                "category": domain_event.category}
-        self.view.write(tracking, [(self.view.register_merchant, row)])
+        self.stage(tracking, [(self.view.register_merchant, row)])
 
     def _status(self, domain_event: Any, tracking: Tracking, status: str) -> None:
         row = {"aggregate_id": domain_event.originator_id, "status": status,
                "version": tracking.notification_id}
-        self.view.write(tracking, [(self.view.set_status, row)])
+        self.stage(tracking, [(self.view.set_status, row)])

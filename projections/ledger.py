@@ -7,11 +7,10 @@ from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
 
 from domain.accounts import Account
 from domain.devices import SwipeLog
-from projections.base import View
+from projections.base import BatchingProjection, View
 
 
 class LedgerView(View):
@@ -58,18 +57,18 @@ def _transaction(tracking: Tracking, **row: Any) -> dict[str, Any]:
     return {**base, "flags": [], "notification_id": tracking.notification_id, **row}
 
 
-class LedgerProjection(Projection[LedgerView]):
+class LedgerProjection(BatchingProjection[LedgerView]):
     name = "ledger"
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.write(tracking)
+        self.stage(tracking)
 
     @process_event.register
     def _(self, domain_event: Account.Opened, tracking: Tracking) -> None:
         row = {"account_id": domain_event.account_id, "name": domain_event.name,
                "category": domain_event.category}
-        self.view.write(tracking, [(self.view.open_account, row)])
+        self.stage(tracking, [(self.view.open_account, row)])
 
     @process_event.register
     def _(self, domain_event: Account.Credited, tracking: Tracking) -> None:
@@ -83,25 +82,25 @@ class LedgerProjection(Projection[LedgerView]):
             cash_fen=domain_event.amount_fen - subsidy, ref=domain_event.ref,
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),
         )
-        self.view.write(tracking, [(self.view.move, move), (self.view.add_transaction, row)])
+        self.stage(tracking, [(self.view.move, move), (self.view.add_transaction, row)])
 
     @process_event.register
     def _(self, domain_event: Account.Debited, tracking: Tracking) -> None:
         move = {"account_id": domain_event.account_id,
                 "subsidy_fen": -domain_event.subsidy_fen, "cash_fen": -domain_event.cash_fen}
-        self.view.write(tracking, [(self.view.move, move)])
+        self.stage(tracking, [(self.view.move, move)])
 
     @process_event.register
     def _(self, domain_event: Account.Refunded, tracking: Tracking) -> None:
         move = {"account_id": domain_event.account_id,
                 "subsidy_fen": domain_event.subsidy_fen, "cash_fen": domain_event.cash_fen}
-        self.view.write(tracking, [(self.view.move, move)])
+        self.stage(tracking, [(self.view.move, move)])
 
     @process_event.register
     def _(self, domain_event: SwipeLog.Recorded, tracking: Tracking) -> None:
         envelope, result, facts = domain_event.envelope, domain_event.result, domain_event.facts
         if envelope["type"] == "gate" or facts["account_id"] is None:
-            self.view.write(tracking)
+            self.stage(tracking)
             return
         sign = -1 if envelope["type"] == "purchase" else 1
         moved = facts["subsidy_fen"] + facts["cash_fen"]
@@ -115,4 +114,4 @@ class LedgerProjection(Projection[LedgerView]):
             occurred_at=datetime.fromisoformat(envelope["at"].upper().replace("Z", "+00:00")),
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),
         )
-        self.view.write(tracking, [(self.view.add_transaction, row)])
+        self.stage(tracking, [(self.view.add_transaction, row)])
