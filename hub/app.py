@@ -59,7 +59,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         env = application_env(database)
         application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
-        projector = Projector(database.eventsourcing_env())
+        projector = await asyncio.to_thread(Projector, database.eventsourcing_env())
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
         app[POOL] = await asyncpg.create_pool(min_size=1, max_size=8, **database.asyncpg_kwargs())
@@ -89,6 +89,4 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
 async def _supervise(projector: Projector) -> None:
     while True:
         await asyncio.sleep(SUPERVISE_SECONDS)
-        restarted = await asyncio.to_thread(projector.restart_failed)
-        for name in restarted:
-            log.error("projection %s had stopped; restarted from its tracking record", name)
+        await asyncio.to_thread(projector.restart_if_dead)

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
+    bench = sub.add_parser("bench", help="measure ingest throughput and latency (starts its own hub)")
+    from hub.bench import add_arguments
+
+    add_arguments(bench)
+
     demo = sub.add_parser("demo", help="a simulated lunch hour on a fresh embedded hub")
     demo.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
     demo.add_argument("--port", type=int, default=8080)
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
 
             args.token = args.token or issue_token(load_key(args.data_dir), "admin")
             sys.exit(asyncio.run(run_sim(args)))
+        elif args.command == "bench":
+            from hub.bench import run_bench
+
+            sys.exit(asyncio.run(run_bench(args)))
         elif args.command == "demo":
             from hub.demo import run_demo
 

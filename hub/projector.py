@@ -1,13 +1,24 @@
-"""Runs the projections with the eventsourcing projection runner and keeps them running."""
+"""Runs the projections with the eventsourcing projection runner, in a process of their own.
+
+The hub's process spends its one interpreter lock on HTTP, signatures and the writer; the
+projections (CPU in Python too) run beside it in a child process, so both cores work. The
+child watches its parent and exits with it; the parent restarts a child that died.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Callable
+from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
+from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection, ProjectionRunner
-from eventsourcing.utils import EnvType
+from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
 from projections.base import BatchingProjection, View
@@ -22,7 +33,7 @@ PROJECTIONS: tuple[tuple[type[Projection[Any]], type[View]], ...] = (
 )
 
 
-class Projector:
+class ProjectionRunners:
     """One runner (subscription thread + view) per projection. A runner that fails is
     logged and started again; it resumes from its tracking record, so nothing is applied
     twice."""
@@ -97,3 +108,71 @@ def _fetched_but_unprocessed(runner: ProjectionRunner[CampusCard, View]) -> Call
         )
 
     return has_more
+
+
+def run_projections(env: dict[str, str], stop: EventType, parent_pid: int) -> None:
+    """The child process: runs every projection until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runners = ProjectionRunners(env)
+    runners.start()
+    try:
+        while not stop.wait(SUPERVISE_S) and os.getppid() == parent_pid:
+            for name in runners.restart_failed():
+                log.error("projection %s had stopped; restarted from its tracking record", name)
+    finally:
+        runners.stop()
+
+
+SUPERVISE_S = 0.5
+
+
+class Projector:
+    """The parent's handle on the projections' process, and on their positions."""
+
+    def __init__(self, env: EnvType) -> None:
+        self.env = dict(env)
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._process: Any = None
+        # Creating the views here, before the child starts, creates their tables once.
+        self.views = {
+            projection_class.name: InfrastructureFactory.construct(
+                Environment(projection_class.name, {**os.environ, **self.env})
+            ).tracking_recorder(view_class)
+            for projection_class, view_class in PROJECTIONS
+        }
+
+    def start(self) -> None:
+        self._process = self._context.Process(
+            target=run_projections, args=(self.env, self._stop, os.getpid()),
+            name="cardhub-projections", daemon=False,
+        )
+        self._process.start()
+
+    def restart_if_dead(self) -> bool:
+        if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
+            log.error("the projections' process exited (%s); starting it again", self._process.exitcode)
+            self._process.join()
+            self.start()
+            return True
+        return False
+
+    def positions(self) -> dict[str, int]:
+        return {name: view.max_tracking_id(CampusCard.name) or 0 for name, view in self.views.items()}
+
+    def wait(self, notification_id: int | None, timeout: float = 10.0) -> None:
+        """Blocks until every view has applied ``notification_id`` (tests, demo, CLI)."""
+        deadline = time.monotonic() + timeout
+        for view in self.views.values():
+            view.wait(CampusCard.name, notification_id, timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._process is not None:
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join()
+        for view in self.views.values():
+            view.datastore.close()

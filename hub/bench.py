@@ -1,0 +1,411 @@
+"""``cardhub bench``: throughput and latency of the ingest path, beside the naive path and
+the Ed25519 ceiling of this machine. Prints figures; asserts nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from device_sim.client import HubClient
+from device_sim.device import SimDevice
+from domain.application import CampusCard, Item
+from domain.wire import parse_envelope, public_key_from_b64, verify_envelope
+from hub.app import application_env
+from hub.demo import _free_port, _wait_ready
+from hub.keys import issue_token, load_key
+from hub.store import Database
+
+console = Console()
+AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
+CARD_PREFIX = "B0"
+
+
+@dataclass
+class Phase:
+    name: str
+    offered: str
+    events: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    errors: int = 0
+    shed: int = 0
+    hub_cpu_s: float | None = None
+    pg_cpu_s: float | None = None
+    lag_p99_s: float | None = None
+    lag_max_s: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        data.update(events_per_s=round(self.rate, 1), p50_ms=self.percentile(0.50), p95_ms=self.percentile(0.95),
+                    p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None)
+        return data
+
+
+class Processes:
+    """CPU seconds and RSS of the hub process and of the PostgreSQL server."""
+
+    def __init__(self, hub_pid: int, pg_pid: int | None) -> None:
+        self.hub = psutil.Process(hub_pid)
+        self.pg_pid = pg_pid
+        self.peak_rss = 0
+        self.rss_samples: list[tuple[float, int]] = []
+
+    def _pg(self) -> list[psutil.Process]:
+        if self.pg_pid is None:
+            return []
+        try:
+            root = psutil.Process(self.pg_pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu(self) -> tuple[float, float | None]:
+        times = self.hub.cpu_times()
+        hub = times.user + times.system
+        if self.pg_pid is None:
+            return hub, None
+        pg = 0.0
+        for p in self._pg():
+            try:
+                t = p.cpu_times()
+                pg += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+        return hub, pg
+
+    def sample_rss(self) -> None:
+        rss = self.hub.memory_info().rss
+        self.peak_rss = max(self.peak_rss, rss)
+        self.rss_samples.append((time.monotonic(), rss))
+
+
+async def run_bench(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    if args.url:
+        env["CARDHUB_DATABASE_URL"] = args.url
+    log_path = data_dir / "hub.log"
+    console.print(f"[bold]cardhub bench[/] — {os.cpu_count()} cores; hub at {url}; data in {data_dir}")
+    with log_path.open("ab") as log:
+        hub = subprocess.Popen([sys.executable, "-c", "from hub.cli import main; main()", "serve",
+                                "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env)
+    try:
+        await _wait_ready(url, hub, log_path)
+        pg_pid = _postmaster_pid(data_dir) if not args.url else None
+        procs = Processes(hub.pid, pg_pid)
+        token = issue_token(load_key(data_dir), "admin")
+        results = await _measure(args, url, token, procs, data_dir)
+    finally:
+        if hub.poll() is None:
+            hub.terminate()
+            hub.wait(timeout=60)
+    _report(results, args)
+    return 0
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
+async def _measure(args: argparse.Namespace, url: str, token: str, procs: Processes, data_dir: Path) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=args.devices + 16)) as session:
+        client = HubClient(session, url, token)
+        started = time.perf_counter()
+        with console.status(f"registering {args.devices} devices and {args.accounts} accounts"):
+            devices = await _seed(client, args.devices, args.accounts, "bench")
+            naive_devices = await _seed(client, 1, 50, "naive")
+        console.print(f"seeded in {time.perf_counter() - started:.1f} s")
+        per_device = max(1, int(args.seconds * args.max_rate / args.devices))
+        with console.status(f"pre-signing {per_device * args.devices:,} events"):
+            _presign(devices, per_device + args.online_rate * args.online_seconds // args.devices + 2,
+                     args.accounts, args.batch)
+        procs.sample_rss()
+        sustained = await _sustained(client, session, url, devices, args, procs)
+        online = await _online(session, url, devices, args, procs)
+    naive = await asyncio.to_thread(_naive, data_dir, args, naive_devices[0])
+    ceiling = _ceiling(devices[0])
+    rss = [r for _, r in procs.rss_samples]
+    return {
+        "cores": os.cpu_count(), "defaults": {k: v for k, v in vars(args).items() if k not in ("func", "data_dir")},
+        "sustained": sustained.summary(), "online": online.summary(), "naive": naive.summary(),
+        "ed25519_verifies_per_s": ceiling,
+        "hub_rss_mb": {"first": round(rss[0] / 2**20, 1), "last": round(rss[-1] / 2**20, 1),
+                       "peak": round(procs.peak_rss / 2**20, 1)},
+        "ratios": {"sustained_over_naive": round(sustained.rate / naive.rate, 1) if naive.rate else None,
+                   "sustained_over_verify_ceiling_1_thread": round(sustained.rate / ceiling["1_thread"], 2)},
+    }
+
+
+async def _seed(client: HubClient, devices: int, accounts: int, prefix: str) -> list[SimDevice]:
+    await client.create("/v1/merchants", {"merchant_id": f"{prefix}-canteen", "name": "食堂", "category": "dining"})
+    sims = [SimDevice(f"{prefix}-pos-{i:04d}", "pos") for i in range(devices)]
+    semaphore = asyncio.Semaphore(32)
+
+    async def device(d: SimDevice) -> None:
+        async with semaphore:
+            await client.create("/v1/devices", {"device_id": d.device_id, "kind": "pos", "public_key": d.public_key,
+                                                "merchant_id": f"{prefix}-canteen"})
+
+    async def account(i: int) -> None:
+        async with semaphore:
+            account_id = f"{prefix}-{i:06d}"
+            await client.create("/v1/accounts", {"account_id": account_id, "name": "测试", "category": "student"})
+            await client.create("/v1/cards", {"card_uid": _card(prefix, i), "account_id": account_id})
+            await client.create(f"/v1/accounts/{account_id}/topups", {"amount": 10**12, "ref": f"{prefix}-{i}"})
+
+    await asyncio.gather(*(device(d) for d in sims), *(account(i) for i in range(accounts)))
+    return sims
+
+
+def _card(prefix: str, i: int) -> str:
+    return f"{CARD_PREFIX}{len(prefix):02X}{i:08X}"
+
+
+def _presign(devices: list[SimDevice], per_device: int, accounts: int, batch: int) -> None:
+    n = 0
+    for device in devices:
+        for _ in range(per_device):
+            device.purchase(_card("bench", n % accounts), 100 + n % 900, AT)
+            n += 1
+
+
+async def _sustained(client: HubClient, session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
+                     args: argparse.Namespace, procs: Processes) -> Phase:
+    phase = Phase("sustained", f"{args.devices} devices × batches of {args.batch}, back to back")
+    stop_at = time.monotonic() + args.seconds
+    samples: list[tuple[float, int, int]] = []  # (t, store position, slowest projection position)
+
+    async def device_loop(device: SimDevice) -> None:
+        while time.monotonic() < stop_at and device.pending:
+            t0 = time.perf_counter()
+            async with session.post(f"{url}/v1/devices/{device.device_id}/events",
+                                    json={"events": device.batch(args.batch)}) as resp:
+                if resp.status == 503:
+                    phase.shed += 1
+                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                    continue
+                answer = await resp.json()
+            phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            device.acknowledge(answer["results"])
+            phase.events += sum(r["status"] == "accepted" for r in answer["results"])
+            phase.errors += sum(r["status"] == "rejected" for r in answer["results"])
+
+    async def watch() -> None:
+        while time.monotonic() < stop_at + 2:
+            async with session.get(f"{url}/healthz") as resp:
+                health = await resp.json()
+            slowest = min(p["position"] for p in health["projections"].values())
+            samples.append((time.monotonic(), health["store_position"], slowest))
+            procs.sample_rss()
+            await asyncio.sleep(0.1)
+
+    cpu0 = procs.cpu()
+    t0 = time.perf_counter()
+    watcher = asyncio.create_task(watch())
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("sustained upload", total=args.seconds)
+        loops = asyncio.gather(*(device_loop(d) for d in devices))
+        while not loops.done():
+            progress.update(task, completed=min(args.seconds, time.perf_counter() - t0),
+                            description=f"sustained upload: {phase.events / max(time.perf_counter() - t0, 1e-6):,.0f} ev/s")
+            await asyncio.sleep(0.25)
+        await loops
+    phase.seconds = time.perf_counter() - t0
+    cpu1 = procs.cpu()
+    await watcher
+    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
+    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    lags = _lags(samples)
+    if lags:
+        ordered = sorted(lags)
+        phase.lag_p99_s = round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3)
+        phase.lag_max_s = round(ordered[-1], 3)
+    return phase
+
+
+def _lags(samples: list[tuple[float, int, int]]) -> list[float]:
+    """For each sample: the age of the oldest event the slowest view has not applied yet
+    (0 when it has applied everything), to the resolution of the sampling."""
+    lags = []
+    for t, store, applied in samples:
+        if applied >= store:
+            lags.append(0.0)
+            continue
+        stored_at = next(ts for ts, position, _ in samples if position > applied)
+        lags.append(max(0.0, t - stored_at))
+    return lags
+
+
+async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
+                  args: argparse.Namespace, procs: Processes) -> Phase:
+    phase = Phase("online", f"single events paced at {args.online_rate:,}/s")
+    interval = 1.0 / args.online_rate
+    busy: set[str] = set()
+    order = [d for d in devices if d.pending]
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(device: SimDevice) -> None:
+        t0 = time.perf_counter()
+        try:
+            async with session.post(f"{url}/v1/devices/{device.device_id}/events",
+                                    json={"events": device.batch(1)}) as resp:
+                answer = await resp.json(content_type=None)
+                if resp.status != 200:
+                    phase.shed += resp.status == 503
+                    phase.errors += 1
+                    return
+            phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            device.acknowledge(answer["results"])
+            ok = answer["results"][0]["status"] == "accepted"
+            phase.events += ok
+            phase.errors += not ok
+        finally:
+            busy.discard(device.device_id)
+
+    cpu0 = procs.cpu()
+    t0 = time.perf_counter()
+    n = 0
+    while (elapsed := time.perf_counter() - t0) < args.online_seconds:
+        due = int(elapsed / interval)
+        while n < due:
+            device = order[n % len(order)]
+            n += 1
+            if device.device_id in busy or not device.pending:
+                phase.errors += 1  # the device is still waiting: counts as a miss, not sent
+                continue
+            busy.add(device.device_id)
+            task = asyncio.create_task(one(device))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.sleep(interval / 2)
+    if tasks:
+        await asyncio.gather(*tasks)
+    phase.seconds = time.perf_counter() - t0
+    cpu1 = procs.cpu()
+    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
+    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    return phase
+
+
+def _naive(data_dir: Path, args: argparse.Namespace, device: SimDevice) -> Phase:
+    """The path without batching: verify, load the aggregates, one save() per swipe."""
+    phase = Phase("naive", "one save() per swipe, one thread")
+    url = args.url or _embedded_url(data_dir)
+    app = CampusCard(env={k: v for k, v in application_env(Database.from_url(url)).items()
+                          if not k.startswith("AGGREGATE_CACHE")})
+    key = public_key_from_b64(device.public_key)
+    for i in range(200_000):
+        device.purchase(_card("naive", i % 50), 100, AT)
+        if i > args.naive_seconds * 5000:
+            break
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < args.naive_seconds and device.pending:
+        envelope = device.pending.pop(0)
+        s0 = time.perf_counter()
+        assert verify_envelope(envelope, key)
+        outcome = app.record_swipes([(device.device_id, [Item(parse_envelope(envelope), sig_ok=True)])])[0]
+        phase.latencies_ms.append((time.perf_counter() - s0) * 1000)
+        phase.events += outcome.results[0]["status"] == "accepted"
+    phase.seconds = time.perf_counter() - t0
+    app.close()
+    return phase
+
+
+def _embedded_url(data_dir: Path) -> str:
+    return f"postgresql://postgres@/cardhub?host={data_dir / 'pg'}"
+
+
+def _ceiling(device: SimDevice) -> dict[str, float]:
+    """Ed25519 verifications per second on one thread and on one thread per core."""
+    key = public_key_from_b64(device.public_key)
+    envelopes = device.pending[:2000] or [device.purchase("B0000000", 1, AT)]
+
+    def spin(seconds: float) -> int:
+        n, stop = 0, time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            for e in envelopes[:200]:
+                verify_envelope(e, key)
+            n += min(200, len(envelopes))
+        return n
+
+    one = spin(2.0) / 2.0
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        many = sum(pool.map(spin, [2.0] * workers)) / 2.0
+    return {"1_thread": round(one), f"{workers}_threads": round(many)}
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:,.1f}{unit}"
+
+
+def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    table = Table(title=f"cardhub bench — {results['cores']} cores", title_justify="left")
+    for column in ("phase", "offered load", "accepted ev/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                   "hub CPU s", "PG CPU s", "proj. lag p99 s", "errors", "503s"):
+        table.add_column(column, justify="right" if column != "offered load" else "left")
+    for name in ("sustained", "online", "naive"):
+        p = results[name]
+        table.add_row(name, p["offered"], _fmt(p["events_per_s"]), _fmt(p["p50_ms"]), _fmt(p["p95_ms"]),
+                      _fmt(p["p99_ms"]), _fmt(p["max_ms"]), _fmt(p["hub_cpu_s"]), _fmt(p["pg_cpu_s"]),
+                      _fmt(p["lag_p99_s"]), str(p["errors"]), str(p["shed"]))
+    console.print(table)
+    ceiling = results["ed25519_verifies_per_s"]
+    figures = ", ".join(f"{v:,}/s on {k.replace('_', ' ')}" for k, v in ceiling.items())
+    console.print(f"Ed25519 verify ceiling: {figures}")
+    ratios = results["ratios"]
+    console.print(f"sustained / naive = {ratios['sustained_over_naive']}×; "
+                  f"sustained / 1-thread verify ceiling = {ratios['sustained_over_verify_ceiling_1_thread']}")
+    rss = results["hub_rss_mb"]
+    console.print(f"hub RSS: {rss['first']} MB at start of the sustained phase, {rss['last']} MB at the end, peak {rss['peak']} MB")
+    out = args.json or Path("bench.json")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    console.print(f"written to {out}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="use this PostgreSQL (libpq URI) instead of an embedded one")
+    parser.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
+    parser.add_argument("--devices", type=int, default=200, help="D: devices uploading at once")
+    parser.add_argument("--accounts", type=int, default=5000, help="A: accounts (each with a card)")
+    parser.add_argument("--batch", type=int, default=20, help="B: events per upload in the sustained phase")
+    parser.add_argument("--seconds", type=float, default=30, help="T: length of the sustained phase")
+    parser.add_argument("--max-rate", type=int, default=8000, help="events pre-signed per second of T")
+    parser.add_argument("--online-rate", type=int, default=1000, help="single-event requests per second")
+    parser.add_argument("--online-seconds", type=int, default=10)
+    parser.add_argument("--naive-seconds", type=float, default=10)
+    parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
+
