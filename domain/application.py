@@ -83,18 +83,16 @@ class Workspace:
         self.loaded[aggregate.id] = aggregate
 
     def save(self) -> None:
-        """Saves every pending event. On failure the cached copies of these aggregates are
-        dropped: a chunk may already be committed, and the cache must match the store."""
-        try:
-            self.app.save(*self.loaded.values())
-        except BaseException:
-            cache = self.app.repository.cache
-            for aggregate_id in self.loaded:
-                if cache is not None:
-                    with contextlib.suppress(KeyError):
-                        cache.get(aggregate_id, evict=True)
-            raise
+        """Saves every pending event (a failed save evicts, see ``CampusCard.save``)."""
+        changed = [a for a in self.loaded.values() if a.pending_events]
+        if changed:
+            self.app.save(*changed)
         self.pending = 0
+
+    def forget(self) -> None:
+        """Drops every aggregate of this workspace from the cache: after a failure they may
+        hold changes that were never stored."""
+        self.app.evict(self.loaded)
 
 
 class CampusCard(Application):
@@ -115,6 +113,24 @@ class CampusCard(Application):
         self.clock = clock
         # device id -> public key, for callers that verify signatures before the writer does.
         self.device_keys: dict[str, Ed25519PublicKey] = {}
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Saves; on failure drops the aggregates from the cache, which may hand out the very
+        objects commands change (DEEPCOPY_FROM_AGGREGATE_CACHE=n), so that the next command
+        reloads them from the store."""
+        try:
+            return super().save(*objs, **kwargs)
+        except BaseException:
+            self.evict(o.id for o in objs if isinstance(o, Aggregate))
+            raise
+
+    def evict(self, aggregate_ids: Any) -> None:
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate_id in list(aggregate_ids):
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
 
     def _now(self) -> str:
         return self.clock().isoformat()
@@ -222,14 +238,13 @@ class CampusCard(Application):
         """Binds a new card; the account's lost cards become cancelled (补卡)."""
         account = self.get_account(account_id)
         self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
-        replaced: list[Card] = []
-        for uid in account.card_uids:
-            old: Card = self.repository.get(ids.card_id(uid))
+        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        for old in cards:
             if old.status == ACTIVE:
-                raise Conflict(f"account {account_id} already has an active card {uid}")
-            if old.status == LOST:
-                old.cancel()
-                replaced.append(old)
+                raise Conflict(f"account {account_id} already has an active card {old.card_uid}")
+        replaced = [old for old in cards if old.status == LOST]
+        for old in replaced:
+            old.cancel()
         card = Card(card_uid=card_uid, account_id=account_id)
         account.assign_card(card_uid)
         self.save(card, account, *replaced)
@@ -267,8 +282,12 @@ class CampusCard(Application):
         answer no upload as accepted."""
         workspace = Workspace(self)
         recorded: dict[tuple[str, int], Referenced] = {}
-        outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
-        workspace.save()
+        try:
+            outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
+            workspace.save()
+        except BaseException:
+            workspace.forget()
+            raise
         return outcomes
 
     def _record_upload(

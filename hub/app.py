@@ -34,6 +34,9 @@ def application_env(database: Database) -> dict[str, str]:
         # One writer per process owns the aggregates, so cached ones are current (DESIGN §8).
         "AGGREGATE_CACHE_MAXSIZE": "500000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
+        # The writer changes cached aggregates in place (no copy per swipe); a failed save
+        # evicts them (CampusCard.save), and handlers only see JSON made on the writer thread.
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
         "POSTGRES_POOL_SIZE": "2",
     }
 

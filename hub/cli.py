@@ -14,6 +14,7 @@ from hub.config import ConfigError, Settings
 from hub.keys import ROLES, TokenError, issue_token, load_key
 
 log = logging.getLogger("cardhub")
+SWITCH_INTERVAL_S = 0.0005
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +92,9 @@ def serve(settings: Settings) -> None:
     from hub.app import create_app
     from hub.store import DataDirLock, open_database
 
+    # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
+    # switch interval makes a ready request wait behind the writer for up to that long.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:

@@ -1,7 +1,8 @@
 """Card-office routes (DESIGN §6): merchants, devices, accounts, cards, top-ups, subsidies.
 
 Handlers translate: they check the caller, decode the body and hand a command to the
-writer thread; the domain decides."""
+writer thread; the domain decides. Answers are rendered on the writer thread, which alone
+touches the (uncopied) cached aggregates."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ async def create_merchant(request: web.Request) -> web.Response:
     authorize(request, "admin")
     body = await read_body(request, MerchantIn)
     merchant = await request.app[WRITER].run(
-        lambda app: app.register_merchant(body.merchant_id, body.name, body.category)
+        lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category))
     )
-    return json_response(merchant_json(merchant), status=201)
+    return json_response(merchant, status=201)
 
 
 @routes.post("/v1/devices")
@@ -65,19 +66,19 @@ async def create_device(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, DeviceIn)
     device = await request.app[WRITER].run(
-        lambda app: app.register_device(
+        lambda app: device_json(app.register_device(
             body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location
-        )
+        ))
     )
-    return json_response(device_json(device), status=201)
+    return json_response(device, status=201)
 
 
 @routes.post("/v1/devices/{device_id}/revoke")
 async def revoke_device(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     device_id = request.match_info["device_id"]
-    device = await request.app[WRITER].run(lambda app: app.revoke_device(device_id))
-    return json_response(device_json(device))
+    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id)))
+    return json_response(device)
 
 
 @routes.post("/v1/accounts")
@@ -86,36 +87,36 @@ async def create_account(request: web.Request) -> web.Response:
     body = await read_body(request, AccountIn)
     valid_from, valid_until = _instant(body.valid_from, "valid_from"), _instant(body.valid_until, "valid_until")
     account = await request.app[WRITER].run(
-        lambda app: app.open_account(
+        lambda app: account_json(app.open_account(
             body.account_id, body.name, body.category, body.groups, body.daily_limit,
             valid_from, valid_until,
-        )
+        ))
     )
-    return json_response(account_json(account), status=201)
+    return json_response(account, status=201)
 
 
 @routes.post("/v1/cards")
 async def issue_card(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, CardIn)
-    card = await request.app[WRITER].run(lambda app: app.issue_card(body.card_uid, body.account_id))
-    return json_response(card_json(card), status=201)
+    card = await request.app[WRITER].run(lambda app: card_json(app.issue_card(body.card_uid, body.account_id)))
+    return json_response(card, status=201)
 
 
 @routes.post("/v1/cards/{card_uid}/lost")
 async def report_lost(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: app.report_lost(uid))
-    return json_response(card_json(card))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid)))
+    return json_response(card)
 
 
 @routes.post("/v1/cards/{card_uid}/found")
 async def report_found(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: app.report_found(uid))
-    return json_response(card_json(card))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid)))
+    return json_response(card)
 
 
 @routes.post("/v1/accounts/{account_id}/topups")
@@ -134,12 +135,13 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
     account_id = request.match_info["account_id"]
     body = await read_body(request, CreditIn)
 
-    def credit(app: CampusCard) -> tuple[Account, bool]:
-        return app.credit(account_id, kind, body.amount, body.ref)
+    def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
+        account, created = app.credit(account_id, kind, body.amount, body.ref)
+        return balance_json(account), created
 
-    account, created = await request.app[WRITER].run(credit)
+    balance, created = await request.app[WRITER].run(credit)
     answer = {"account_id": account_id, "kind": kind, "amount": body.amount, "ref": body.ref,
-              "balance": balance_json(account)}
+              "balance": balance}
     return json_response(answer, status=201 if created else 200)
 
 
