@@ -380,16 +380,25 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    phases = [results[name] for name in ("sustained", "online", "naive")]
     table = Table(title=f"cardhub bench — {results['cores']} cores", title_justify="left")
-    for column in ("phase", "offered load", "accepted ev/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                   "hub CPU s", "PG CPU s", "proj. lag p99 s", "errors", "503s"):
-        table.add_column(column, justify="right" if column != "offered load" else "left")
-    for name in ("sustained", "online", "naive"):
-        p = results[name]
-        table.add_row(name, p["offered"], _fmt(p["events_per_s"]), _fmt(p["p50_ms"]), _fmt(p["p95_ms"]),
-                      _fmt(p["p99_ms"]), _fmt(p["max_ms"]), _fmt(p["hub_cpu_s"]), _fmt(p["pg_cpu_s"]),
-                      _fmt(p["lag_p99_s"]), str(p["errors"]), str(p["shed"]))
+    table.add_column("")
+    for phase in phases:
+        table.add_column(phase["name"], justify="right")
+    rows = [
+        ("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
+        ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
+        ("hub CPU", "hub_cpu_s", " s"), ("PostgreSQL CPU", "pg_cpu_s", " s"),
+        ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
+    ]
+    for label, key, unit in rows:
+        table.add_row(label, *(_fmt(p[key], unit) for p in phases))
+    table.add_row("seconds measured", *(_fmt(p["seconds"]) for p in phases))
+    table.add_row("rejected or missed", *(str(p["errors"]) for p in phases))
+    table.add_row("503 answers", *(str(p["shed"]) for p in phases))
     console.print(table)
+    for phase in phases:
+        console.print(f"  {phase['name']}: {phase['offered']}")
     ceiling = results["ed25519_verifies_per_s"]
     figures = ", ".join(f"{v:,}/s on {k.replace('_', ' ')}" for k, v in ceiling.items())
     console.print(f"Ed25519 verify ceiling: {figures}")
@@ -397,7 +406,8 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
     console.print(f"sustained / naive = {ratios['sustained_over_naive']}×; "
                   f"sustained / 1-thread verify ceiling = {ratios['sustained_over_verify_ceiling_1_thread']}")
     rss = results["hub_rss_mb"]
-    console.print(f"hub RSS: {rss['first']} MB at start of the sustained phase, {rss['last']} MB at the end, peak {rss['peak']} MB")
+    console.print(f"hub RSS: {rss['first']} MB at the start of the sustained phase, {rss['last']} MB at the end, "
+                  f"peak {rss['peak']} MB")
     out = args.json or Path("bench.json")
     out.write_text(json.dumps(results, indent=2, default=str))
     console.print(f"written to {out}")

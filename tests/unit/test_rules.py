@@ -181,3 +181,18 @@ def test_replaying_the_events_gives_the_live_account_and_the_books_balance(steps
     assert (replayed.subsidy_fen, replayed.cash_fen) == (live.subsidy_fen, live.cash_fen)
     # DESIGN §1: Σ credits = Σ balances + Σ approved purchases − Σ approved reversals.
     assert live.total_fen == credits - sum(amount for _, amount in approved)
+
+
+def test_snapshots_are_taken_from_the_saved_aggregates_and_restore_them() -> None:
+    app, pos = campus(cash=10**9)
+    for _ in range(1200):
+        pos.purchase(CARD, 1, NOON)
+    send(app, pos)
+    log_id = ids.swipe_log_id("pos-1")
+    snapshots = list(app.snapshots.get(log_id))
+    # One per interval crossed, at the version each saved chunk reached.
+    assert [s.originator_version // 500 for s in snapshots] == [1, 2]
+    live = app.repository.get(log_id)
+    app.repository.cache.clear()
+    restored = app.repository.get(log_id)
+    assert (restored.next_seq, restored.head_hash) == (live.next_seq, live.head_hash) == (1201, live.head_hash)
