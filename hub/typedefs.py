@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from domain.application import CampusCard
 from hub.config import Settings
 from hub.metrics import Metrics
-
-if TYPE_CHECKING:
-    from domain.application import CampusCard
-    from hub.projector import Projector
-    from hub.writer import IngestWriter
+from hub.projector import Projector
+from hub.writer import IngestWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)
 METRICS = web.AppKey("metrics", Metrics)
-APPLICATION = web.AppKey("application", "CampusCard")
-WRITER = web.AppKey("writer", "IngestWriter")
-PROJECTOR = web.AppKey("projector", "Projector")
+APPLICATION = web.AppKey("application", CampusCard)
+WRITER = web.AppKey("writer", IngestWriter)
+PROJECTOR = web.AppKey("projector", Projector)
 POOL = web.AppKey("pool", asyncpg.Pool)
 VERIFIERS = web.AppKey("verifiers", ThreadPoolExecutor)
