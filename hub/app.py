@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from domain.application import CampusCard
-from hub import routes_admin, routes_devices, routes_reads
+from hub import recorder, routes_admin, routes_devices, routes_reads
 from hub.config import Settings
 from hub.http import problem_middleware
 from hub.keys import load_or_create_key
@@ -38,6 +38,7 @@ def application_env(database: Database) -> dict[str, str]:
         # evicts them (CampusCard.save), and handlers only see JSON made on the writer thread.
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
         "POSTGRES_POOL_SIZE": "2",
+        "APPLICATION_RECORDER_TOPIC": recorder.TOPIC,
     }
 
 
