@@ -48,7 +48,7 @@ class Tally:
     revenue_fen: Counter[str] = field(default_factory=Counter)
     refunds_fen: Counter[str] = field(default_factory=Counter)
 
-    def add(self, device: SimDevice, merchant: str, sent: dict[int, dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    def add(self, merchant: str, sent: dict[int, dict[str, Any]], results: list[dict[str, Any]]) -> None:
         for result in results:
             self.statuses[result["status"]] += 1
             if result["status"] == "rejected":
@@ -203,25 +203,25 @@ async def run_lunch(
             if offline:
                 continue
             if forged and i == len(swipes) // 4:
-                tally.add(device, merchant, sent, await _forge(client, device))
+                tally.add(merchant, sent, await _forge(client, device))
             results = await client.upload(device, batch if len(device.pending) > 1 else 1)
             while device.pending:  # back online: drain what was kept
-                tally.add(device, merchant, sent, results)
+                tally.add(merchant, sent, results)
                 advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
                 results = await client.upload(device, batch)
-            tally.add(device, merchant, sent, results)
+            tally.add(merchant, sent, results)
             advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
             last = results[-1] if results else None
             if last and last.get("decision") == "approved" and rng.random() < 0.01:
                 reversal = device.reversal(swipe.card, last["seq"], swipe.at + timedelta(seconds=20))
                 sent[reversal["seq"]] = reversal
                 rev_results = await client.upload(device, 1)
-                tally.add(device, merchant, sent, rev_results)
+                tally.add(merchant, sent, rev_results)
             if rng.random() < 0.01:  # the answer was lost on the way: the device sends again
-                tally.add(device, merchant, sent, (await client.send([envelope], device.device_id))["results"])
+                tally.add(merchant, sent, (await client.send([envelope], device.device_id))["results"])
         while device.pending:
             results = await client.upload(device, batch)
-            tally.add(device, merchant, sent, results)
+            tally.add(merchant, sent, results)
             advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
 
     await asyncio.gather(*(drive(d, by_device[d.device_id]) for d in campus.devices))

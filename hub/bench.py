@@ -28,7 +28,7 @@ from device_sim.device import SimDevice
 from domain.application import CampusCard, Item
 from domain.wire import parse_envelope, public_key_from_b64, verify_envelope
 from hub.app import application_env
-from hub.demo import _free_port, _wait_ready
+from hub.spawn import free_port, wait_ready
 from hub.keys import issue_token, load_key
 from hub.store import Database
 
@@ -110,7 +110,7 @@ class Processes:
 async def run_bench(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
     if args.url:
@@ -121,7 +121,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         hub = subprocess.Popen([sys.executable, "-c", "from hub.cli import main; main()", "serve",
                                 "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env)
     try:
-        await _wait_ready(url, hub, log_path)
+        await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
         procs = Processes(hub.pid, pg_pid)
         token = issue_token(load_key(data_dir), "admin")

@@ -5,28 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 from rich.console import Console
 
 from device_sim.sim import print_report, simulate
 from hub.config import ConfigError, Settings
 from hub.keys import issue_token, load_key
+from hub.spawn import free_port, port_is_free, wait_ready
 
 console = Console()
-READY_TIMEOUT_S = 90
 
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-demo-"))
-    port = args.port if _port_is_free(args.port) else _free_port()
+    port = args.port if port_is_free(args.port) else free_port()
     url = f"http://127.0.0.1:{port}"
     console.print(f"[bold]cardhub demo[/] — data in {data_dir}, hub at {url}")
     log_path = data_dir / "hub.log"
@@ -40,7 +38,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         started = time.perf_counter()
         with console.status("starting the hub and its embedded PostgreSQL"):
-            asyncio.run(_wait_ready(url, hub, log_path))
+            asyncio.run(wait_ready(url, hub, log_path))
         console.print(f"hub ready in {time.perf_counter() - started:.1f} s")
         token = issue_token(load_key(data_dir), "admin")
         report = asyncio.run(simulate(
@@ -73,35 +71,3 @@ def run_demo(args: argparse.Namespace) -> int:
         if hub.poll() is None:
             hub.send_signal(signal.SIGTERM)
             hub.wait(timeout=60)
-
-
-async def _wait_ready(url: str, hub: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if hub.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-                raise ConfigError(f"the hub exited: {tail[0] if tail else 'see ' + str(log_path)}")
-            try:
-                async with session.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.2)
-    raise ConfigError(f"the hub did not answer within {READY_TIMEOUT_S} s; see {log_path}")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

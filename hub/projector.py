@@ -71,17 +71,6 @@ class ProjectionRunners:
             restarted.append(projection_class.name)
         return restarted
 
-    def positions(self) -> dict[str, int]:
-        return {
-            name: runner.view.max_tracking_id(CampusCard.name) or 0
-            for name, runner in self.runners.items()
-        }
-
-    def wait(self, notification_id: int | None, timeout: float = 10.0) -> None:
-        """Blocks until every view has applied ``notification_id`` (tests, demo, CLI)."""
-        for runner in self.runners.values():
-            runner.wait(notification_id, timeout=timeout)
-
     def stop(self) -> None:
         for name, runner in self.runners.items():
             try:
@@ -128,7 +117,7 @@ SUPERVISE_S = 0.5
 
 
 class Projector:
-    """The parent's handle on the projections' process, and on their positions."""
+    """The parent's handle on the projections' process, and a way to wait for their positions."""
 
     def __init__(self, env: EnvType) -> None:
         self.env = dict(env)
@@ -157,9 +146,6 @@ class Projector:
             self.start()
             return True
         return False
-
-    def positions(self) -> dict[str, int]:
-        return {name: view.max_tracking_id(CampusCard.name) or 0 for name, view in self.views.items()}
 
     def wait(self, notification_id: int | None, timeout: float = 10.0) -> None:
         """Blocks until every view has applied ``notification_id`` (tests, demo, CLI)."""
