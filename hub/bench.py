@@ -51,6 +51,8 @@ class Phase:
     pg_cpu_s: float | None = None
     lag_p99_s: float | None = None
     lag_max_s: float | None = None
+    hub_commit_p50_ms: float | None = None  # the hub's own enqueue-to-commit time (bucket bound)
+    hub_commit_p99_ms: float | None = None
 
     @property
     def rate(self) -> float:
@@ -303,6 +305,7 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
         finally:
             busy.discard(device.device_id)
 
+    before = await _commit_histogram(session, url)
     cpu0 = procs.cpu()
     t0 = time.perf_counter()
     n = 0
@@ -325,7 +328,31 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
     cpu1 = procs.cpu()
     phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
     phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    after = await _commit_histogram(session, url)
+    phase.hub_commit_p50_ms = _histogram_quantile(before, after, 0.5)
+    phase.hub_commit_p99_ms = _histogram_quantile(before, after, 0.99)
     return phase
+
+
+async def _commit_histogram(session: aiohttp.ClientSession, url: str) -> dict[float, float]:
+    """The hub's own enqueue-to-commit histogram (cumulative counts by upper bound, seconds)."""
+    async with session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("cardhub_upload_commit_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """Upper bound (ms) of the bucket holding quantile ``q`` of the uploads between two scrapes."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    if not counts or counts[-1][1] == 0:
+        return None
+    target = q * counts[-1][1]
+    return next(bound * 1000 for bound, n in counts if n >= target)
 
 
 def _naive(data_dir: Path, args: argparse.Namespace, device: SimDevice) -> Phase:
@@ -391,6 +418,7 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
         ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
         ("hub CPU", "hub_cpu_s", " s"), ("PostgreSQL CPU", "pg_cpu_s", " s"),
         ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
+        ("hub enqueue→commit p50 ≤", "hub_commit_p50_ms", " ms"), ("hub enqueue→commit p99 ≤", "hub_commit_p99_ms", " ms"),
     ]
     for label, key, unit in rows:
         table.add_row(label, *(_fmt(p[key], unit) for p in phases))
