@@ -113,6 +113,9 @@ class CampusCard(Application):
         self.clock = clock
         # device id -> public key, for callers that verify signatures before the writer does.
         self.device_keys: dict[str, Ed25519PublicKey] = {}
+        # device id -> the next seq after the last batch: a hint for callers, so that a resend
+        # (seq below it) is compared with the stored envelope before any signature is checked.
+        self.next_seqs: dict[str, int] = {}
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Saves; on failure drops the aggregates from the cache, which may hand out the very
@@ -325,6 +328,8 @@ class CampusCard(Application):
                 results.append(_rejected(item, "unknown_device"))
                 continue
             results.append(self._record_one(workspace, recorded, device, log, item))
+        if log is not None:
+            self.next_seqs[device_id] = log.next_seq
         return UploadOutcome(results=results, next_seq=log.next_seq if log else 1)
 
     def _record_one(

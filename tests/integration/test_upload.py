@@ -202,3 +202,15 @@ async def test_events_survive_in_order_across_many_devices_in_one_batch(hub: Hub
     assert all(a["next_seq"] == 6 for a in answers)
     assert (await hub.balance("s1"))["total"] == 1200 - 500
     assert event_hash(devices[0].pending[0]) == devices[0].pending[1]["prev"]
+
+
+async def test_a_resend_with_a_forged_signature_is_not_a_duplicate(hub: Hub, pos: SimDevice) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    envelope = pos.purchase(CARD, 100, NOON)
+    await hub.send(pos)
+    forged = sign_envelope(envelope, Ed25519PrivateKey.generate())  # same fields, another key
+    answer = await hub.upload(pos.device_id, [forged])
+    assert answer["results"] == [{"seq": 1, "status": "rejected", "code": "bad_signature"}]
+    again = await hub.upload(pos.device_id, [envelope])
+    assert again["results"][0]["status"] == "duplicate"
