@@ -50,7 +50,7 @@ class HubClient:
                     if resp.status != 200:
                         raise HubError(f"upload {device_id}: {resp.status} {data}")
                     return data
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            except (aiohttp.ClientConnectionError, TimeoutError):
                 self.retries += 1
                 await asyncio.sleep(0.2)
         raise HubError(f"upload {device_id}: gave up after {RETRY_LIMIT} tries")

@@ -8,7 +8,6 @@ single writer changes the aggregates.
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,9 +77,6 @@ class Workspace:
             except AggregateNotFoundError:
                 return None
         return self.loaded[aggregate_id]
-
-    def add(self, aggregate: Aggregate) -> None:
-        self.loaded[aggregate.id] = aggregate
 
     def save(self) -> None:
         """Saves every pending event (a failed save evicts, see ``CampusCard.save``)."""

@@ -153,9 +153,9 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
         per_device = max(1, int(args.seconds * args.max_rate / args.devices))
         with console.status(f"pre-signing {per_device * args.devices:,} events"):
             _presign(devices, per_device + args.online_rate * args.online_seconds // args.devices + 2,
-                     args.accounts, args.batch)
+                     args.accounts)
         procs.sample_rss()
-        sustained = await _sustained(client, session, url, devices, args, procs)
+        sustained = await _sustained(session, url, devices, args, procs)
         online = await _online(session, url, devices, args, procs)
     naive = await asyncio.to_thread(_naive, data_dir, args, naive_devices[0])
     ceiling = _ceiling(devices[0])
@@ -197,7 +197,7 @@ def _card(prefix: str, i: int) -> str:
     return f"{CARD_PREFIX}{len(prefix):02X}{i:08X}"
 
 
-def _presign(devices: list[SimDevice], per_device: int, accounts: int, batch: int) -> None:
+def _presign(devices: list[SimDevice], per_device: int, accounts: int) -> None:
     n = 0
     for device in devices:
         for _ in range(per_device):
@@ -205,7 +205,7 @@ def _presign(devices: list[SimDevice], per_device: int, accounts: int, batch: in
             n += 1
 
 
-async def _sustained(client: HubClient, session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
+async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
                      args: argparse.Namespace, procs: Processes) -> Phase:
     phase = Phase("sustained", f"{args.devices} devices × batches of {args.batch}, back to back")
     stop_at = time.monotonic() + args.seconds

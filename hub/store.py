@@ -49,7 +49,7 @@ class Database:
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's settings for this database."""
-        env = {
+        return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": self.params["dbname"],
             "POSTGRES_HOST": self.params.get("host", "localhost"),
@@ -60,7 +60,6 @@ class Database:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
         }
-        return env
 
     def asyncpg_kwargs(self) -> dict[str, Any]:
         return {
