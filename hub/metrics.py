@@ -24,11 +24,11 @@ class Metrics:
         )
         self.batch_seconds = Histogram(
             "cardhub_writer_batch_seconds", "Decide and commit time of one writer batch",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1), registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1), registry=r,
         )
         self.upload_wait_seconds = Histogram(
             "cardhub_upload_commit_seconds", "From enqueue to commit, per upload",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2), registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2), registry=r,
         )
         self.projection_position = Gauge(
             "cardhub_projection_position", "Last notification id applied, per projection",

@@ -1,4 +1,4 @@
-"""Runs the projections with the eventsourcing projection runner, in a process of their own.
+"""Runs the projections, behind one subscription to the event store, in a process of their own.
 
 The hub's process spends its one interpreter lock on HTTP, signatures and the writer; the
 projections (CPU in Python too) run beside it in a child process, so both cores work. The
@@ -11,13 +11,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.projection import ApplicationSubscription, Projection
 from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
@@ -27,90 +28,122 @@ from projections.ledger import LedgerProjection, LedgerView
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS: tuple[tuple[type[Projection[Any]], type[View]], ...] = (
+PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (LedgerProjection, LedgerView),
     (DirectoryProjection, DirectoryView),
 )
 
 
-class ProjectionRunners:
-    """One runner (subscription thread + view) per projection. A runner that fails is
-    logged and started again; it resumes from its tracking record, so nothing is applied
-    twice."""
+class SharedRunner:
+    """Every projection behind one subscription, in one thread.
+
+    Each event is fetched and decoded once and handed to every projection that has not
+    applied it yet (each resumes from its own tracking record, so nothing is applied twice).
+    Staged view writes are flushed — one transaction per view, with its tracking record —
+    once ``MAX_BATCH`` events are staged, or when the subscription has nothing more already
+    fetched and nothing arrives within ``LINGER_S``: a trickle of single swipes is written a
+    few at a time, a burst in large transactions. If a projection raises, the runner stops
+    and its error is kept; the supervisor starts a new runner."""
+
+    MAX_BATCH = 1000
+    LINGER_S = 0.02
 
     def __init__(self, env: EnvType) -> None:
         self.env = dict(env)
-        self.runners: dict[str, ProjectionRunner[CampusCard, View]] = {}
+        self.projections: list[tuple[BatchingProjection[Any], int]] = []
+        for projection_class, view_class in PROJECTIONS:
+            view = _view(projection_class, view_class, self.env)
+            self.projections.append((projection_class(view), view.max_tracking_id(CampusCard.name) or 0))
+        self.app = CampusCard(env=self.env)
+        start = min(position for _, position in self.projections)
+        self.subscription: ApplicationSubscription[Any] = ApplicationSubscription(self.app, gt=start)
+        self.has_more = _fetched_but_unprocessed(self.subscription)
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="projections", daemon=True)
 
     def start(self) -> None:
-        for projection_class, view_class in PROJECTIONS:
-            self._start(projection_class, view_class)
+        self.subscription.__enter__()
+        self._thread.start()
 
-    def _start(self, projection_class: type[Projection[Any]], view_class: type[View]) -> None:
-        runner: ProjectionRunner[CampusCard, View] = ProjectionRunner(
-            application_class=CampusCard, projection_class=projection_class,
-            view_class=view_class, env=self.env,
-        )
-        runner.__enter__()
-        if isinstance(runner.projection, BatchingProjection):
-            runner.projection.has_more = _fetched_but_unprocessed(runner)
-        self.runners[projection_class.name] = runner
+    def _run(self) -> None:
+        staged = 0
+        try:
+            for domain_event, tracking in self.subscription:
+                for projection, position in self.projections:
+                    if tracking.notification_id > position:
+                        projection.process_event(domain_event, tracking)
+                staged += 1
+                if staged >= self.MAX_BATCH or not self._more_soon():
+                    self._flush()
+                    staged = 0
+        except BaseException as exc:  # noqa: BLE001 - kept for the supervisor, which logs it
+            self.error = exc
+        finally:
+            self.stopped.set()
 
-    def restart_failed(self) -> list[str]:
-        """Restarts runners whose thread died; returns their names."""
-        restarted = []
-        for projection_class, view_class in PROJECTIONS:
-            runner = self.runners[projection_class.name]
-            if not runner.is_interrupted.is_set():
-                continue
-            try:
-                runner.__exit__(None, None, None)
-            except Exception:  # noqa: BLE001 - the runner's own error, re-raised on exit: log it
-                log.exception("projection %s failed; restarting it", projection_class.name)
-            self._start(projection_class, view_class)
-            restarted.append(projection_class.name)
-        return restarted
+    def _more_soon(self) -> bool:
+        deadline = time.monotonic() + self.LINGER_S
+        while not self.has_more():
+            if time.monotonic() >= deadline or self.stopped.is_set():
+                return False
+            time.sleep(self.LINGER_S / 8)
+        return True
+
+    def _flush(self) -> None:
+        for projection, _ in self.projections:
+            projection.flush()
 
     def stop(self) -> None:
-        for name, runner in self.runners.items():
-            try:
-                runner.__exit__(None, None, None)
-            except Exception:  # noqa: BLE001 - report and go on stopping the others
-                log.exception("projection %s stopped with an error", name)
-        self.runners.clear()
+        self.stopped.set()
+        self.subscription.stop()
+        self._thread.join(timeout=30)
+        self.subscription.__exit__(None, None, None)
+        for projection, _ in self.projections:
+            projection.view.datastore.close()
+        self.app.close()
 
 
-def _fetched_but_unprocessed(runner: ProjectionRunner[CampusCard, View]) -> Callable[[], bool]:
-    """Whether the runner's subscription holds events it has fetched and not yet handed on.
+def _view(projection_class: type[Projection[Any]], view_class: type[View], env: EnvType) -> View:
+    return InfrastructureFactory.construct(
+        Environment(projection_class.name, {**os.environ, **env})
+    ).tracking_recorder(view_class)
+
+
+def _fetched_but_unprocessed(subscription: ApplicationSubscription[Any]) -> Callable[[], bool]:
+    """Whether the subscription holds events it has fetched and not yet handed on.
 
     Reads the library's subscription buffers (eventsourcing 9.5: ``ListenNotifySubscription``);
     if they are not there, every event is written on its own, which is correct, only slower."""
-    subscription = getattr(getattr(runner, "_subscription", None), "subscription", None)
-    if not all(hasattr(subscription, a) for a in ("_notifications", "_notifications_index", "_notifications_queue")):
-        log.warning("projection batching disabled: unknown subscription type %r", type(subscription))
+    inner = subscription.subscription
+    if not all(hasattr(inner, a) for a in ("_notifications", "_notifications_index", "_notifications_queue")):
+        log.warning("projection batching disabled: unknown subscription type %r", type(inner))
         return lambda: False
 
     def has_more() -> bool:
         return (
-            subscription._notifications_index < len(subscription._notifications)  # noqa: SLF001
-            or subscription._notifications_queue.qsize() > 0  # noqa: SLF001
+            inner._notifications_index < len(inner._notifications)
+            or inner._notifications_queue.qsize() > 0
         )
 
     return has_more
 
 
 def run_projections(env: dict[str, str], stop: EventType, parent_pid: int) -> None:
-    """The child process: runs every projection until told to stop or orphaned."""
+    """The child process: runs the projections until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runners = ProjectionRunners(env)
-    runners.start()
+    runner = SharedRunner(env)
+    runner.start()
     try:
         while not stop.wait(SUPERVISE_S) and os.getppid() == parent_pid:
-            for name in runners.restart_failed():
-                log.error("projection %s had stopped; restarted from its tracking record", name)
+            if runner.stopped.is_set():
+                log.error("projections stopped (%r); starting again from their tracking records", runner.error)
+                runner.stop()
+                runner = SharedRunner(env)
+                runner.start()
     finally:
-        runners.stop()
+        runner.stop()
 
 
 SUPERVISE_S = 0.5
@@ -126,9 +159,7 @@ class Projector:
         self._process: Any = None
         # Creating the views here, before the child starts, creates their tables once.
         self.views = {
-            projection_class.name: InfrastructureFactory.construct(
-                Environment(projection_class.name, {**os.environ, **self.env})
-            ).tracking_recorder(view_class)
+            projection_class.name: _view(projection_class, view_class, self.env)
             for projection_class, view_class in PROJECTIONS
         }
 

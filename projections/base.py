@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.persistence import Tracking
@@ -45,44 +44,21 @@ TView = TypeVar("TView", bound=View)
 
 
 class BatchingProjection(Projection[TView], Generic[TView]):
-    """Stages the statements of consecutive events and writes them in one transaction with
-    the tracking record of the last one: when ``max_batch`` events are staged, or as soon
-    as the subscription has no further event already fetched (so a lone swipe is applied at
-    once, and a burst in a few large transactions).
-
-    ``has_more`` is set by whoever runs the projection; by default every event is written
-    on its own."""
-
-    max_batch: ClassVar[int] = 1000
-    # With nothing fetched, wait this long for more before writing: at a trickle of single
-    # swipes this turns one view transaction per event into one per few events, for a lag
-    # of at most a few milliseconds.
-    linger_s: ClassVar[float] = 0.003
+    """Stages the statements of consecutive events; ``flush`` writes them in one transaction
+    with the tracking record of the last one. Whoever runs the projection decides when to
+    flush (``hub.projector`` does when the subscription has nothing more already fetched)."""
 
     def __init__(self, view: TView) -> None:
         super().__init__(view)
-        self.has_more: Callable[[], bool] = lambda: False
         self._staged: list[Statement] = []
-        self._events = 0
         self._last: Tracking | None = None
 
     def stage(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
         self._staged.extend(statements)
         self._last = tracking
-        self._events += 1
-        if self._events >= self.max_batch or not self._more_soon():
-            self.flush()
-
-    def _more_soon(self) -> bool:
-        deadline = time.monotonic() + self.linger_s
-        while not self.has_more():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(self.linger_s / 6)
-        return True
 
     def flush(self) -> None:
         if self._last is None:
             return
         self.view.write(self._last, self._staged)
-        self._staged, self._events, self._last = [], 0, None
+        self._staged, self._last = [], None
