@@ -44,6 +44,13 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             function=function, schema=schema, table=Identifier(events_table_name),
             lock_timeout=Literal(f"{int(datastore.lock_timeout)}s"), channel=Identifier(self.channel_name),
         ))
+        # Vacuum and analyze take SHARE UPDATE EXCLUSIVE, which conflicts with the insert lock:
+        # measured, autovacuum on this insert-only table blocked the writer for one second
+        # (until deadlock_timeout cancelled it) every minute, and never finished. The table
+        # has no updates or deletes; see the README (Operations) for freezing it off-peak.
+        self.sql_create_statements.append(SQL(
+            "ALTER TABLE {}.{} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+        ).format(schema, Identifier(events_table_name)))
         self._call = SQL("SELECT * FROM {}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) AS t(id)").format(function)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
