@@ -103,6 +103,20 @@ def nodes_needed(ranges: Iterable[Range]) -> set[Node]:
     return {node for start, end in ranges for node in subtree_nodes(start, end)}
 
 
+def nodes_read(compute: Callable[[GetNode], object]) -> set[Node]:
+    """The stored nodes a computation over ``get`` reads. The algorithms read the same nodes
+    whatever their hashes are, so a dry run with placeholder hashes names them, and a caller
+    can fetch them all in one query before the real run."""
+    seen: set[Node] = set()
+
+    def record(level: int, index: int) -> bytes:
+        seen.add((level, index))
+        return bytes(HASH_SIZE)
+
+    compute(record)
+    return seen
+
+
 # --- the incremental right edge ------------------------------------------------------------
 
 

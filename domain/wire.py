@@ -63,6 +63,11 @@ def event_hash(envelope: dict[str, Any]) -> str:
     return hashlib.sha256(signing_input(envelope)).hexdigest()
 
 
+def leaf_bytes(originator_id: str, version: int, topic: str, state: bytes) -> bytes:
+    """The Merkle leaf of one stored event (DESIGN §4)."""
+    return canonical({"id": originator_id, "version": version, "topic": topic, "state": b64encode(state)})
+
+
 def b64encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 

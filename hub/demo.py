@@ -21,6 +21,19 @@ from hub.spawn import free_port, port_is_free, wait_ready
 console = Console()
 
 
+def _audit(data_dir: Path) -> bool:
+    """``cardhub audit verify`` on the demo's database, while the hub keeps running."""
+    from hub.store import open_database
+    from hub.verify import print_report as print_audit
+    from hub.verify import verify
+
+    console.print("\n[bold]Audit[/]: re-checking every signature, chain, total and view from the event store")
+    with open_database(Settings.from_env(data_dir=data_dir), shared=True) as database:
+        report = verify(database, load_key(data_dir).public_key())
+    print_audit(report)
+    return report.ok
+
+
 def run_demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-demo-"))
@@ -46,16 +59,18 @@ def run_demo(args: argparse.Namespace) -> int:
             batch=20, offline_share=0.05, state=data_dir / "sim.json", tz=settings.zone(),
         ))
         print_report(report)
+        audit_ok = _audit(data_dir)
         account = f"{args.seed}{0:06d}"
         cardholder = issue_token(load_key(data_dir), "cardholder", account)
         console.print(
             "\nTry it:\n"
             f"  curl -s -H 'Authorization: Bearer {cardholder}' {url}/v1/accounts/{account}/balance\n"
             f"  curl -s {url}/healthz\n"
-            f"  cardhub token issue --role admin --data-dir {data_dir}",
+            f"  cardhub token issue --role admin --data-dir {data_dir}\n"
+            f"  cardhub audit verify --data-dir {data_dir}",
             highlight=False, soft_wrap=True,
         )
-        ok = report.books is None or report.books[0] == report.books[1]
+        ok = (report.books is None or report.books[0] == report.books[1]) and audit_ok
         if args.no_wait:
             return 0 if ok else 1
         console.print(f"\nThe hub keeps serving at {url}. Press Ctrl-C to stop it.")

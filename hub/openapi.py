@@ -69,6 +69,19 @@ def document() -> dict[str, Any]:
         "/v1/cards": {"post": _op("Issue a card (replaces lost cards)", 201, body="CardIn", errors=(404, 409))},
         "/v1/cards/{card_uid}/lost": {"post": _op("Report a card lost", 200, errors=(404, 409))},
         "/v1/cards/{card_uid}/found": {"post": _op("Report a lost card found", 200, errors=(404, 409))},
+        "/v1/audit/checkpoint": {"get": _op("The latest signed checkpoint of the Merkle log", 200)},
+        "/v1/audit/leaves": {"get": _op(
+            "Leaf bytes [start, end), at most 1000", 200, errors=(422,), params=("start", "end"))},
+        "/v1/audit/proofs/inclusion": {"get": _op(
+            "RFC 9162 inclusion proof", 200, errors=(422,), params=("index", "tree_size"))},
+        "/v1/audit/proofs/consistency": {"get": _op(
+            "RFC 9162 consistency proof", 200, errors=(422,), params=("first", "second"))},
+        "/v1/audit/events": {"get": _op(
+            "Device envelopes as signed, with their results, newest first", 200, errors=(422,),
+            params=("card", "device", "account", "from", "to", "limit", "cursor"))},
+        "/v1/merchants/{merchant_id}/settlement": {"get": _op(
+            "A merchant's approved purchases and reversals on one local day (JSON or text/csv)", 200,
+            errors=(404, 422), params=("date", "format"))},
         "/healthz": {"get": _op("Health and projection lag", 200, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", 200, secure=False)},
         "/openapi.json": {"get": _op("This document", 200, secure=False)},

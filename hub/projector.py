@@ -17,11 +17,12 @@ from collections.abc import Callable
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import ApplicationSubscription, Projection
 from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
+from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (LedgerProjection, LedgerView),
     (DirectoryProjection, DirectoryView),
+    (AuditProjection, AuditView),
 )
 
 
@@ -69,10 +71,13 @@ class SharedRunner:
     def _run(self) -> None:
         staged = 0
         try:
-            for domain_event, tracking in self.subscription:
+            mapper, name = self.app.mapper, self.app.name
+            for notification in self.subscription.subscription:
+                tracking = Tracking(name, notification.id)
+                domain_event = mapper.to_domain_event(notification)
                 for projection, position in self.projections:
-                    if tracking.notification_id > position:
-                        projection.process_event(domain_event, tracking)
+                    if notification.id > position:
+                        projection.process_stored(notification, domain_event, tracking)
                 staged += 1
                 if staged >= self.MAX_BATCH or not self._more_soon():
                     self._flush()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import psycopg
 from psycopg import conninfo, sql
 
@@ -152,15 +153,33 @@ class DataDirLock:
 
 
 @contextlib.contextmanager
-def open_database(settings: Settings) -> Iterator[Database]:
-    """The configured database, started if embedded and stopped again on exit."""
+def open_database(settings: Settings, *, shared: bool = False) -> Iterator[Database]:
+    """The configured database, started if embedded and stopped again on exit.
+
+    ``shared``: a tool beside the hub (``cardhub audit verify``): the data directory must
+    hold a database already; if its server is running (the hub is up) it is used and left
+    running, otherwise it is started for the tool and stopped after."""
     if settings.database_url:
         database = Database.from_url(settings.database_url)
         database.check_server()
         yield database
         return
-    embedded = EmbeddedPostgres(settings.data_dir / "pg")
+    pgdata = settings.data_dir / "pg"
+    if shared and not (pgdata / "PG_VERSION").exists():
+        raise ConfigError(f"no cardhub database in {settings.data_dir}: pass the hub's --data-dir or set CARDHUB_DATABASE_URL")
+    already_running = shared and _server_running(pgdata)
+    embedded = EmbeddedPostgres(pgdata)
     try:
         yield embedded.start()
     finally:
-        embedded.stop()
+        if not already_running:
+            embedded.stop()
+
+
+def _server_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return psutil.pid_exists(pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Composed, Identifier
@@ -52,6 +52,11 @@ class BatchingProjection(Projection[TView], Generic[TView]):
         super().__init__(view)
         self._staged: list[Statement] = []
         self._last: Tracking | None = None
+
+    def process_stored(self, notification: Notification, domain_event: Any, tracking: Tracking) -> None:
+        """Called by the runner for each event; projections that need the stored bytes
+        (the audit log) override this, the others handle the decoded event."""
+        self.process_event(domain_event, tracking)
 
     def stage(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
         self._staged.extend(statements)

@@ -26,6 +26,7 @@ class LedgerView(View):
         " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
         "CREATE INDEX IF NOT EXISTS transactions_by_account"
         " ON {schema}.transactions (account_id, notification_id DESC)",
+        "CREATE INDEX IF NOT EXISTS transactions_by_merchant ON {schema}.transactions (merchant_id, occurred_at)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

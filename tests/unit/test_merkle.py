@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import merkle
 from domain.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -362,3 +363,10 @@ def test_verifiers_refuse_sizes_outside_the_rfc_domain() -> None:
     assert not verify_consistency(2, 1, h, h, [])
     assert not verify_consistency(1, 1, h, h, [h])
     assert verify_consistency(1, 1, h, h, [])
+
+
+@pytest.mark.parametrize(("index", "size"), [(0, 1), (3, 10), (63, 64), (17, 33)])
+def test_nodes_read_names_exactly_what_a_proof_reads(index: int, size: int) -> None:
+    assert merkle.nodes_read(lambda get: merkle.inclusion_proof(index, size, get)) == merkle.nodes_needed(
+        merkle.inclusion_ranges(index, size))
+    assert merkle.nodes_read(lambda get: merkle.root_hash(size, get)) == set(merkle.frontier_nodes(size))

@@ -1,0 +1,118 @@
+"""The audit log (DESIGN §4): every stored event, in the global sequence, as a leaf of an
+RFC 9162 Merkle tree, and an index of device envelopes for auditors.
+
+Leaf *i* is the *i*-th stored event (notification ids may skip numbers where a transaction
+rolled back, so ``audit_leaves`` maps leaf indexes to notification ids). ``audit_nodes`` keeps
+the hash of every complete subtree — node (level, index) covers leaves
+[index·2^level, (index+1)·2^level) — so any root or proof is O(log n) rows away; the
+projection keeps only the tree's right edge in memory and writes each batch's leaves and
+nodes with its tracking record, exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import Notification, Tracking
+
+from domain import merkle
+from domain.devices import SwipeLog
+from domain.wire import leaf_bytes, parse_rfc3339
+from projections.base import BatchingProjection, View
+
+
+class AuditView(View):
+    tables = (
+        "CREATE TABLE IF NOT EXISTS {schema}.audit_leaves ("
+        " leaf_index bigint PRIMARY KEY, notification_id bigint NOT NULL UNIQUE)",
+        "CREATE TABLE IF NOT EXISTS {schema}.audit_nodes ("
+        " level smallint NOT NULL, node_index bigint NOT NULL, hash bytea NOT NULL,"
+        " PRIMARY KEY (level, node_index))",
+        "CREATE TABLE IF NOT EXISTS {schema}.audit_swipes ("
+        " notification_id bigint PRIMARY KEY, device_id text NOT NULL, seq bigint NOT NULL,"
+        " card_uid text NOT NULL, account_id text, occurred_at timestamptz NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS audit_swipes_by_card ON {schema}.audit_swipes (card_uid, notification_id DESC)",
+        "CREATE INDEX IF NOT EXISTS audit_swipes_by_device ON {schema}.audit_swipes (device_id, notification_id DESC)",
+        "CREATE INDEX IF NOT EXISTS audit_swipes_by_account"
+        " ON {schema}.audit_swipes (account_id, notification_id DESC)",
+        "CREATE INDEX IF NOT EXISTS audit_swipes_by_time ON {schema}.audit_swipes (occurred_at)",
+        # Signed by the hub, not derived from events: not part of the replayed views.
+        "CREATE TABLE IF NOT EXISTS {schema}.audit_checkpoints ("
+        " tree_size bigint PRIMARY KEY, root_hash text NOT NULL, issued_at text NOT NULL, sig text NOT NULL)",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_leaves = self.sql(
+            "INSERT INTO {schema}.audit_leaves (leaf_index, notification_id)"
+            " SELECT * FROM unnest(%(index)s::bigint[], %(notification_id)s::bigint[])"
+        )
+        self.add_nodes = self.sql(
+            "INSERT INTO {schema}.audit_nodes (level, node_index, hash)"
+            " SELECT * FROM unnest(%(level)s::smallint[], %(index)s::bigint[], %(hash)s::bytea[])"
+        )
+        self.add_swipes = self.sql(
+            "INSERT INTO {schema}.audit_swipes (notification_id, device_id, seq, card_uid, account_id, occurred_at)"
+            " SELECT * FROM unnest(%(notification_id)s::bigint[], %(device_id)s::text[], %(seq)s::bigint[],"
+            " %(card_uid)s::text[], %(account_id)s::text[], %(occurred_at)s::timestamptz[])"
+        )
+
+    def load_frontier(self) -> merkle.Frontier:
+        """The right edge of the stored tree, to go on appending."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.sql("SELECT coalesce(max(leaf_index) + 1, 0) AS size FROM {schema}.audit_leaves"))
+            row = curs.fetchone()
+            size = int(row["size"]) if row else 0
+            wanted = merkle.frontier_nodes(size)
+            if not wanted:
+                return merkle.Frontier.from_nodes(0, lambda level, index: b"")
+            curs.execute(
+                self.sql(
+                    "SELECT level, node_index, hash FROM {schema}.audit_nodes"
+                    " WHERE (level, node_index) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))"
+                ),
+                ([level for level, _ in wanted], [index for _, index in wanted]),
+            )
+            nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in curs.fetchall()}
+        return merkle.Frontier.from_nodes(size, lambda level, index: nodes[(level, index)])
+
+
+class AuditProjection(BatchingProjection[AuditView]):
+    name = "audit"
+
+    def __init__(self, view: AuditView) -> None:
+        super().__init__(view)
+        self.frontier = view.load_frontier()
+        self._leaves: list[tuple[int, int]] = []
+        self._nodes: list[tuple[int, int, bytes]] = []
+        self._swipes: list[tuple[Any, ...]] = []
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # pragma: no cover
+        raise TypeError("the audit projection needs the stored event: use process_stored")
+
+    def process_stored(self, notification: Notification, domain_event: Any, tracking: Tracking) -> None:
+        leaf = leaf_bytes(str(notification.originator_id), notification.originator_version,
+                          notification.topic, notification.state)
+        index = self.frontier.size
+        self._nodes.extend(self.frontier.append(merkle.leaf_hash(leaf)))
+        self._leaves.append((index, notification.id))
+        if isinstance(domain_event, SwipeLog.Recorded):
+            envelope = domain_event.envelope
+            self._swipes.append((notification.id, envelope["device"], envelope["seq"], envelope["card"],
+                                 domain_event.facts.get("account_id"), parse_rfc3339(envelope["at"])))
+        self.stage(tracking)
+
+    def flush(self) -> None:
+        if self._leaves:
+            self._staged.append((self.view.add_leaves, {
+                "index": [i for i, _ in self._leaves], "notification_id": [n for _, n in self._leaves]}))
+            self._staged.append((self.view.add_nodes, {
+                "level": [n[0] for n in self._nodes], "index": [n[1] for n in self._nodes],
+                "hash": [n[2] for n in self._nodes]}))
+        if self._swipes:
+            columns = list(zip(*self._swipes, strict=True))
+            self._staged.append((self.view.add_swipes, dict(zip(
+                ("notification_id", "device_id", "seq", "card_uid", "account_id", "occurred_at"),
+                (list(c) for c in columns), strict=True))))
+        super().flush()
+        self._leaves, self._nodes, self._swipes = [], [], []
