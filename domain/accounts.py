@@ -56,6 +56,7 @@ class Account(Aggregate):
         self.credit_refs: dict[str, list[object]] = {}  # ref -> [kind, amount_fen]
         self.spent_by_day: dict[str, int] = {}  # local day (ISO) -> approved purchases, fen
         self.card_uids: list[str] = []
+        self.zones_inside: list[str] = []  # anti-passback zones passed in and not out
 
     def assign_card(self, card_uid: str) -> None:
         self._card_assigned(card_uid=card_uid)
@@ -147,3 +148,17 @@ class Account(Aggregate):
         self.cash_fen += cash_fen
         if day in self.spent_by_day:
             self.spent_by_day[day] -= subsidy_fen + cash_fen
+
+    # -- gates -------------------------------------------------------------
+
+    def is_inside(self, zone: str) -> bool:
+        """In an anti-passback zone: passed ``in`` and not ``out`` since."""
+        return zone in getattr(self, "zones_inside", ())  # snapshots older than gates lack it
+
+    def pass_gate(self, zone: str, direction: str, device: str, seq: int, at: str) -> None:
+        self._passed(account_id=self.account_id, zone=zone, direction=direction, device=device, seq=seq, at=at)
+
+    @event("Passed")
+    def _passed(self, account_id: str, zone: str, direction: str, device: str, seq: int, at: str) -> None:
+        inside = [z for z in getattr(self, "zones_inside", []) if z != zone]
+        self.zones_inside = [*inside, zone] if direction == "in" else inside

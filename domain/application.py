@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.utils import EnvType
 
 from domain import ids
+from domain.access import Zone
 from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
@@ -193,6 +194,8 @@ class CampusCard(Application):
             self._get(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
         elif zone is None or merchant_id is not None:
             raise Invalid("a gate device has a zone and no merchant_id", field="zone")
+        else:
+            self._get(ids.zone_id(zone), f"zone {zone}")
         self._refuse_existing(ids.device_id(device_id), f"device {device_id}")
         device = Device(
             device_id=device_id, kind=kind, public_key=public_key,
@@ -216,6 +219,24 @@ class CampusCard(Application):
         except AggregateNotFoundError:
             return 1
         return log.next_seq
+
+    # -- zones and access rules (DESIGN §3) -----------------------------
+
+    def create_zone(self, zone: str, name: str, anti_passback: bool) -> Zone:
+        self._refuse_existing(ids.zone_id(zone), f"zone {zone}")
+        created = Zone(zone=zone, name=name, anti_passback=anti_passback)
+        self.save(created)
+        return created
+
+    def get_zone(self, zone: str) -> Zone:
+        return self._get(ids.zone_id(zone), f"zone {zone}")
+
+    def add_access_rule(self, zone: str, group: str, days: list[str], start: str, stop: str) -> dict[str, Any]:
+        """Takes effect for the next online gate decision: the writer decides on this aggregate."""
+        found = self.get_zone(zone)
+        rule = found.add_rule(group, days, start, stop)
+        self.save(found)
+        return rule
 
     # -- accounts and cards ----------------------------------------------
 
@@ -362,6 +383,8 @@ class CampusCard(Application):
         card: Card | None = workspace.find(ids.card_id(env.card))
         account: Account | None = workspace.find(ids.account_id(card.account_id)) if card else None
         ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz)
+        if env.type == "gate" and device.zone is not None:
+            ctx.zone = workspace.find(ids.zone_id(device.zone))
         if env.type == "reversal":
             assert env.ref_seq is not None
             ctx.referenced = recorded.get((device.device_id, env.ref_seq)) or self._stored_swipe(

@@ -26,3 +26,7 @@ def swipe_log_id(device: str) -> UUID:
 
 def merchant_id(merchant: str) -> UUID:
     return uuid5(NAMESPACE, f"merchant:{merchant}")
+
+
+def zone_id(zone: str) -> UUID:
+    return uuid5(NAMESPACE, f"zone:{zone}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from domain.access import Zone, admits
 from domain.accounts import Account, Split
 from domain.cards import ACTIVE, Card
 from domain.devices import Device, SwipeLog
@@ -36,6 +37,7 @@ class SwipeContext:
     account: Account | None
     tz: ZoneInfo
     referenced: Referenced | None = None
+    zone: Zone | None = None  # the gate's zone (gate events only)
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -132,14 +134,39 @@ def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
 
 
 def _gate(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
-    """Gates decide on the card alone until zones and access rules exist (DESIGN §3, a later
-    issue): with no rule for any group, every active card is declined ``no_access``."""
+    """DESIGN §3. Online: the card, then the zone's rules for the account's groups at the
+    envelope's local time, then anti-passback. Offline: what the device decided stands; where
+    the hub would have declined, the event is flagged ``would_decline:<reason>``. An approved
+    passage, online or offline, moves the account in or out of an anti-passback zone."""
     env = ctx.envelope
+    hub_reason = card_decline_reason(ctx) or _access_reason(ctx)
     if env.offline:
         _flag_offline_card(ctx)
-        return env.decision or DECLINED, None, None
-    reason = card_decline_reason(ctx)
-    return DECLINED, reason or "no_access", None
+        decision = env.decision or DECLINED
+        if hub_reason is not None and decision == APPROVED:
+            ctx.flags.append(f"would_decline:{hub_reason}")
+    elif hub_reason is not None:
+        return DECLINED, hub_reason, None
+    else:
+        decision = APPROVED
+    if decision == APPROVED and ctx.account is not None and ctx.zone is not None and ctx.zone.anti_passback:
+        assert env.direction is not None
+        ctx.account.pass_gate(ctx.zone.zone, env.direction, env.device, env.seq, env.raw["at"])
+    return decision, None, None
+
+
+def _access_reason(ctx: SwipeContext) -> str | None:
+    assert ctx.account is not None
+    rules = ctx.zone.rules_for(ctx.account.groups) if ctx.zone is not None else []
+    if not rules:
+        return "no_access"
+    local = ctx.envelope.occurred_at.astimezone(ctx.tz)
+    if not any(admits(rule, local) for rule in rules):
+        return "outside_schedule"
+    assert ctx.zone is not None
+    if ctx.zone.anti_passback and ctx.envelope.direction == "in" and ctx.account.is_inside(ctx.zone.zone):
+        return "anti_passback"
+    return None
 
 
 def _flag_offline_card(ctx: SwipeContext) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from domain.application import CampusCard
-from hub import audit_log, recorder, routes_admin, routes_audit, routes_devices, routes_reads
+from hub import audit_log, recorder, routes_access, routes_admin, routes_audit, routes_devices, routes_reads
 from hub.config import Settings
 from hub.http import problem_middleware
 from hub.keys import load_or_create_key
@@ -54,6 +54,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_devices.routes)
     app.router.add_routes(routes_reads.routes)
     app.router.add_routes(routes_audit.routes)
+    app.router.add_routes(routes_access.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 

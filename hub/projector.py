@@ -22,6 +22,7 @@ from eventsourcing.projection import ApplicationSubscription, Projection
 from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
+from projections.access import AccessProjection, AccessView
 from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (LedgerProjection, LedgerView),
     (DirectoryProjection, DirectoryView),
+    (AccessProjection, AccessView),
     (AuditProjection, AuditView),
 )
 

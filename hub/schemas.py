@@ -59,3 +59,20 @@ class CreditIn(Strict):
 
 class UploadIn(Strict):
     events: list[msgspec.Raw]
+
+
+class ZoneIn(Strict):
+    zone: Zone
+    name: Name
+    anti_passback: bool = False
+
+
+HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")]
+
+
+class AccessRuleIn(Strict):
+    zone: Zone
+    group: Group
+    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], msgspec.Meta(min_length=1, max_length=7)]
+    start: HHMM = msgspec.field(name="from")
+    stop: HHMM = msgspec.field(name="to")
