@@ -23,6 +23,7 @@ MERCHANTS = (
     ("canteen-3", "清真食堂", "dining", (800, 2200)),
     ("market", "教育超市", "supermarket", (300, 6000)),
 )
+DORMS = 2  # students live in dorm-1 or dorm-2 (device_sim.gates)
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
 
@@ -35,6 +36,7 @@ class Campus:
     cards: list[str]
     credits_fen: int = 0
     lost: list[str] = field(default_factory=list)
+    groups_of: dict[str, list[str]] = field(default_factory=dict)  # card → its account's groups
 
 
 @dataclass
@@ -108,7 +110,8 @@ async def seed_campus(client: HubClient, *, seed: int, devices: int, accounts: i
             staff = rng.random() < 0.1
             body: dict[str, Any] = {
                 "account_id": account_id, "name": rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
-                "category": "staff" if staff else "student", "groups": ["staff" if staff else "students"],
+                "category": "staff" if staff else "student",
+                "groups": ["staff"] if staff else ["students", f"dorm-{i % DORMS + 1}"],
             }
             if rng.random() < 0.05:
                 body["daily_limit"] = 1500
@@ -116,6 +119,7 @@ async def seed_campus(client: HubClient, *, seed: int, devices: int, accounts: i
             uid = card_uid(seed, i)
             await client.create("/v1/cards", {"card_uid": uid, "account_id": account_id})
             campus.cards.append(uid)
+            campus.groups_of[uid] = body["groups"]
             poor = rng.random() < 0.03
             subsidy = 0 if poor else rng.choice((0, 10000, 20000))
             cash = 300 if poor else rng.randrange(2000, 40000, 100)

@@ -8,9 +8,20 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
-from domain.wire import GENESIS_PREV, b64decode, b64encode, event_hash, public_key_b64, sign_envelope
+from domain.wire import (
+    GENESIS_PREV,
+    b64decode,
+    b64encode,
+    event_hash,
+    public_key_b64,
+    sign_envelope,
+)
 
 ACKED = ("accepted", "duplicate")
 

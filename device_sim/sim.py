@@ -14,12 +14,19 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from device_sim.campus import Campus, Tally, lunch_hour, run_lunch, seed_campus
 from device_sim.client import HubClient, HubError
 from device_sim.device import SimDevice
+from device_sim.gates import gate_day, run_gates, seed_gates
 
 console = Console()
 BOOKS_WAIT_S = 120
@@ -32,11 +39,12 @@ class SimReport:
     elapsed_s: float
     retries: int
     books: tuple[int, int] | None  # (Σ credits − Σ approved purchases + Σ refunds, Σ balances) in fen
+    gates: Tally | None = None  # the dorm and library gates' day, when driven
 
 
 async def simulate(
     url: str, token: str, *, seed: int, devices: int, accounts: int, swipes: int, batch: int,
-    offline_share: float, state: Path | None = None, tz: ZoneInfo | None = None,
+    offline_share: float, state: Path | None = None, tz: ZoneInfo | None = None, gates: bool = True,
 ) -> SimReport:
     rng = random.Random(seed)
     existing = _load_state(state)
@@ -67,22 +75,48 @@ async def simulate(
             finally:
                 _save_state(state, campus.devices if existing is None else existing)
         elapsed = time.perf_counter() - started
+        gate_tally = None
+        if gates and campus.groups_of:
+            known = existing if existing is not None else campus.devices
+            gate_tally = await _gate_day(client, campus, known, rng, tz or ZoneInfo("Asia/Shanghai"), batch)
+            _save_state(state, known)
         books = await _books(client, campus, tally) if existing is None else None
-    return SimReport(campus, tally, elapsed, client.retries, books)
+    return SimReport(campus, tally, elapsed, client.retries, books, gate_tally)
+
+
+async def _caught_up(client: HubClient) -> None:
+    """Waits until every projection has applied every stored event."""
+    deadline = time.monotonic() + BOOKS_WAIT_S
+    while time.monotonic() < deadline:
+        _, health = await client.call("GET", "/healthz")
+        if all(p["lag_events"] == 0 for p in health["projections"].values()):
+            return
+        await asyncio.sleep(0.05)
+    raise HubError(f"projections still behind after {BOOKS_WAIT_S} s: {health['projections']}")
+
+
+async def _gate_day(client: HubClient, campus: Campus, known: list[SimDevice], rng: random.Random,
+                    tz: ZoneInfo, batch: int) -> Tally:
+    """Dorm and library gates through a day (device_sim.gates), with a progress bar."""
+    gates = await seed_gates(client, seed=campus.seed, existing=known)
+    await _caught_up(client)  # gates download their signed rules from the views
+    residents = [(uid, int(g.removeprefix("dorm-")) - 1)
+                 for uid, groups in campus.groups_of.items() for g in groups if g.startswith("dorm-")]
+    plan = gate_day(gates, residents, rng, tz)
+    tally = Tally()
+    with Progress(TextColumn("[bold]dorm and library gates[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("gates", total=len(plan))
+        await run_gates(client, gates, plan, campus.groups_of, tz, batch=batch, tally=tally,
+                        on_progress=lambda n: progress.update(task, advance=n))
+    return tally
 
 
 async def _books(client: HubClient, campus: Campus, tally: Tally) -> tuple[int, int]:
     """Reads every seeded balance back (after the projections catch up) to check the books."""
     expected = campus.credits_fen - sum(tally.revenue_fen.values()) + sum(tally.refunds_fen.values())
     accounts = _accounts(campus)
-    deadline = time.monotonic() + BOOKS_WAIT_S
-    while time.monotonic() < deadline:
-        _, health = await client.call("GET", "/healthz")
-        if all(p["lag_events"] == 0 for p in health["projections"].values()):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise HubError(f"projections still behind after {BOOKS_WAIT_S} s: {health['projections']}")
+    await _caught_up(client)
     total = 0
     semaphore = asyncio.Semaphore(32)
 
@@ -135,6 +169,12 @@ def print_report(report: SimReport) -> None:
         table.add_row(f"revenue {merchant}", f"¥{net / 100:,.2f}")
     if report.retries:
         table.add_row("uploads retried (503 or dropped)", f"{report.retries:,}")
+    if report.gates is not None:
+        table.add_row("gate swipes stored", f"{report.gates.events:,}")
+        for decision, n in sorted(report.gates.decisions.items()):
+            table.add_row(f"  gate {decision}", f"{n:,}")
+        for code, n in sorted(report.gates.codes.items()):
+            table.add_row(f"  gate rejected: {code}", f"{n:,}")
     if report.books is not None:
         expected, actual = report.books
         verdict = "[green]OK[/]" if expected == actual else "[red]MISMATCH[/]"
