@@ -97,8 +97,7 @@ async def access_log(request: web.Request) -> web.Response:
         **({"reason": r["reason"]} if r["reason"] else {}), "flags": list(r["flags"]),
         "offline": r["offline"], "at": r["at"], "recorded_at": r["recorded_at"].isoformat(),
     } for r in rows[: page.limit]]
-    next_cursor = page.cursor_after(rows[page.limit - 1]["notification_id"]) if len(rows) > page.limit else None
-    return json_response({"items": items, "next": next_cursor})
+    return json_response({"items": items, "next": page.next_cursor(rows)})
 
 
 @routes.get("/v1/zones/{zone}/occupancy")

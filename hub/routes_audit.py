@@ -116,8 +116,7 @@ async def events(request: web.Request) -> web.Response:
         state = json.loads(bytes(row["state"]))
         items.append({"envelope": state["envelope"], "result": state["result"],
                       "recorded_at": state["recorded_at"], "leaf_index": row["leaf_index"]})
-    next_cursor = page.cursor_after(rows[page.limit - 1]["notification_id"]) if len(rows) > page.limit else None
-    return json_response({"items": items, "next": next_cursor})
+    return json_response({"items": items, "next": page.next_cursor(rows)})
 
 
 @routes.get("/v1/merchants/{merchant_id}/settlement")

@@ -53,8 +53,7 @@ async def transactions(request: web.Request) -> web.Response:
             account_id, page.before, page.start, page.end, page.limit + 1,
         )
     items = [_transaction_json(r) for r in rows[: page.limit]]
-    next_cursor = page.cursor_after(rows[page.limit - 1]["notification_id"]) if len(rows) > page.limit else None
-    return json_response({"items": items, "next": next_cursor})
+    return json_response({"items": items, "next": page.next_cursor(rows)})
 
 
 def _transaction_json(row: Any) -> dict[str, Any]:
@@ -98,6 +97,10 @@ class Page:
     @staticmethod
     def cursor_after(position: int) -> str:
         return base64.urlsafe_b64encode(str(position).encode()).decode()
+
+    def next_cursor(self, rows: list[Any]) -> str | None:
+        """Given ``limit + 1`` rows by ``notification_id`` descending: the cursor of the next page."""
+        return self.cursor_after(rows[self.limit - 1]["notification_id"]) if len(rows) > self.limit else None
 
 
 def _time(query: Any, name: str) -> datetime | None:
