@@ -80,6 +80,12 @@ def decide(ctx: SwipeContext) -> tuple[dict[str, Any], dict[str, Any]]:
         "flags": ctx.flags,
         "refunded_seq": env.ref_seq if env.type == "reversal" and split is not None else None,
     }
+    # For statistics: who paid (cardholder category, not the person) and, on a refund,
+    # when the voided purchase happened, so it is netted where it was counted.
+    if ctx.account is not None:
+        facts["category"] = ctx.account.category
+    if facts["refunded_seq"] is not None and ctx.referenced is not None:
+        facts["refunded_at"] = ctx.referenced.envelope["at"]
     return result, facts
 
 

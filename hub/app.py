@@ -12,7 +12,9 @@ import asyncpg
 from aiohttp import web
 
 from domain.application import CampusCard
-from hub import audit_log, recorder, routes_access, routes_admin, routes_audit, routes_devices, routes_reads
+from hub import (
+    audit_log, recorder, routes_access, routes_admin, routes_audit, routes_devices, routes_reads, routes_stats,
+)
 from hub.config import Settings
 from hub.http import problem_middleware
 from hub.keys import load_or_create_key
@@ -55,6 +57,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_reads.routes)
     app.router.add_routes(routes_audit.routes)
     app.router.add_routes(routes_access.routes)
+    app.router.add_routes(routes_stats.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 
@@ -65,7 +68,9 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         env = application_env(database)
         application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
-        projector = await asyncio.to_thread(Projector, database.eventsourcing_env())
+        projector = await asyncio.to_thread(
+            Projector, {**database.eventsourcing_env(), **settings.projection_settings()}
+        )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
         app[POOL] = await asyncpg.create_pool(min_size=1, max_size=8, **database.asyncpg_kwargs())

@@ -117,7 +117,7 @@ def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | Non
     except VerifyError as exc:
         raise ConfigError(str(exc)) from None
     with open_database(settings, shared=True) as database:
-        report = verify(database, public_key, saved)
+        report = verify(database, public_key, saved, settings.projection_settings())
     print_report(report)
     return 0 if report.ok else 1
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from projections.stats import DEFAULT_MEALS, parse_meals
+
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 T = TypeVar("T", int, float)
@@ -31,6 +33,7 @@ class Settings:
     upload_max_events: int = 1000  # DESIGN §2: 1–1000 events per upload
     checkpoint_seconds: float = 10.0  # CARDHUB_CHECKPOINT_SECONDS: sign the growing audit tree this often
     checkpoint_events: int = 10_000  # CARDHUB_CHECKPOINT_EVENTS: … or after this many new events
+    meals: str = DEFAULT_MEALS  # CARDHUB_MEALS: meal periods of the statistics, name=HH:MM-HH:MM,…
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -40,10 +43,19 @@ class Settings:
             timezone=env.get("CARDHUB_TIMEZONE") or DEFAULT_TIMEZONE,
             checkpoint_seconds=_number(env, "CARDHUB_CHECKPOINT_SECONDS", 10.0, float),
             checkpoint_events=_number(env, "CARDHUB_CHECKPOINT_EVENTS", 10_000, int),
+            meals=env.get("CARDHUB_MEALS") or DEFAULT_MEALS,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.zone()  # fail early on an unknown zone
+        try:
+            parse_meals(settings.meals)
+        except ValueError as exc:
+            raise ConfigError(f"CARDHUB_MEALS: {exc}") from None
         return settings
+
+    def projection_settings(self) -> dict[str, str]:
+        """What the projections depend on (local time, meal periods), for the hub and for a replay."""
+        return {"CARDHUB_TIMEZONE": self.timezone, "CARDHUB_MEALS": self.meals}
 
     def zone(self) -> ZoneInfo:
         try:

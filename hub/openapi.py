@@ -82,6 +82,20 @@ def document() -> dict[str, Any]:
         "/v1/merchants/{merchant_id}/settlement": {"get": _op(
             "A merchant's approved purchases and reversals on one local day (JSON or text/csv)", 200,
             errors=(404, 422), params=("date", "format"))},
+        "/v1/zones": {"post": _op("Create an access zone", 201, errors=(400, 409, 422))},
+        "/v1/access-rules": {"post": _op("Add an access rule to a zone", 201, errors=(400, 404, 422))},
+        "/v1/zones/{zone}/occupancy": {"get": _op("Who is inside an anti-passback zone", 200, errors=(404,))},
+        "/v1/devices/{device_id}/rules": {"get": _op(
+            "Signed access rules of a gate's zone", 200, secure=False, errors=(304, 404, 422), params=("since",))},
+        "/v1/access-log": {"get": _op(
+            "Gate swipes with their decisions, newest first", 200, errors=(422,),
+            params=("zone", "account", "card", "from", "to", "limit", "cursor"))},
+        "/v1/stats/consumption": {"get": _op(
+            "Approved purchases net of reversals, grouped by merchant|device|hour|meal|category|day", 200,
+            errors=(404, 422), params=("from", "to", "by", "merchant"))},
+        "/v1/stats/dashboard": {"get": _op(
+            "One local day of aggregates for the dashboard", 200, errors=(422,), params=("date",))},
+        "/dashboard": {"get": _op("The managers' dashboard (HTML; sign in with a token)", 200, secure=False)},
         "/healthz": {"get": _op("Health and projection lag", 200, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", 200, secure=False)},
         "/openapi.json": {"get": _op("This document", 200, secure=False)},

@@ -27,6 +27,7 @@ from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
+from projections.stats import StatsProjection, StatsView
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (DirectoryProjection, DirectoryView),
     (AccessProjection, AccessView),
     (AuditProjection, AuditView),
+    (StatsProjection, StatsView),
 )
 
 
@@ -57,7 +59,8 @@ class SharedRunner:
         self.projections: list[tuple[BatchingProjection[Any], int]] = []
         for projection_class, view_class in PROJECTIONS:
             view = _view(projection_class, view_class, self.env)
-            self.projections.append((projection_class(view), view.max_tracking_id(CampusCard.name) or 0))
+            projection = projection_class(view, self.env)
+            self.projections.append((projection, view.max_tracking_id(CampusCard.name) or 0))
         self.app = CampusCard(env=self.env)
         start = min(position for _, position in self.projections)
         self.subscription: ApplicationSubscription[Any] = ApplicationSubscription(self.app, gt=start)
@@ -111,9 +114,14 @@ class SharedRunner:
         self.app.close()
 
 
+# A view is written by one thread and waited on by another: it needs few connections (the
+# library's default pool opens five per view, and there is a view per projection in each process).
+VIEW_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"}
+
+
 def _view(projection_class: type[Projection[Any]], view_class: type[View], env: EnvType) -> View:
     return InfrastructureFactory.construct(
-        Environment(projection_class.name, {**os.environ, **env})
+        Environment(projection_class.name, {**os.environ, **env, **VIEW_POOL})
     ).tracking_recorder(view_class)
 
 

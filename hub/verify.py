@@ -45,7 +45,7 @@ from domain.wire import (
     verify_document,
     verify_envelope,
 )
-from hub.projector import PROJECTIONS
+from hub.projector import PROJECTIONS, VIEW_POOL
 from hub.store import Database
 
 console = Console()
@@ -85,7 +85,10 @@ class Report:
         return all(c.problem is None for c in self.checks)
 
 
-def verify(database: Database, hub_key: Ed25519PublicKey, saved_checkpoint: dict[str, Any] | None = None) -> Report:
+def verify(
+    database: Database, hub_key: Ed25519PublicKey, saved_checkpoint: dict[str, Any] | None = None,
+    projection_settings: dict[str, str] | None = None,
+) -> Report:
     report = Report()
     signatures = report.add("device signatures", "envelopes")
     chains = report.add("device chains (seq, prev, hash)", "devices")
@@ -108,7 +111,7 @@ def verify(database: Database, hub_key: Ed25519PublicKey, saved_checkpoint: dict
         ).fetchone()
         total = snapshot.execute(f"SELECT count(*) AS n FROM {EVENTS_TABLE}").fetchone()["n"]
         wanted_roots = {c["tree_size"] for c in (latest, saved_checkpoint) if c}
-        replay = _Replay(database, scratch_schema, positions)
+        replay = _Replay(database, scratch_schema, positions, projection_settings or {})
         roots, sums = _scan(snapshot, app, replay, total, wanted_roots, signatures, chains, leaves)
         replay.flush()
         _check_missing(snapshot, leaves)
@@ -142,14 +145,14 @@ def _position(conn: psycopg.Connection[Any], table: str) -> int:
 class _Replay:
     """The projections, writing into a scratch schema, each stopping where its live view was."""
 
-    def __init__(self, database: Database, schema: str, positions: dict[str, int]) -> None:
+    def __init__(self, database: Database, schema: str, positions: dict[str, int], settings: dict[str, str]) -> None:
         self.connection = psycopg.connect(database.url, row_factory=dict_row, autocommit=True)
         self.connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        env = {**database.eventsourcing_env(), "POSTGRES_SCHEMA": schema}
+        env = {**database.eventsourcing_env(), **VIEW_POOL, "POSTGRES_SCHEMA": schema}
         self.projections = []
         for cls, view_class in PROJECTIONS:
             view = InfrastructureFactory.construct(Environment(cls.name, env)).tracking_recorder(view_class)
-            self.projections.append((cls(view), positions[cls.name]))
+            self.projections.append((cls(view, settings), positions[cls.name]))
         self.pending = 0
 
     def apply(self, notification: Notification, domain_event: Any) -> None:

@@ -11,6 +11,7 @@ nodes with its tracking record, exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from eventsourcing.persistence import Notification, Tracking
@@ -80,8 +81,8 @@ class AuditView(View):
 class AuditProjection(BatchingProjection[AuditView]):
     name = "audit"
 
-    def __init__(self, view: AuditView) -> None:
-        super().__init__(view)
+    def __init__(self, view: AuditView, settings: Mapping[str, str] | None = None) -> None:
+        super().__init__(view, settings)
         self.frontier = view.load_frontier()
         self._leaves: list[tuple[int, int]] = []
         self._nodes: list[tuple[int, int, bytes]] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.persistence import Notification, Tracking
@@ -48,7 +48,8 @@ class BatchingProjection(Projection[TView], Generic[TView]):
     with the tracking record of the last one. Whoever runs the projection decides when to
     flush (``hub.projector`` does when the subscription has nothing more already fetched)."""
 
-    def __init__(self, view: TView) -> None:
+    def __init__(self, view: TView, settings: Mapping[str, str] | None = None) -> None:
+        """``settings``: the hub's settings a projection may depend on (``CARDHUB_*``)."""
         super().__init__(view)
         self._staged: list[Statement] = []
         self._last: Tracking | None = None
