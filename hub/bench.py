@@ -6,14 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,56 +18,24 @@ from typing import Any
 import aiohttp
 import msgspec
 import psutil
+import psycopg
+from eventsourcing.utils import get_topic
 from rich.console import Console
-from rich.table import Table
 
 from device_sim.client import HubClient
 from device_sim.device import SimDevice
-from domain.application import CampusCard, Item
-from domain.wire import parse_envelope, public_key_from_b64, verify_envelope
-from hub.app import application_env
+from domain.application import CampusCard
+from domain.devices import SwipeLog
+from hub.bench_baselines import card_uid, ceiling, embedded_url, naive
+from hub.bench_overload import overload
+from hub.bench_report import Phase, print_report
 from hub.keys import issue_token, load_key
 from hub.loadgen import LeanClient
 from hub.spawn import free_port, wait_ready
-from hub.store import Database
 
 console = Console()
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
-CARD_PREFIX = "B0"
 JSON = {"Content-Type": "application/json"}
-
-
-@dataclass
-class Phase:
-    name: str
-    offered: str
-    events: int = 0
-    seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
-    errors: int = 0
-    shed: int = 0
-    hub_cpu_s: float | None = None
-    pg_cpu_s: float | None = None
-    lag_p99_s: float | None = None
-    lag_max_s: float | None = None
-    hub_commit_p50_ms: float | None = None  # the hub's own enqueue-to-commit time (bucket bound)
-    hub_commit_p99_ms: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    def summary(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
-        data.update(events_per_s=round(self.rate, 1), p50_ms=self.percentile(0.50), p95_ms=self.percentile(0.95),
-                    p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None)
-        return data
 
 
 class Processes:
@@ -134,7 +99,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         if hub.poll() is None:
             hub.terminate()
             hub.wait(timeout=60)
-    _report(results, args)
+    print_report(results, args)
     return 0
 
 
@@ -151,29 +116,36 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
         with console.status(f"registering {args.devices} devices and {args.accounts} accounts"):
             devices = await _seed(client, args.devices, args.accounts, "bench")
             naive_devices = await _seed(client, 1, 50, "naive")
+            overload_devices = await _seed(client, args.devices if args.overload else 0, 0, "overload")
         console.print(f"seeded in {time.perf_counter() - started:.1f} s")
         per_device = max(1, int(args.seconds * args.max_rate / args.devices))
         with console.status(f"pre-signing {per_device * args.devices:,} events"):
-            _presign(devices, per_device + args.online_rate * args.online_seconds // args.devices + 2,
-                     args.accounts)
+            online_events = args.online_rate * (args.online_seconds + RECOVERED_SECONDS)
+            _presign(devices, per_device + online_events // args.devices + 4, args.accounts)
         gc.collect()
         gc.freeze()  # the pre-signed events live to the end: keep the client's collector off them
         procs.sample_rss()
         sustained = await _sustained(session, url, devices, args, procs)
         await _caught_up(session, url)  # the online phase measures its own load, not the backlog
         online = await _online(session, url, devices, args, procs)
-    naive = await asyncio.to_thread(_naive, data_dir, args, naive_devices[0])
-    ceiling = _ceiling(devices[0])
+        phases = [sustained, online]
+        if args.overload:
+            phases += await _overload_and_after(session, url, devices, overload_devices, sustained.rate, args, procs)
+    stored = await asyncio.to_thread(_stored_swipes, args.url or embedded_url(data_dir))
+    accepted = sum(p.events for p in phases)
+    baseline = await asyncio.to_thread(naive, data_dir, args, naive_devices[0])
+    verify_ceiling = ceiling(devices[0])
     rss = [r for _, r in procs.rss_samples]
     tenth = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]
     return {
         "cores": os.cpu_count(), "defaults": {k: v for k, v in vars(args).items() if k not in ("func", "data_dir")},
-        "sustained": sustained.summary(), "online": online.summary(), "naive": naive.summary(),
-        "ed25519_verifies_per_s": ceiling,
+        **{p.name: p.summary() for p in phases}, "naive": baseline.summary(),
+        "acknowledged_vs_stored": {"accepted_answers": accepted, "swipes_stored": stored, "lost": accepted - stored},
+        "ed25519_verifies_per_s": verify_ceiling,
         "hub_rss_mb": {"first": round(rss[0] / 2**20, 1), "after_tenth": round(tenth / 2**20, 1),
                        "last": round(rss[-1] / 2**20, 1), "peak": round(procs.peak_rss / 2**20, 1)},
-        "ratios": {"sustained_over_naive": round(sustained.rate / naive.rate, 1) if naive.rate else None,
-                   "sustained_over_verify_ceiling_1_thread": round(sustained.rate / ceiling["1_thread"], 2)},
+        "ratios": {"sustained_over_naive": round(sustained.rate / baseline.rate, 1) if baseline.rate else None,
+                   "sustained_over_verify_ceiling_1_thread": round(sustained.rate / verify_ceiling["1_thread"], 2)},
     }
 
 
@@ -191,22 +163,18 @@ async def _seed(client: HubClient, devices: int, accounts: int, prefix: str) -> 
         async with semaphore:
             account_id = f"{prefix}-{i:06d}"
             await client.create("/v1/accounts", {"account_id": account_id, "name": "测试", "category": "student"})
-            await client.create("/v1/cards", {"card_uid": _card(prefix, i), "account_id": account_id})
+            await client.create("/v1/cards", {"card_uid": card_uid(prefix, i), "account_id": account_id})
             await client.create(f"/v1/accounts/{account_id}/topups", {"amount": 10**12, "ref": f"{prefix}-{i}"})
 
     await asyncio.gather(*(device(d) for d in sims), *(account(i) for i in range(accounts)))
     return sims
 
 
-def _card(prefix: str, i: int) -> str:
-    return f"{CARD_PREFIX}{len(prefix):02X}{i:08X}"
-
-
 def _presign(devices: list[SimDevice], per_device: int, accounts: int) -> None:
     n = 0
     for device in devices:
         for _ in range(per_device):
-            device.purchase(_card("bench", n % accounts), 100 + n % 900, AT)
+            device.purchase(card_uid("bench", n % accounts), 100 + n % 900, AT)
             n += 1
 
 
@@ -267,6 +235,52 @@ async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[Sim
         phase.lag_p99_s = round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3)
         phase.lag_max_s = round(ordered[-1], 3)
     return phase
+
+
+RECOVERED_SECONDS = 5
+
+
+async def _overload_and_after(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
+                              overload_devices: list[SimDevice], sustained_rate: float, args: argparse.Namespace,
+                              procs: Processes) -> list[Phase]:
+    """Offers ``--overload`` times the sustained rate, then measures online latency again."""
+    offered = args.overload * sustained_rate
+    phase = Phase("overload", f"{args.overload:g}× the sustained rate ({offered:,.0f} swipes/s) for "
+                              f"{args.overload_seconds:g} s from {len(overload_devices)} devices")
+    per_device = int(offered * args.overload_seconds / len(overload_devices)) + 2
+    with console.status(f"pre-signing {per_device * len(overload_devices):,} events for the overload"):
+        _presign(overload_devices, per_device, args.accounts)
+    client = _lean(url)
+    cpu0 = procs.cpu()
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("overload", total=None)
+
+        def show(elapsed: float) -> None:
+            progress.update(task, description=f"overload {elapsed:.0f} s: {phase.events:,} accepted, "
+                                              f"{phase.shed:,} × 503")
+            procs.sample_rss()
+
+        phase.recovery_s = round(await overload(client, overload_devices, events_per_s=offered,
+                                                seconds=args.overload_seconds, phase=phase, on_progress=show), 2)
+    await client.close()
+    cpu1 = procs.cpu()
+    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
+    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    await _caught_up(session, url)
+    after = await _online(session, url, devices, argparse.Namespace(**{**vars(args), "online_seconds": RECOVERED_SECONDS}),
+                          procs)
+    after.name, after.offered = "after overload", f"single events paced at {args.online_rate:,}/s, {RECOVERED_SECONDS} s"
+    return [phase, after]
+
+
+def _stored_swipes(url: str) -> int:
+    """Device events in the event store, to set against the uploads the hub acknowledged."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {CampusCard.name}_events WHERE topic = %s",
+                           (get_topic(SwipeLog.Recorded),)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _lean(url: str) -> LeanClient:
@@ -381,93 +395,6 @@ def _histogram_quantile(before: dict[float, float], after: dict[float, float], q
     return next(bound * 1000 for bound, n in counts if n >= target)
 
 
-def _naive(data_dir: Path, args: argparse.Namespace, device: SimDevice) -> Phase:
-    """The path without batching: verify, load the aggregates, one save() per swipe."""
-    phase = Phase("naive", "one save() per swipe, one thread")
-    url = args.url or _embedded_url(data_dir)
-    app = CampusCard(env={k: v for k, v in application_env(Database.from_url(url)).items()
-                          if not k.startswith("AGGREGATE_CACHE")})
-    key = public_key_from_b64(device.public_key)
-    for i in range(200_000):
-        device.purchase(_card("naive", i % 50), 100, AT)
-        if i > args.naive_seconds * 5000:
-            break
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < args.naive_seconds and device.pending:
-        envelope = device.pending.pop(0)
-        s0 = time.perf_counter()
-        assert verify_envelope(envelope, key)
-        outcome = app.record_swipes([(device.device_id, [Item(parse_envelope(envelope), sig_ok=True)])])[0]
-        phase.latencies_ms.append((time.perf_counter() - s0) * 1000)
-        phase.events += outcome.results[0]["status"] == "accepted"
-    phase.seconds = time.perf_counter() - t0
-    app.close()
-    return phase
-
-
-def _embedded_url(data_dir: Path) -> str:
-    return f"postgresql://postgres@/cardhub?host={data_dir / 'pg'}"
-
-
-def _ceiling(device: SimDevice) -> dict[str, float]:
-    """Ed25519 verifications per second on one thread and on one thread per core."""
-    key = public_key_from_b64(device.public_key)
-    envelopes = device.pending[:2000] or [device.purchase("B0000000", 1, AT)]
-
-    def spin(seconds: float) -> int:
-        n, stop = 0, time.perf_counter() + seconds
-        while time.perf_counter() < stop:
-            for e in envelopes[:200]:
-                verify_envelope(e, key)
-            n += min(200, len(envelopes))
-        return n
-
-    one = spin(2.0) / 2.0
-    workers = os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool:
-        many = sum(pool.map(spin, [2.0] * workers)) / 2.0
-    return {"1_thread": round(one), f"{workers}_threads": round(many)}
-
-
-def _fmt(value: float | None, unit: str = "") -> str:
-    return "—" if value is None else f"{value:,.1f}{unit}"
-
-
-def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    phases = [results[name] for name in ("sustained", "online", "naive")]
-    table = Table(title=f"cardhub bench — {results['cores']} cores", title_justify="left")
-    table.add_column("")
-    for phase in phases:
-        table.add_column(phase["name"], justify="right")
-    rows = [
-        ("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
-        ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
-        ("hub CPU", "hub_cpu_s", " s"), ("PostgreSQL CPU", "pg_cpu_s", " s"),
-        ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
-        ("hub enqueue→commit p50 ≤", "hub_commit_p50_ms", " ms"), ("hub enqueue→commit p99 ≤", "hub_commit_p99_ms", " ms"),
-    ]
-    for label, key, unit in rows:
-        table.add_row(label, *(_fmt(p[key], unit) for p in phases))
-    table.add_row("seconds measured", *(_fmt(p["seconds"]) for p in phases))
-    table.add_row("rejected or missed", *(str(p["errors"]) for p in phases))
-    table.add_row("503 answers", *(str(p["shed"]) for p in phases))
-    console.print(table)
-    for phase in phases:
-        console.print(f"  {phase['name']}: {phase['offered']}")
-    ceiling = results["ed25519_verifies_per_s"]
-    figures = ", ".join(f"{v:,}/s on {k.replace('_', ' ')}" for k, v in ceiling.items())
-    console.print(f"Ed25519 verify ceiling: {figures}")
-    ratios = results["ratios"]
-    console.print(f"sustained / naive = {ratios['sustained_over_naive']}×; "
-                  f"sustained / 1-thread verify ceiling = {ratios['sustained_over_verify_ceiling_1_thread']}")
-    rss = results["hub_rss_mb"]
-    console.print(f"hub RSS: {rss['first']} MB before the sustained phase, {rss['after_tenth']} MB after a tenth "
-                  f"of it, {rss['last']} MB at its end, peak {rss['peak']} MB")
-    out = args.json or Path("bench.json")
-    out.write_text(json.dumps(results, indent=2, default=str))
-    console.print(f"written to {out}")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use this PostgreSQL (libpq URI) instead of an embedded one")
     parser.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
@@ -479,5 +406,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--online-rate", type=int, default=1000, help="single-event requests per second")
     parser.add_argument("--online-seconds", type=int, default=10)
     parser.add_argument("--naive-seconds", type=float, default=10)
+    parser.add_argument("--overload", type=float, default=2.0,
+                        help="offer this many times the sustained rate after the online phase (0: skip)")
+    parser.add_argument("--overload-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
 

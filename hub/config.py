@@ -28,6 +28,7 @@ class Settings:
     port: int = 8080
     timezone: str = DEFAULT_TIMEZONE  # CARDHUB_TIMEZONE
     queue_max_uploads: int = 4096  # uploads waiting for the writer before the hub sheds (503)
+    queue_max_events: int = 10_000  # … or device events waiting (≈ 2–3 s of the writer's work here)
     batch_max_events: int = 2000  # events decided and committed in one writer transaction
     body_max_bytes: int = 1 << 20  # DESIGN §2: upload body ≤ 1 MiB
     upload_max_events: int = 1000  # DESIGN §2: 1–1000 events per upload

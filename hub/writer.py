@@ -4,7 +4,9 @@ Handlers enqueue uploads and card-office commands into a bounded queue and await
 answer. The writer drains the queue in micro-batches — as soon as it is idle, never
 waiting out a timer — decides every event of the batch against cached aggregates,
 commits the batch in one transaction, and only then resolves the waiting requests.
-A full queue is refused at once (the hub answers 503 with Retry-After).
+A full queue is refused at once (the hub answers 503 with Retry-After). The queue is
+bounded twice: in jobs, and in the device events those jobs carry, so a burst of large
+offline uploads cannot queue more work than the writer does in a few seconds.
 """
 
 from __future__ import annotations
@@ -59,13 +61,17 @@ class IngestWriter:
         *,
         queue_max_uploads: int,
         batch_max_events: int,
+        queue_max_events: int = 1 << 62,
     ) -> None:
-        assert queue_max_uploads > 0 and batch_max_events > 0
+        assert queue_max_uploads > 0 and batch_max_events > 0 and queue_max_events > 0
         self.app = app
         self.loop = loop
         self.metrics = metrics
         self.batch_max_events = batch_max_events
+        self.queue_max_events = queue_max_events
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max_uploads)
+        self._queued_events = 0  # events of the jobs in the queue; guarded by _queued_lock
+        self._queued_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
 
     def start(self) -> None:
@@ -92,12 +98,27 @@ class IngestWriter:
         return await future
 
     def _enqueue(self, job: _Upload | _Command) -> None:
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
+        events = _events(job)
+        with self._queued_lock:
+            # An upload larger than the bound is still taken when nothing else waits.
+            full = self._queued_events > 0 and self._queued_events + events > self.queue_max_events
+            if not full:
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:
+                    full = True
+                else:
+                    self._queued_events += events
+        if full:
             self.metrics.shed.inc()
             raise Overloaded from None
         self.metrics.queue_depth.set(self._queue.qsize())
+
+    def _taken(self, job: Any) -> int:
+        events = _events(job) if job is not _STOP else 0
+        with self._queued_lock:
+            self._queued_events -= events
+        return events
 
     # -- the writer thread -------------------------------------------------
 
@@ -105,14 +126,14 @@ class IngestWriter:
         stopping = False
         while not stopping:
             jobs = [self._queue.get()]
-            events = _events(jobs[0])
+            events = self._taken(jobs[0])
             while events < self.batch_max_events:
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 jobs.append(job)
-                events += _events(job)
+                events += self._taken(job)
             if _STOP in jobs:
                 stopping = True
                 jobs = [j for j in jobs if j is not _STOP]

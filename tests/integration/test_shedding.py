@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from device_sim.device import SimDevice
 from hub.store import Database
 from tests.conftest import start_hub
@@ -16,8 +18,11 @@ NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 CARD = "ABCDEF01"
 
 
-async def test_a_full_queue_sheds_with_503_and_the_devices_recover(database: Database, tmp_path: Path) -> None:
-    hub = await start_hub(database, tmp_path / "hub", queue_max_uploads=1)
+@pytest.mark.parametrize("bound", [{"queue_max_uploads": 1}, {"queue_max_events": 20}], ids=["uploads", "events"])
+async def test_a_full_queue_sheds_with_503_and_the_devices_recover(
+    database: Database, tmp_path: Path, bound: dict[str, int],
+) -> None:
+    hub = await start_hub(database, tmp_path / "hub", **bound)
     try:
         await hub.merchant()
         await hub.account("s1", cash=10_000_000, card=CARD)
@@ -36,7 +41,7 @@ async def test_a_full_queue_sheds_with_503_and_the_devices_recover(database: Dat
         answers = await asyncio.gather(post(big), *(post(d) for d in devices))
         shed = [(d, h, body) for d, (status, h, body) in zip([big, *devices], answers, strict=True) if status == 503]
         served = [(d, body) for d, (status, _, body) in zip([big, *devices], answers, strict=True) if status == 200]
-        assert shed, "a one-slot queue under 41 concurrent uploads must shed some"
+        assert shed, "a tiny queue under 41 concurrent uploads must shed some"
         for _, headers, problem in shed:
             assert headers["Retry-After"] == "1" and headers["Content-Type"].startswith("application/problem+json")
             assert (problem["status"], problem["code"]) == (503, "overloaded")

@@ -1,0 +1,91 @@
+"""``cardhub bench``'s figures: one phase's measurements, and the table and JSON of a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+@dataclass
+class Phase:
+    name: str
+    offered: str
+    events: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    errors: int = 0
+    shed: int = 0
+    hub_cpu_s: float | None = None
+    pg_cpu_s: float | None = None
+    lag_p99_s: float | None = None
+    lag_max_s: float | None = None
+    hub_commit_p50_ms: float | None = None  # the hub's own enqueue-to-commit time (bucket bound)
+    hub_commit_p99_ms: float | None = None
+    recovery_s: float | None = None  # overload: from the end of the offered load to every backlog delivered
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        data.update(events_per_s=round(self.rate, 1), p50_ms=self.percentile(0.50), p95_ms=self.percentile(0.95),
+                    p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None)
+        return data
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:,.1f}{unit}"
+
+
+def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    names = ("sustained", "online", "overload", "after overload", "naive")
+    phases = [results[name] for name in names if name in results]
+    table = Table(title=f"cardhub bench — {results['cores']} cores", title_justify="left")
+    table.add_column("", no_wrap=True)
+    for phase in phases:
+        table.add_column(phase["name"], justify="right", no_wrap=True)
+    rows = [
+        ("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
+        ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
+        ("hub CPU", "hub_cpu_s", " s"), ("PostgreSQL CPU", "pg_cpu_s", " s"),
+        ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
+        ("hub commit p50 ≤", "hub_commit_p50_ms", " ms"), ("hub commit p99 ≤", "hub_commit_p99_ms", " ms"),
+        ("seconds measured", "seconds", ""), ("recovery", "recovery_s", " s"),
+    ]
+    for label, key, unit in rows:
+        table.add_row(label, *(_fmt(p.get(key), unit) for p in phases))
+    table.add_row("rejected or missed", *(str(p["errors"]) for p in phases))
+    table.add_row("503 answers", *(str(p["shed"]) for p in phases))
+    Console(width=max(console.width, 110)).print(table)
+    for phase in phases:
+        console.print(f"  {phase['name']}: {phase['offered']}")
+    check = results["acknowledged_vs_stored"]
+    console.print(f"acknowledged as accepted: {check['accepted_answers']:,}; swipes in the event store: "
+                  f"{check['swipes_stored']:,}; acknowledged but not stored: {max(0, check['lost']):,}")
+    ceiling = results["ed25519_verifies_per_s"]
+    figures = ", ".join(f"{v:,}/s on {k.replace('_', ' ')}" for k, v in ceiling.items())
+    console.print(f"Ed25519 verify ceiling: {figures}")
+    ratios = results["ratios"]
+    console.print(f"sustained / naive = {ratios['sustained_over_naive']}×; "
+                  f"sustained / 1-thread verify ceiling = {ratios['sustained_over_verify_ceiling_1_thread']}")
+    rss = results["hub_rss_mb"]
+    console.print(f"hub RSS: {rss['first']} MB before the sustained phase, {rss['after_tenth']} MB after a tenth "
+                  f"of it, {rss['last']} MB at its end, peak {rss['peak']} MB")
+    out = args.json or Path("bench.json")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    console.print(f"written to {out}")
