@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,15 @@ from eventsourcing.persistence import Tracking
 from domain.accounts import Account
 from domain.devices import SwipeLog
 from projections.base import BatchingProjection, View
+
+
+TRANSACTION_COLUMNS = (
+    ("notification_id", "bigint"), ("account_id", "text"), ("kind", "text"), ("amount_fen", "bigint"),
+    ("subsidy_fen", "bigint"), ("cash_fen", "bigint"), ("decision", "text"), ("reason", "text"),
+    ("flags", "text"), ("balance_fen", "bigint"), ("card_uid", "text"), ("device_id", "text"), ("seq", "bigint"),
+    ("merchant_id", "text"), ("ref", "text"), ("at", "text"), ("occurred_at", "timestamptz"),
+    ("recorded_at", "timestamptz"),
+)
 
 
 class LedgerView(View):
@@ -35,19 +45,25 @@ class LedgerView(View):
             "INSERT INTO {schema}.balances (account_id, name, category)"
             " VALUES (%(account_id)s, %(name)s, %(category)s) ON CONFLICT DO NOTHING"
         )
+        # Batched: the moves of a flush summed per account, its transactions in one insert.
         self.move = self.sql(
-            "UPDATE {schema}.balances SET subsidy_fen = subsidy_fen + %(subsidy_fen)s,"
-            " cash_fen = cash_fen + %(cash_fen)s WHERE account_id = %(account_id)s"
+            "UPDATE {schema}.balances AS b SET subsidy_fen = b.subsidy_fen + m.subsidy_fen,"
+            " cash_fen = b.cash_fen + m.cash_fen FROM unnest(%(account_id)s::text[], %(subsidy_fen)s::bigint[],"
+            " %(cash_fen)s::bigint[]) AS m (account_id, subsidy_fen, cash_fen) WHERE b.account_id = m.account_id"
         )
-        self.add_transaction = self.sql(
-            "INSERT INTO {schema}.transactions (notification_id, account_id, kind, amount_fen,"
-            " subsidy_fen, cash_fen, decision, reason, flags, balance_fen, card_uid, device_id,"
-            " seq, merchant_id, ref, at, occurred_at, recorded_at) VALUES (%(notification_id)s,"
-            " %(account_id)s, %(kind)s, %(amount_fen)s, %(subsidy_fen)s, %(cash_fen)s,"
-            " %(decision)s, %(reason)s, %(flags)s, %(balance_fen)s, %(card_uid)s, %(device_id)s,"
-            " %(seq)s, %(merchant_id)s, %(ref)s, %(at)s, %(occurred_at)s, %(recorded_at)s)"
-            " ON CONFLICT DO NOTHING"
+        names = [name for name, _ in TRANSACTION_COLUMNS]
+        arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in TRANSACTION_COLUMNS)
+        # flags travel as array literals (rows of unequal length do not make a 2-D array)
+        selected = ", ".join("flags::text[]" if name == "flags" else name for name in names)
+        self.add_transactions = self.sql(
+            f"INSERT INTO {{schema}}.transactions ({', '.join(names)}) SELECT {selected}"
+            f" FROM unnest({arrays}) AS t ({', '.join(names)}) ON CONFLICT DO NOTHING"
         )
+
+
+def _array_literal(values: list[str]) -> str:
+    """A PostgreSQL array literal of strings, each quoted."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def _transaction(tracking: Tracking, **row: Any) -> dict[str, Any]:
@@ -59,7 +75,34 @@ def _transaction(tracking: Tracking, **row: Any) -> dict[str, Any]:
 
 
 class LedgerProjection(BatchingProjection[LedgerView]):
+    """Accounts are opened as their events come; the moves of a flush are summed per account
+    and its transactions inserted together, after the openings staged before them."""
+
     name = "ledger"
+
+    def __init__(self, view: LedgerView, settings: Mapping[str, str] | None = None) -> None:
+        super().__init__(view, settings)
+        self._moves: dict[str, list[int]] = {}  # account → [subsidy fen, cash fen]
+        self._transactions: list[dict[str, Any]] = []
+
+    def _move(self, account_id: str, subsidy_fen: int, cash_fen: int) -> None:
+        move = self._moves.setdefault(account_id, [0, 0])
+        move[0] += subsidy_fen
+        move[1] += cash_fen
+
+    def flush(self) -> None:
+        if self._moves:
+            accounts = list(self._moves)
+            self._staged.append((self.view.move, {
+                "account_id": accounts, "subsidy_fen": [self._moves[a][0] for a in accounts],
+                "cash_fen": [self._moves[a][1] for a in accounts]}))
+        if self._transactions:
+            rows = self._transactions
+            self._staged.append((self.view.add_transactions, {
+                name: [_array_literal(r[name]) if name == "flags" else r[name] for r in rows]
+                for name, _ in TRANSACTION_COLUMNS}))
+        super().flush()
+        self._moves, self._transactions = {}, []
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -75,27 +118,25 @@ class LedgerProjection(BatchingProjection[LedgerView]):
     def _(self, domain_event: Account.Credited, tracking: Tracking) -> None:
         account_id = domain_event.account_id
         subsidy = domain_event.amount_fen if domain_event.kind == "subsidy" else 0
-        move = {"account_id": account_id, "subsidy_fen": subsidy,
-                "cash_fen": domain_event.amount_fen - subsidy}
         row = _transaction(
             tracking, account_id=account_id, kind=domain_event.kind,
             amount_fen=domain_event.amount_fen, subsidy_fen=subsidy,
             cash_fen=domain_event.amount_fen - subsidy, ref=domain_event.ref,
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),
         )
-        self.stage(tracking, [(self.view.move, move), (self.view.add_transaction, row)])
+        self._move(account_id, subsidy, domain_event.amount_fen - subsidy)
+        self._transactions.append(row)
+        self.stage(tracking)
 
     @process_event.register
     def _(self, domain_event: Account.Debited, tracking: Tracking) -> None:
-        move = {"account_id": domain_event.account_id,
-                "subsidy_fen": -domain_event.subsidy_fen, "cash_fen": -domain_event.cash_fen}
-        self.stage(tracking, [(self.view.move, move)])
+        self._move(domain_event.account_id, -domain_event.subsidy_fen, -domain_event.cash_fen)
+        self.stage(tracking)
 
     @process_event.register
     def _(self, domain_event: Account.Refunded, tracking: Tracking) -> None:
-        move = {"account_id": domain_event.account_id,
-                "subsidy_fen": domain_event.subsidy_fen, "cash_fen": domain_event.cash_fen}
-        self.stage(tracking, [(self.view.move, move)])
+        self._move(domain_event.account_id, domain_event.subsidy_fen, domain_event.cash_fen)
+        self.stage(tracking)
 
     @process_event.register
     def _(self, domain_event: SwipeLog.Recorded, tracking: Tracking) -> None:
@@ -115,4 +156,5 @@ class LedgerProjection(BatchingProjection[LedgerView]):
             occurred_at=datetime.fromisoformat(envelope["at"].upper().replace("Z", "+00:00")),
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),
         )
-        self.stage(tracking, [(self.view.add_transaction, row)])
+        self._transactions.append(row)
+        self.stage(tracking)
