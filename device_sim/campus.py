@@ -1,244 +1,182 @@
-"""A simulated campus: merchants, POS devices, cardholders, and a lunch hour of swipes.
+"""A simulated campus: merchants and their POS devices, cardholders with cards and credits.
 
-Deterministic for a seed. Events carry the lunch hour's clock (11:00–13:00, hub time
-zone, peaking at 12:00) while being sent as fast as the hub takes them."""
+Everything is drawn from one seed before anything is sent, so the same seed gives the same
+campus; seeding is idempotent (ids and credit refs are natural keys) and runs many requests
+at once, which the hub's writer takes in order."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from device_sim.client import HubClient
 from device_sim.device import SimDevice
 
+# merchant id, name, category: the ids are what statistics and settlements are asked by.
 MERCHANTS = (
-    ("canteen-1", "第一食堂", "dining", (600, 1800)),
-    ("canteen-2", "第二食堂", "dining", (500, 1500)),
-    ("canteen-3", "清真食堂", "dining", (800, 2200)),
-    ("market", "教育超市", "supermarket", (300, 6000)),
+    ("canteen-1", "第一食堂", "dining"),
+    ("canteen-2", "第二食堂", "dining"),
+    ("canteen-3", "清真食堂", "dining"),
+    ("market", "教育超市", "supermarket"),
+    ("laundry", "自助洗衣", "laundry"),
 )
-DORMS = 2  # students live in dorm-1 or dorm-2 (device_sim.gates)
+CANTEENS = ("canteen-1", "canteen-2", "canteen-3")
+CANTEEN_SHARE = (45, 35, 20)  # of the windows, and of the cardholders who prefer each canteen
+MARKET_TILLS = 4
+DORMS = 4  # students live in dorm-1 … dorm-4 (device_sim.gates)
+WASHERS, DRYERS = 4, 2  # laundry machines per dorm, one device each
+VISITOR_EVERY = 250  # one visitor account per this many cardholders (at least two)
+SEED_CONCURRENCY = 64  # card-office requests in flight while seeding
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
+
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    device_id: str
+    merchant_id: str
+    location: str
+    dorm: int | None = None  # laundry machines stand in a dorm
+    machine: str | None = None  # "washer" or "dryer"
+
+
+@dataclass(frozen=True, slots=True)
+class Cardholder:
+    account_id: str
+    card: str
+    category: str  # student, staff, visitor
+    groups: tuple[str, ...]
+    dorm: int | None  # 1 … DORMS for students
+    favourite: str  # the canteen they go to most
+    body: dict[str, Any]  # POST /v1/accounts
+    subsidy_fen: int
+    cash_fen: int
 
 
 @dataclass
 class Campus:
     seed: int
-    devices: list[SimDevice]
-    merchant_of: dict[str, str]
-    cards: list[str]
-    credits_fen: int = 0
+    day: date  # the simulated local day
+    tz: ZoneInfo
+    pos: list[Pos]
+    cardholders: list[Cardholder]
+    devices: dict[str, SimDevice] = field(default_factory=dict)  # POS device id → the simulated device
+    credits_fen: int = 0  # top-ups and subsidies newly credited by this run
     lost: list[str] = field(default_factory=list)
-    groups_of: dict[str, list[str]] = field(default_factory=dict)  # card → its account's groups
 
+    @property
+    def cards(self) -> list[str]:
+        return [c.card for c in self.cardholders]
 
-@dataclass
-class Tally:
-    """What the devices were told, for the summary."""
+    @property
+    def merchant_of(self) -> dict[str, str]:
+        return {p.device_id: p.merchant_id for p in self.pos}
 
-    events: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    decisions: Counter[str] = field(default_factory=Counter)
-    codes: Counter[str] = field(default_factory=Counter)
-    revenue_fen: Counter[str] = field(default_factory=Counter)
-    refunds_fen: Counter[str] = field(default_factory=Counter)
+    @property
+    def groups_of(self) -> dict[str, list[str]]:
+        return {c.card: list(c.groups) for c in self.cardholders}
 
-    def add(self, merchant: str, sent: dict[int, dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        for result in results:
-            self.statuses[result["status"]] += 1
-            if result["status"] == "rejected":
-                self.codes[result["code"]] += 1
-                continue
-            if result["status"] != "accepted":
-                continue
-            self.events += 1
-            envelope = sent.get(result["seq"])
-            key = result["decision"] if result["decision"] == "approved" else f"declined: {result.get('reason', 'offline')}"
-            self.decisions[key] += 1
-            # Money moved only where the card resolved to an account (the result has a balance):
-            # an offline approval of an unknown card is recorded and flagged, not debited.
-            if envelope is None or result["decision"] != "approved" or "balance" not in result:
-                continue
-            if envelope["type"] == "purchase":
-                self.revenue_fen[merchant] += envelope["amount"]
-            elif envelope["type"] == "reversal":
-                self.refunds_fen[merchant] += sent_amounts(sent, envelope["ref_seq"])
-
-
-def sent_amounts(sent: dict[int, dict[str, Any]], seq: int) -> int:
-    envelope = sent.get(seq)
-    return envelope["amount"] if envelope and envelope["type"] == "purchase" else 0
+    def at(self, clock: time) -> datetime:
+        return datetime.combine(self.day, clock, tzinfo=self.tz)
 
 
 def card_uid(seed: int, index: int) -> str:
     return f"{(seed * 1_000_003 + index * 7919) % 0xFFFFFFFF:08X}C{index % 10}"
 
 
-async def seed_campus(client: HubClient, *, seed: int, devices: int, accounts: int, rng: random.Random,
-                      existing: list[SimDevice] | None = None) -> Campus:
-    """Registers merchants, devices, accounts with cards and credits (idempotent by id and ref)."""
-    for merchant_id, name, category, _ in MERCHANTS:
+def layout(seed: int, windows: int) -> list[Pos]:
+    """The POS devices: ``windows`` canteen windows shared out by CANTEEN_SHARE, the
+    supermarket's tills, and a washer or dryer per device in every dorm's laundry room."""
+    assert windows >= len(CANTEENS)
+    names = {m[0]: m[1] for m in MERCHANTS}
+    counts = [max(1, windows * share // 100) for share in CANTEEN_SHARE]
+    counts[0] += windows - sum(counts)
+    pos = [Pos(f"s{seed}-{canteen}-pos{k:02d}", canteen, f"{names[canteen]} {k}号窗口")
+           for canteen, count in zip(CANTEENS, counts, strict=True) for k in range(1, count + 1)]
+    pos += [Pos(f"s{seed}-market-pos{k:02d}", "market", f"{names['market']} {k}号收银台")
+            for k in range(1, MARKET_TILLS + 1)]
+    for dorm in range(1, DORMS + 1):
+        for machine, label, count in (("washer", "洗衣机", WASHERS), ("dryer", "烘干机", DRYERS)):
+            pos += [Pos(f"s{seed}-laundry-dorm{dorm}-{machine}{k}", "laundry", f"{dorm}号宿舍楼 {label} {k}号",
+                        dorm=dorm, machine=machine) for k in range(1, count + 1)]
+    return pos
+
+
+def cardholders(seed: int, count: int, day: date, tz: ZoneInfo, rng: random.Random) -> list[Cardholder]:
+    """Students (most, each in a dorm), staff (one in ten) and a few day visitors whose cards
+    are valid 08:00–17:00 today, or were valid only yesterday."""
+    visitors = max(2, count // VISITOR_EVERY)
+    people = []
+    for i in range(count):
+        category = "visitor" if i >= count - visitors else "staff" if rng.random() < 0.1 else "student"
+        account_id = f"V{seed}{i:06d}" if category == "visitor" else f"{seed}{i:06d}"
+        dorm = rng.randrange(1, DORMS + 1) if category == "student" else None
+        groups = {"student": ("students", f"dorm-{dorm}"), "staff": ("staff",), "visitor": ("visitors",)}[category]
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
+        body: dict[str, Any] = {"account_id": account_id, "name": name, "category": category, "groups": list(groups)}
+        if category == "visitor":
+            start = datetime.combine(day - timedelta(days=1 if i % 3 == 0 else 0), time(8), tzinfo=tz)
+            body["valid_from"], body["valid_until"] = start.isoformat(), (start + timedelta(hours=9)).isoformat()
+        elif rng.random() < 0.05:
+            body["daily_limit"] = 1500
+        poor = category == "student" and rng.random() < 0.03
+        subsidy = 0 if poor or category == "visitor" else rng.choice((0, 0, 10000, 20000))
+        cash = 300 if poor else 5000 if category == "visitor" else rng.randrange(2000, 40000, 100)
+        favourite = rng.choices(CANTEENS, weights=CANTEEN_SHARE)[0]
+        people.append(Cardholder(account_id, card_uid(seed, i), category, groups, dorm, favourite, body, subsidy, cash))
+    return people
+
+
+async def seed_campus(
+    client: HubClient, *, seed: int, windows: int, accounts: int, rng: random.Random, day: date, tz: ZoneInfo,
+    existing: list[SimDevice], on_progress: Callable[[int], None] | None = None,
+) -> Campus:
+    """Registers merchants, POS devices (reusing ``existing`` keys), accounts with cards and
+    credits; idempotent by id and ref. New devices are appended to ``existing``."""
+    campus = Campus(seed=seed, day=day, tz=tz, pos=layout(seed, windows),
+                    cardholders=cardholders(seed, accounts, day, tz, rng))
+    for merchant_id, name, category in MERCHANTS:
         await client.create("/v1/merchants", {"merchant_id": merchant_id, "name": name, "category": category})
-    sims = existing or []
-    merchant_of: dict[str, str] = {}
-    for i in range(devices):
-        merchant_id, name, _, _ = MERCHANTS[i % len(MERCHANTS)]
-        device_id = f"s{seed}-{merchant_id}-pos{i // len(MERCHANTS) + 1:02d}"
-        merchant_of[device_id] = merchant_id
-        if any(d.device_id == device_id for d in sims):
-            continue
-        device = SimDevice(device_id, "pos")
-        await client.call("POST", "/v1/devices", {
-            "device_id": device_id, "kind": "pos", "public_key": device.public_key,
-            "merchant_id": merchant_id, "location": f"{name} {i // len(MERCHANTS) + 1}号窗口",
-        })
-        sims.append(device)
-    campus = Campus(seed=seed, devices=[d for d in sims if d.device_id in merchant_of],
-                    merchant_of=merchant_of, cards=[])
-    semaphore = asyncio.Semaphore(16)
+    known = {d.device_id: d for d in existing}
+    for pos in campus.pos:
+        device = known.get(pos.device_id)
+        if device is None:
+            device = SimDevice(pos.device_id, "pos")
+            await client.call("POST", "/v1/devices", {
+                "device_id": pos.device_id, "kind": "pos", "public_key": device.public_key,
+                "merchant_id": pos.merchant_id, "location": pos.location,
+            })
+            existing.append(device)
+        campus.devices[pos.device_id] = device
+    semaphore = asyncio.Semaphore(SEED_CONCURRENCY)
 
-    async def open_one(i: int) -> None:
+    async def open_one(person: Cardholder) -> None:
         async with semaphore:
-            account_id = f"{seed}{i:06d}"
-            staff = rng.random() < 0.1
-            body: dict[str, Any] = {
-                "account_id": account_id, "name": rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
-                "category": "staff" if staff else "student",
-                "groups": ["staff"] if staff else ["students", f"dorm-{i % DORMS + 1}"],
-            }
-            if rng.random() < 0.05:
-                body["daily_limit"] = 1500
-            await client.create("/v1/accounts", body)
-            uid = card_uid(seed, i)
-            await client.create("/v1/cards", {"card_uid": uid, "account_id": account_id})
-            campus.cards.append(uid)
-            campus.groups_of[uid] = body["groups"]
-            poor = rng.random() < 0.03
-            subsidy = 0 if poor else rng.choice((0, 10000, 20000))
-            cash = 300 if poor else rng.randrange(2000, 40000, 100)
-            if subsidy:
-                data = await client.create(f"/v1/accounts/{account_id}/subsidies", {"amount": subsidy, "ref": f"subsidy-{seed}-{i}"})
-                campus.credits_fen += subsidy if "balance" in data else 0
-            data = await client.create(f"/v1/accounts/{account_id}/topups", {"amount": cash, "ref": f"topup-{seed}-{i}"})
-            campus.credits_fen += cash if "balance" in data else 0
+            await client.create("/v1/accounts", person.body)
+            await client.create("/v1/cards", {"card_uid": person.card, "account_id": person.account_id})
+            for kind, amount, ref in (("subsidies", person.subsidy_fen, f"subsidy-{seed}-{person.account_id}"),
+                                      ("topups", person.cash_fen, f"topup-{seed}-{person.account_id}")):
+                if amount:
+                    status, _ = await client.call("POST", f"/v1/accounts/{person.account_id}/{kind}",
+                                                  {"amount": amount, "ref": ref})
+                    campus.credits_fen += amount if status == 201 else 0
+        if on_progress:
+            on_progress(1)
 
-    await asyncio.gather(*(open_one(i) for i in range(accounts)))
-    campus.cards.sort()
+    await asyncio.gather(*(open_one(p) for p in campus.cardholders))
     return campus
 
 
-@dataclass
-class Swipe:
-    at: datetime
-    device: SimDevice
-    card: str
-    amount_fen: int
-
-
-def lunch_hour(campus: Campus, swipes: int, rng: random.Random, tz: ZoneInfo) -> list[Swipe]:
-    """Arrivals between 11:00 and 13:00, peaking at 12:00; a few unknown cards."""
-    day = datetime.now(tz).replace(hour=12, minute=0, second=0, microsecond=0)
-    amounts = {m[0]: m[3] for m in MERCHANTS}
-    plan = []
-    for _ in range(swipes):
-        minutes = max(-60.0, min(60.0, rng.gauss(0, 22)))
-        device = rng.choice(campus.devices)
-        low, high = amounts[campus.merchant_of[device.device_id]]
-        card = f"DEAD{rng.randrange(16**6):06X}" if rng.random() < 0.004 else rng.choice(campus.cards)
-        plan.append(Swipe(day + timedelta(minutes=minutes), device, card, rng.randrange(low, high, 10)))
-    plan.sort(key=lambda s: s.at)
-    return plan
-
-
-async def run_lunch(
-    client: HubClient,
-    campus: Campus,
-    plan: list[Swipe],
-    rng: random.Random,
-    *,
-    offline_share: float,
-    batch: int,
-    on_progress: Callable[[int], None],
-    on_lost: Callable[[list[str]], Any] | None = None,
-) -> Tally:
-    """Each device works through its own swipes in time order: online swipes one request each;
-    a device that is offline keeps its swipes and uploads them in batches when it is back.
-    Along the way: cards reported lost, reversals, resends whose answer was lost, one forgery."""
-    tally = Tally()
-    by_device: dict[str, list[Swipe]] = defaultdict(list)
-    for swipe in plan:
-        by_device[swipe.device.device_id].append(swipe)
-    offline_devices = {d.device_id for d in rng.sample(campus.devices, max(1, int(len(campus.devices) * offline_share * 4)))}
-    lost_at = len(plan) // 3
-    progress = {"n": 0}
-    lost_done = asyncio.Event()
-
-    async def report_lost() -> None:
-        campus.lost = rng.sample(campus.cards, min(5, len(campus.cards)))
-        for uid in campus.lost:
-            await client.create(f"/v1/cards/{uid}/lost", None)
-        if on_lost:
-            on_lost(campus.lost)
-        lost_done.set()
-
-    def advance(n: int) -> None:
-        before = progress["n"]
-        progress["n"] += n
-        on_progress(n)
-        if before < lost_at <= progress["n"]:
-            asyncio.get_running_loop().create_task(report_lost())
-
-    async def drive(device: SimDevice, swipes: list[Swipe]) -> None:
-        merchant = campus.merchant_of[device.device_id]
-        sent: dict[int, dict[str, Any]] = {}
-        offline_window = (len(swipes) // 3, 2 * len(swipes) // 3) if device.device_id in offline_devices else (0, 0)
-        forged = device is campus.devices[0]
-        for i, swipe in enumerate(swipes):
-            offline = offline_window[0] <= i < offline_window[1]
-            envelope = device.purchase(swipe.card, swipe.amount_fen, swipe.at, offline=offline)
-            sent[envelope["seq"]] = envelope
-            if offline:
-                continue
-            if forged and i == len(swipes) // 4:
-                tally.add(merchant, sent, await _forge(client, device))
-            results = await client.upload(device, batch if len(device.pending) > 1 else 1)
-            while device.pending:  # back online: drain what was kept
-                tally.add(merchant, sent, results)
-                advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
-                results = await client.upload(device, batch)
-            tally.add(merchant, sent, results)
-            advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
-            last = results[-1] if results else None
-            if last and last.get("decision") == "approved" and rng.random() < 0.01:
-                reversal = device.reversal(swipe.card, last["seq"], swipe.at + timedelta(seconds=20))
-                sent[reversal["seq"]] = reversal
-                rev_results = await client.upload(device, 1)
-                tally.add(merchant, sent, rev_results)
-            if rng.random() < 0.01:  # the answer was lost on the way: the device sends again
-                tally.add(merchant, sent, (await client.send([envelope], device.device_id))["results"])
-        while device.pending:
-            results = await client.upload(device, batch)
-            tally.add(merchant, sent, results)
-            advance(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
-
-    await asyncio.gather(*(drive(d, by_device[d.device_id]) for d in campus.devices))
-    if not lost_done.is_set() and progress["n"] >= lost_at:
-        await lost_done.wait()
-    return tally
-
-
-async def _forge(client: HubClient, device: SimDevice) -> list[dict[str, Any]]:
-    """An event whose signature does not match: the hub must reject it and store nothing."""
-    pending = device.batch(1)
-    if not pending:
-        return []
-    forged = {**pending[0], "amount": pending[0]["amount"] + 1} if pending[0]["type"] == "purchase" else pending[0]
-    answer = await client.send([forged], device.device_id)
-    return answer["results"]
+async def report_lost(client: HubClient, campus: Campus, rng: random.Random, count: int) -> list[str]:
+    """The card office reports a few students' cards lost (deterministic for the seed)."""
+    students = [c.card for c in campus.cardholders if c.category == "student"]
+    lost = rng.sample(students, min(count, len(students)))
+    for uid in lost:
+        await client.create(f"/v1/cards/{uid}/lost", None)
+    campus.lost += lost
+    return lost

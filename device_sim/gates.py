@@ -1,7 +1,7 @@
 """Simulated dorm and library gates (DESIGN §3): a day of residents going out in the morning
 and coming back in the evening, some after the 23:30 curfew, some trying to follow a friend
-in; one gate goes offline for a while, decides from the signed rules and hotlist it fetched
-last, and uploads later.
+in; visitors who try the library; one gate goes offline for the evening, decides from the
+signed rules and hotlist it fetched last, and uploads later.
 
 A gate maker's view: the offline decision below is written from the contract alone (the
 rules document, the hotlist), as device firmware would be.
@@ -9,31 +9,28 @@ rules document, the hotlist), as device firmware would be.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from device_sim.campus import DORMS, Tally
-from device_sim.client import HubClient, HubError
+from device_sim.campus import DORMS, Campus
+from device_sim.client import HubClient
 from device_sim.device import SimDevice
-from domain.wire import HOTLIST_PREFIX, RULES_PREFIX, canonical
+from device_sim.driver import Driver, Link
+from device_sim.tally import Tally
+from domain.wire import HOTLIST_PREFIX, RULES_PREFIX
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OPEN, CURFEW = "06:00", "23:30"
+OFFLINE_GATE = (time(20), time(22, 30))  # the local evening hours one dorm gate cannot reach the hub
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class GateSwipe:
     at: datetime
-    gate: SimDevice
+    gate: str  # device id
     card: str
     direction: str
 
@@ -44,9 +41,12 @@ class Gates:
     zone_of: dict[str, str]
     offline: str | None = None  # the gate that loses its link for a while
 
+    def of_zone(self, suffix: str) -> list[str]:
+        return [d.device_id for d in self.devices if self.zone_of[d.device_id].endswith(suffix)]
+
 
 async def seed_gates(client: HubClient, *, seed: int, existing: list[SimDevice]) -> Gates:
-    """Two dorms (anti-passback, open 06:00–23:30 to their residents) with two gates each, and
+    """The dorms (anti-passback, open 06:00–23:30 to their residents) with two gates each, and
     a library (07:00–22:00, students and staff) with one; idempotent by id."""
     zones = [(f"s{seed}-dorm-{k}", f"{k}号宿舍楼", True, [(f"dorm-{k}", OPEN, CURFEW)]) for k in range(1, DORMS + 1)]
     zones.append((f"s{seed}-library", "图书馆", False, [("students", "07:00", "22:00"), ("staff", "07:00", "22:00")]))
@@ -71,26 +71,28 @@ async def seed_gates(client: HubClient, *, seed: int, existing: list[SimDevice])
     return gates
 
 
-def gate_day(gates: Gates, residents: list[tuple[str, int]], rng: random.Random, tz: ZoneInfo) -> list[GateSwipe]:
-    """Residents (card, dorm index) leave 07:00–09:30 and return 17:00–23:00; one in twenty
-    comes back after curfew; a few swipe ``in`` twice; some visit the library."""
-    day = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    dorm_gates = {g.device_id: g for g in gates.devices if "dorm" in gates.zone_of[g.device_id]}
-    library = [g for g in gates.devices if "library" in gates.zone_of[g.device_id]]
+def gate_day(gates: Gates, campus: Campus, rng: random.Random) -> list[GateSwipe]:
+    """Students leave their dorm 07:00–09:30 and return 17:00–23:00; one in twenty comes back
+    after curfew; a few swipe ``in`` twice; students and staff visit the library, and a few
+    visitors try to."""
     plan: list[GateSwipe] = []
-    for card, dorm in residents:
-        mine = [g for g in dorm_gates.values() if gates.zone_of[g.device_id].endswith(f"dorm-{dorm % DORMS + 1}")]
-        out = day + timedelta(hours=7, minutes=rng.uniform(0, 150))
-        back = day + timedelta(hours=17, minutes=rng.uniform(0, 360))
-        if rng.random() < 0.05:
-            back = day + timedelta(hours=23, minutes=rng.uniform(31, 59))  # after curfew
-        plan.append(GateSwipe(out, rng.choice(mine), card, "out"))
-        plan.append(GateSwipe(back, rng.choice(mine), card, "in"))
-        if rng.random() < 0.03:  # tailgating attempt: a second "in" at the other door
-            plan.append(GateSwipe(back + timedelta(seconds=40), rng.choice(mine), card, "in"))
-        if library and rng.random() < 0.3:
-            plan.append(GateSwipe(day + timedelta(hours=rng.uniform(8, 21.5)), library[0], card, "in"))
-    plan.sort(key=lambda s: s.at)
+
+    def at(hours: float) -> datetime:
+        return campus.at(time(0)) + timedelta(milliseconds=int(hours * 3_600_000))
+
+    library = gates.of_zone("library")
+    for person in campus.cardholders:
+        if person.dorm is not None:
+            mine = gates.of_zone(f"dorm-{person.dorm}")
+            back = at(rng.uniform(17, 23)) if rng.random() >= 0.05 else at(rng.uniform(23.52, 23.98))  # after curfew
+            plan.append(GateSwipe(at(rng.uniform(7, 9.5)), rng.choice(mine), person.card, "out"))
+            plan.append(GateSwipe(back, rng.choice(mine), person.card, "in"))
+            if rng.random() < 0.03:  # tailgating attempt: a second "in" at the other door
+                plan.append(GateSwipe(back + timedelta(seconds=40), rng.choice(mine), person.card, "in"))
+        chance = {"student": 0.3, "staff": 0.1, "visitor": 0.5}[person.category]
+        if library and rng.random() < chance:
+            plan.append(GateSwipe(at(rng.uniform(8, 21.5)), library[0], person.card, "in"))
+    plan.sort(key=lambda s: (s.at, s.gate))
     return plan
 
 
@@ -129,53 +131,34 @@ def _admits(rule: dict[str, Any], local: datetime) -> bool:
     return (today in rule["days"] and now >= start) or (yesterday in rule["days"] and now < stop)
 
 
-async def fetch_signed(client: HubClient, gate: SimDevice, hub_key: Ed25519PublicKey) -> tuple[dict[str, Any], set[str]]:
-    """The gate's rules and the hotlist, each checked against the hub's signature."""
-    _, rules = await client.call("GET", f"/v1/devices/{gate.device_id}/rules")
-    _, hotlist = await client.call("GET", f"/v1/devices/{gate.device_id}/hotlist")
-    for prefix, document in ((RULES_PREFIX, rules), (HOTLIST_PREFIX, hotlist)):
-        body = {k: v for k, v in document.items() if k != "sig"}
-        try:
-            hub_key.verify(base64.b64decode(document["sig"]), prefix + canonical(body))
-        except InvalidSignature:
-            raise HubError(f"{gate.device_id}: the hub's signature on {prefix!r} does not verify") from None
-    return rules, set(hotlist["added"])
+@dataclass
+class GateDriver(Driver):
+    groups_of: dict[str, list[str]] = field(default_factory=dict)
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    state: OfflineState | None = None  # while offline: what the gate fetched when the link dropped
 
-
-async def run_gates(
-    client: HubClient, gates: Gates, plan: list[GateSwipe], groups_of: dict[str, list[str]], tz: ZoneInfo,
-    *, batch: int, tally: Tally, on_progress: Callable[[int], None],
-) -> None:
-    """Each gate works through its swipes in time order, one online request each; the offline
-    gate decides the middle third itself and uploads those afterwards."""
-    _, key = await client.call("GET", "/v1/hub/key")
-    hub_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
-    by_gate: dict[str, list[GateSwipe]] = {g.device_id: [] for g in gates.devices}
-    for swipe in plan:
-        by_gate[swipe.gate.device_id].append(swipe)
-
-    async def drive(gate: SimDevice, swipes: list[GateSwipe]) -> None:
-        sent: dict[int, dict[str, Any]] = {}
-        window = (len(swipes) // 3, 2 * len(swipes) // 3) if gate.device_id == gates.offline else (0, 0)
-        state: OfflineState | None = None
-        for i, swipe in enumerate(swipes):
-            if i == window[0] and window[1] > window[0]:  # the link drops: decide from what was fetched
-                rules, hotlist = await fetch_signed(client, gate, hub_key)
-                state = OfflineState(rules, hotlist, groups_of)
-            if window[0] <= i < window[1] and state is not None:
-                decision = state.decide(swipe.card, swipe.direction, swipe.at, tz)
-                envelope = gate.gate(swipe.card, swipe.direction, swipe.at, offline=True, decision=decision)
-                sent[envelope["seq"]] = envelope
+    async def run(self, link: Link, swipes: list[GateSwipe]) -> None:
+        """The swipes in time order, one online request each; offline ones are decided here and
+        kept until the link is back (or the phase ends)."""
+        gate = self.device
+        for swipe in swipes:
+            if not self.is_offline(swipe.at):
+                self.state = None
+                self.record(gate.gate(swipe.card, swipe.direction, swipe.at))
+                await self.upload_kept(link)
                 continue
-            envelope = gate.gate(swipe.card, swipe.direction, swipe.at)
-            sent[envelope["seq"]] = envelope
-            while gate.pending:
-                results = await client.upload(gate, batch if len(gate.pending) > 1 else 1)
-                tally.add("", sent, results)
-                on_progress(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
-        while gate.pending:
-            results = await client.upload(gate, batch)
-            tally.add("", sent, results)
-            on_progress(len([r for r in results if r["status"] in ("accepted", "duplicate")]))
+            if self.state is None:  # the link just dropped: decide from the last signed rules
+                rules = await link.signed(gate, "rules", RULES_PREFIX)
+                hotlist = await link.signed(gate, "hotlist", HOTLIST_PREFIX)
+                self.state = OfflineState(rules, set(hotlist["added"]), self.groups_of)
+            decision = self.state.decide(swipe.card, swipe.direction, swipe.at, self.tz)
+            self.record(gate.gate(swipe.card, swipe.direction, swipe.at, offline=True, decision=decision))
+        await self.upload_kept(link)
 
-    await asyncio.gather(*(drive(g, by_gate[g.device_id]) for g in gates.devices))
+
+def gate_drivers(gates: Gates, campus: Campus, tally: Tally) -> dict[str, GateDriver]:
+    groups_of = campus.groups_of
+    offline = (campus.at(OFFLINE_GATE[0]), campus.at(OFFLINE_GATE[1]))
+    return {g.device_id: GateDriver(g, tally, offline=offline if g.device_id == gates.offline else None,
+                                    groups_of=groups_of, tz=campus.tz)
+            for g in gates.devices}

@@ -1,4 +1,8 @@
-"""``cardhub sim``: seeds a campus on a running hub and sends it a lunch hour of swipes."""
+"""``cardhub sim``: seeds a campus on a running hub and sends it a campus day of swipes.
+
+The day (device_sim.day, device_sim.gates) runs phase by phase — breakfast, lunch,
+afternoon, dinner, evening — each as fast as the hub takes it, with a progress bar each.
+Between breakfast and lunch the card office reports a few cards lost."""
 
 from __future__ import annotations
 
@@ -8,130 +12,162 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from device_sim.campus import Campus, Tally, lunch_hour, run_lunch, seed_campus
+from device_sim.campus import Campus, report_lost, seed_campus
 from device_sim.client import HubClient, HubError
+from device_sim.day import Purchase, campus_day, phase_bounds
 from device_sim.device import SimDevice
-from device_sim.gates import gate_day, run_gates, seed_gates
+from device_sim.driver import Link
+from device_sim.gates import GateDriver, GateSwipe, gate_day, gate_drivers, seed_gates
+from device_sim.incidents import pos_drivers, schedule_faults
+from device_sim.pos import PosDriver
+from device_sim.summary import Consumption, fetch_consumption, print_report
+from device_sim.tally import Tally
 
 console = Console()
-BOOKS_WAIT_S = 120
+LOST_CARDS = 8  # reported lost between breakfast and lunch
+BALANCE_READS = 32  # balance requests in flight for the books
 
 
 @dataclass
 class SimReport:
     campus: Campus
-    tally: Tally
-    elapsed_s: float
+    tally: Tally  # the POS devices
+    elapsed_s: float  # the day's phases
     retries: int
     books: tuple[int, int] | None  # (Σ credits − Σ approved purchases + Σ refunds, Σ balances) in fen
     gates: Tally | None = None  # the dorm and library gates' day, when driven
+    seed_s: float = 0.0
+    consumption: Consumption | None = None  # the hub's statistics of the day, per merchant
+    phases: list[tuple[str, int, float]] = field(default_factory=list)  # (phase, swipes, seconds)
+
+    @property
+    def ok(self) -> bool:
+        books_ok = self.books is None or self.books[0] == self.books[1]
+        return books_ok and (self.consumption is None or self.consumption.matches(self.tally))
 
 
 async def simulate(
-    url: str, token: str, *, seed: int, devices: int, accounts: int, swipes: int, batch: int,
+    url: str, token: str, *, seed: int, devices: int, accounts: int, swipes: int | None, batch: int,
     offline_share: float, state: Path | None = None, tz: ZoneInfo | None = None, gates: bool = True,
 ) -> SimReport:
+    """Seeds ``accounts`` cardholders and ``devices`` canteen windows (plus tills, laundry
+    machines and gates), then runs today's campus day; ``swipes``: exactly that many purchases."""
+    tz = tz or ZoneInfo("Asia/Shanghai")
     rng = random.Random(seed)
     existing = _load_state(state)
+    known = existing if existing is not None else []
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=256)) as session:
         client = HubClient(session, url, token)
-        with console.status(f"seeding {accounts} accounts and {devices} devices on {url}"):
-            campus = await seed_campus(client, seed=seed, devices=devices, accounts=accounts, rng=rng, existing=existing)
-        plan = lunch_hour(campus, swipes, rng, tz or ZoneInfo("Asia/Shanghai"))
         started = time.perf_counter()
-        with Progress(
-            TextColumn("[bold]lunch hour[/]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
-        ) as progress:
-            task = progress.add_task("swipes", total=len(plan), rate="")
-
-            def on_progress(n: int) -> None:
-                done = progress.tasks[0].completed + n
-                rate = done / max(time.perf_counter() - started, 1e-6)
-                progress.update(task, advance=n, rate=f"{rate:,.0f} swipes/s")
-
-            def on_lost(uids: list[str]) -> None:
-                progress.console.print(f"  cards reported lost mid-lunch: {', '.join(uids)}")
-
-            try:
-                tally = await run_lunch(client, campus, plan, rng, offline_share=offline_share, batch=batch,
-                                        on_progress=on_progress, on_lost=on_lost)
-            finally:
-                _save_state(state, campus.devices if existing is None else existing)
-        elapsed = time.perf_counter() - started
-        gate_tally = None
-        if gates and campus.groups_of:
-            known = existing if existing is not None else campus.devices
-            gate_tally = await _gate_day(client, campus, known, rng, tz or ZoneInfo("Asia/Shanghai"), batch)
+        with Progress(TextColumn(f"[bold]seeding {accounts:,} cardholders[/]"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("seeding", total=accounts)
+            campus = await seed_campus(client, seed=seed, windows=devices, accounts=accounts, rng=rng,
+                                       day=datetime.now(tz).date(), tz=tz, existing=known,
+                                       on_progress=lambda n: progress.update(task, advance=n))
+            gate_set = await seed_gates(client, seed=seed, existing=known) if gates else None
+        _save_state(state, known)
+        seed_s = time.perf_counter() - started
+        console.print(f"seeded {len(campus.cardholders):,} cardholders, {len(campus.pos)} POS devices"
+                      f"{f' and {len(gate_set.devices)} gates' if gate_set else ''} in {seed_s:.1f} s")
+        day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [])
+        day.pos = pos_drivers(campus, day.tally, rng, offline_share)
+        day.gates = gate_drivers(gate_set, campus, day.gate_tally) if gate_set else {}
+        await client.caught_up()  # gates going offline fetch their signed rules from the views
+        try:
+            await day.run(await Link.open(client, batch), client, rng)
+        finally:
             _save_state(state, known)
-        books = await _books(client, campus, tally) if existing is None else None
-    return SimReport(campus, tally, elapsed, client.retries, books, gate_tally)
+        books = await _books(client, campus, day.tally) if existing is None else None
+        consumption = await fetch_consumption(client, campus, checked=existing is None)
+    return SimReport(campus, day.tally, day.elapsed_s, client.retries, books, day.gate_tally if gate_set else None,
+                     seed_s, consumption, day.phases)
 
 
-async def _caught_up(client: HubClient) -> None:
-    """Waits until every projection has applied every stored event."""
-    deadline = time.monotonic() + BOOKS_WAIT_S
-    while time.monotonic() < deadline:
-        _, health = await client.call("GET", "/healthz")
-        if all(p["lag_events"] == 0 for p in health["projections"].values()):
-            return
-        await asyncio.sleep(0.05)
-    raise HubError(f"projections still behind after {BOOKS_WAIT_S} s: {health['projections']}")
+@dataclass
+class Day:
+    campus: Campus
+    purchases: list[Purchase]
+    gate_swipes: list[GateSwipe]
+    tally: Tally = field(default_factory=Tally)
+    gate_tally: Tally = field(default_factory=Tally)
+    pos: dict[str, PosDriver] = field(default_factory=dict)
+    gates: dict[str, GateDriver] = field(default_factory=dict)
+    phases: list[tuple[str, int, float]] = field(default_factory=list)
+    elapsed_s: float = 0.0
 
+    async def run(self, link: Link, client: HubClient, rng: random.Random) -> None:
+        bounds = phase_bounds(self.campus)
+        faults = schedule_faults(self.pos, rng)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]:>14}"), TimeElapsedColumn(), console=console) as progress:
+            tasks = {}
+            for name, start, stop in bounds:
+                total = sum(start <= s.at < stop for s in (*self.purchases, *self.gate_swipes))
+                until = f"{stop:%H:%M}" if stop.date() == start.date() else "24:00"
+                label = f"{start:%H:%M}–{until} {name}"
+                tasks[name] = progress.add_task(label, total=total, rate="", start=False)
+            for name, start, stop in bounds:
+                for device_id, kinds in faults.get(name, {}).items():
+                    self.pos[device_id].faults = list(kinds)
+                swipes, seconds = await self._phase(link, progress, tasks[name], start, stop)
+                self.phases.append((name, swipes, seconds))
+                self.elapsed_s += seconds
+                if name == "breakfast":
+                    lost = await report_lost(client, self.campus, rng, LOST_CARDS)
+                    progress.console.print(f"  {stop:%H:%M} cards reported lost: {', '.join(lost)}", highlight=False)
 
-async def _gate_day(client: HubClient, campus: Campus, known: list[SimDevice], rng: random.Random,
-                    tz: ZoneInfo, batch: int) -> Tally:
-    """Dorm and library gates through a day (device_sim.gates), with a progress bar."""
-    gates = await seed_gates(client, seed=campus.seed, existing=known)
-    await _caught_up(client)  # gates download their signed rules from the views
-    residents = [(uid, int(g.removeprefix("dorm-")) - 1)
-                 for uid, groups in campus.groups_of.items() for g in groups if g.startswith("dorm-")]
-    plan = gate_day(gates, residents, rng, tz)
-    tally = Tally()
-    with Progress(TextColumn("[bold]dorm and library gates[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("gates", total=len(plan))
-        await run_gates(client, gates, plan, campus.groups_of, tz, batch=batch, tally=tally,
-                        on_progress=lambda n: progress.update(task, advance=n))
-    return tally
+    async def _phase(self, link: Link, progress: Progress, task: Any, start: datetime,
+                     stop: datetime) -> tuple[int, float]:
+        """Every device through its swipes of [start, stop); answers (swipes stored, seconds)."""
+        by_pos: dict[str, list[Purchase]] = defaultdict(list)
+        for purchase in self.purchases:
+            if start <= purchase.at < stop:
+                by_pos[purchase.device_id].append(purchase)
+        by_gate: dict[str, list[GateSwipe]] = defaultdict(list)
+        for swipe in self.gate_swipes:
+            if start <= swipe.at < stop:
+                by_gate[swipe.gate].append(swipe)
+        progress.start_task(task)
+        began = time.perf_counter()
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            rate = done / max(time.perf_counter() - began, 1e-6)
+            progress.update(task, advance=n, rate=f"{rate:,.0f} swipes/s")
+
+        link.on_progress = advance
+        await asyncio.gather(*(d.run(link, by_pos[i]) for i, d in self.pos.items()),
+                             *(d.run(link, by_gate[i]) for i, d in self.gates.items()))
+        return done, time.perf_counter() - began
 
 
 async def _books(client: HubClient, campus: Campus, tally: Tally) -> tuple[int, int]:
     """Reads every seeded balance back (after the projections catch up) to check the books."""
     expected = campus.credits_fen - sum(tally.revenue_fen.values()) + sum(tally.refunds_fen.values())
-    accounts = _accounts(campus)
-    await _caught_up(client)
-    total = 0
-    semaphore = asyncio.Semaphore(32)
+    await client.caught_up()
+    semaphore = asyncio.Semaphore(BALANCE_READS)
 
     async def read(account_id: str) -> int:
         async with semaphore:
             _, data = await client.call("GET", f"/v1/accounts/{account_id}/balance")
             return data["total"]
 
-    for value in await asyncio.gather(*(read(a) for a in accounts)):
-        total += value
-    return expected, total
-
-
-def _accounts(campus: Campus) -> list[str]:
-    return [f"{campus.seed}{i:06d}" for i in range(len(campus.cards))]
+    return expected, sum(await asyncio.gather(*(read(c.account_id) for c in campus.cardholders)))
 
 
 def _load_state(path: Path | None) -> list[SimDevice] | None:
@@ -151,49 +187,17 @@ def _save_state(path: Path | None, devices: list[SimDevice]) -> None:
     os.replace(tmp, path)
 
 
-def print_report(report: SimReport) -> None:
-    tally = report.tally
-    table = Table(title="cardhub — lunch hour", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
-    table.add_row("events stored", f"{tally.events:,}")
-    table.add_row("elapsed", f"{report.elapsed_s:.1f} s ({tally.events / max(report.elapsed_s, 1e-6):,.0f} events/s)")
-    for status, n in sorted(tally.statuses.items()):
-        table.add_row(f"upload results: {status}", f"{n:,}")
-    for decision, n in sorted(tally.decisions.items()):
-        table.add_row(f"  {decision}", f"{n:,}")
-    for code, n in sorted(tally.codes.items()):
-        table.add_row(f"  rejected: {code}", f"{n:,}")
-    for merchant, fen in sorted(tally.revenue_fen.items()):
-        net = fen - tally.refunds_fen[merchant]
-        table.add_row(f"revenue {merchant}", f"¥{net / 100:,.2f}")
-    if report.retries:
-        table.add_row("uploads retried (503 or dropped)", f"{report.retries:,}")
-    if report.gates is not None:
-        table.add_row("gate swipes stored", f"{report.gates.events:,}")
-        for decision, n in sorted(report.gates.decisions.items()):
-            table.add_row(f"  gate {decision}", f"{n:,}")
-        for code, n in sorted(report.gates.codes.items()):
-            table.add_row(f"  gate rejected: {code}", f"{n:,}")
-    if report.books is not None:
-        expected, actual = report.books
-        verdict = "[green]OK[/]" if expected == actual else "[red]MISMATCH[/]"
-        table.add_row("books: credits − purchases + refunds", f"¥{expected / 100:,.2f}")
-        table.add_row("books: Σ balances (read back)", f"¥{actual / 100:,.2f} {verdict}")
-    console.print(table)
-
-
 async def run_sim(args: argparse.Namespace) -> int:
     """``cardhub sim``: returns the exit status. ``args.token`` is an admin token."""
-    token = args.token
     state = args.state or args.data_dir / "sim.json"
     try:
         report = await simulate(
-            args.url, token, seed=args.seed, devices=args.devices, accounts=args.accounts,
+            args.url, args.token, seed=args.seed, devices=args.devices, accounts=args.accounts,
             swipes=args.swipes, batch=args.batch, offline_share=args.offline_share, state=state,
+            tz=getattr(args, "tz", None),
         )
     except (HubError, aiohttp.ClientError) as exc:
         console.print(f"cardhub sim: {exc}", style="red", highlight=False)
         return 1
-    print_report(report)
-    return 0 if report.books is None or report.books[0] == report.books[1] else 1
+    print_report(report, console)
+    return 0 if report.ok else 1

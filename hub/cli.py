@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -44,15 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", type=Path, help="a checkpoint saved earlier: prove the log extends it")
     verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key), instead of --data-dir's")
 
-    sim = sub.add_parser("sim", help="drive simulated POS devices against a running hub")
+    sim = sub.add_parser("sim", help="drive a simulated campus day against a running hub")
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's base URL")
     sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="to issue the admin token")
     sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
-    sim.add_argument("--devices", type=int, default=20)
-    sim.add_argument("--accounts", type=int, default=500)
-    sim.add_argument("--swipes", type=int, default=5000, help="total purchases to send")
-    sim.add_argument("--batch", type=int, default=10, help="events per upload")
-    sim.add_argument("--offline-share", type=float, default=0.05, help="share of offline swipes")
+    sim.add_argument("--devices", type=_at_least(3), default=24,
+                     help="canteen windows (the supermarket's tills, laundry machines and gates come with the campus)")
+    sim.add_argument("--accounts", type=_at_least(1), default=500, help="cardholders: students, some staff, a few visitors")
+    sim.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
+    sim.add_argument("--batch", type=_at_least(1), default=10, help="events per upload of a device back online")
+    sim.add_argument("--offline-share", type=float, default=0.05, help="share of POS devices offline for a while")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
@@ -61,14 +63,29 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(bench)
 
-    demo = sub.add_parser("demo", help="a simulated lunch hour on a fresh embedded hub")
+    demo = sub.add_parser("demo", help="a simulated campus day on a fresh embedded hub, then its dashboard")
     demo.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
     demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--accounts", type=int, default=2000)
-    demo.add_argument("--swipes", type=int, default=10000)
+    demo.add_argument("--accounts", type=_at_least(1), default=5000, help="cardholders")
+    demo.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary")
     return parser
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             from device_sim.sim import run_sim
 
             args.token = args.token or issue_token(load_key(args.data_dir), "admin")
+            args.tz = Settings.from_env().zone()  # the simulated day is the hub's local day
             sys.exit(asyncio.run(run_sim(args)))
         elif args.command == "bench":
             from hub.bench import run_bench

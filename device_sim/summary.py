@@ -1,0 +1,182 @@
+"""The day's summary: the hub's own statistics per merchant and meal period, checked against
+what the devices were told; declines by reason; faulty inputs and the hub's answers;
+throughput and the books."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from device_sim.campus import MERCHANTS, Campus
+from device_sim.client import HubClient
+from device_sim.pos import FAULTS
+from device_sim.tally import Tally
+
+if TYPE_CHECKING:
+    from device_sim.sim import SimReport
+
+MEAL_COLUMNS = ("breakfast", "lunch", "dinner", "other")
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as yuan with two decimals and thousands separators, no float on the way."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}"
+
+
+@dataclass
+class Consumption:
+    """``GET /v1/stats/consumption?by=meal&merchant=…`` for the simulated day, per merchant."""
+
+    available: bool
+    by_merchant: dict[str, dict[str, Any]] = field(default_factory=dict)
+    why: str = ""
+    checked: bool = True  # False when the hub may hold other runs' swipes of the same day
+
+    def differs(self, merchant: str, tally: Tally) -> bool:
+        total = self.by_merchant[merchant]["total"]
+        return (total["amount"], total["count"]) != (tally.net_fen(merchant), tally.sales[merchant])
+
+    def matches(self, tally: Tally) -> bool:
+        return not (self.available and self.checked) or not any(self.differs(m, tally) for m in self.by_merchant)
+
+
+async def fetch_consumption(client: HubClient, campus: Campus, *, checked: bool = True) -> Consumption:
+    """The hub's statistics for the simulated local day, once the projections caught up;
+    ``checked``: the hub holds no other swipes of that day, so totals must equal the tally."""
+    await client.caught_up()
+    start = campus.at(time(0))
+    end = datetime.combine(campus.day + timedelta(days=1), time(0), tzinfo=campus.tz)
+    answers = {}
+    for merchant_id, _, _ in MERCHANTS:
+        query = urlencode({"from": start.isoformat(), "to": end.isoformat(), "by": "meal", "merchant": merchant_id})
+        status, data = await client.call("GET", f"/v1/stats/consumption?{query}", ok=(200, 404))
+        if status == 404:
+            detail = data.get("detail") if isinstance(data, dict) else str(data).strip()
+            return Consumption(available=False, why=f"GET /v1/stats/consumption answered 404: {detail}")
+        answers[merchant_id] = data
+    return Consumption(available=True, by_merchant=answers, checked=checked)
+
+
+def print_report(report: SimReport, console: Console) -> None:
+    campus = report.campus
+    people = Counter(c.category for c in campus.cardholders)
+    gates = f", {report.gates.events:,} gate swipes" if report.gates else ""
+    plural = {"student": "students", "staff": "staff", "visitor": "visitors"}
+    kinds = ", ".join(f"{n:,} {plural.get(k, k)}" for k, n in sorted(people.items()))
+    console.print(f"\n[bold]cardhub — campus day {campus.day} ({campus.tz.key})[/]: "
+                  f"{len(campus.cardholders):,} cardholders ({kinds}), {len(campus.pos)} POS devices{gates}",
+                  highlight=False)
+    for table in (_consumption(report), _declines(report), _faults(report), _throughput(report)):
+        console.print()
+        console.print(table)
+
+
+def _cell(count: int, fen: int) -> str:
+    return f"{count:,}\n{yuan(fen)}"
+
+
+def _consumption(report: SimReport) -> Table:
+    tally, stats = report.tally, report.consumption
+    table = Table(title="Purchases by merchant and meal period (swipes / ¥, net of reversals)", box=box.SIMPLE_HEAD,
+                  title_justify="left", show_edge=False, pad_edge=False, caption_justify="left")
+    table.add_column("merchant", style="bold")
+    if stats is None or not stats.available:
+        table.caption = f"statistics API not available ({stats.why if stats else 'not asked'}): the devices' tally only"
+        table.add_column("devices were told", justify="right")
+        for merchant_id, _, _ in MERCHANTS:
+            table.add_row(merchant_id, _cell(tally.sales[merchant_id], tally.net_fen(merchant_id)))
+        return table
+    for meal in (*MEAL_COLUMNS, "total"):
+        table.add_column(meal, justify="right")
+    table.add_column("check", justify="right")
+    sums: Counter[str] = Counter()
+    for merchant_id, answer in stats.by_merchant.items():
+        groups = {g["key"]: g for g in answer["groups"]}
+        cells = [_cell(groups[m]["count"], groups[m]["amount"]) if m in groups else "–" for m in MEAL_COLUMNS]
+        total = answer["total"]
+        verdict = ("–" if not stats.checked else "[green]OK[/]" if not stats.differs(merchant_id, tally)
+                   else "[red]MISMATCH[/]\n" + _cell(tally.sales[merchant_id], tally.net_fen(merchant_id)))
+        table.add_row(merchant_id, *cells, _cell(total["count"], total["amount"]), verdict)
+        for meal in MEAL_COLUMNS:
+            sums[f"{meal} n"] += groups.get(meal, {}).get("count", 0)
+            sums[meal] += groups.get(meal, {}).get("amount", 0)
+        sums["total n"] += total["count"]
+        sums["total"] += total["amount"]
+    table.add_section()
+    table.add_row("all", *(_cell(sums[f"{m} n"], sums[m]) for m in (*MEAL_COLUMNS, "total")),
+                  "–" if not stats.checked else "[green]OK[/]" if stats.matches(tally) else "[red]MISMATCH[/]")
+    table.caption = ("from GET /v1/stats/consumption?by=meal&merchant=…; check: each total against what "
+                     "the devices were told (approved sales − refunds)" if stats.checked else
+                     "from GET /v1/stats/consumption?by=meal&merchant=…; not checked against this run's "
+                     "devices: the hub holds earlier runs of the day too")
+    return table
+
+
+def _declines(report: SimReport) -> Table:
+    table = Table(title="Declined swipes by reason", box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
+    table.add_column("reason", style="bold")
+    table.add_column("purchases", justify="right")
+    table.add_column("gates", justify="right")
+    gates = report.gates.decisions if report.gates else Counter()
+    reasons = sorted({k for k in (*report.tally.decisions, *gates) if k.startswith("declined")})
+    for key in reasons:
+        table.add_row(key.removeprefix("declined: "), f"{report.tally.decisions[key]:,}", f"{gates[key]:,}")
+    table.add_section()
+    table.add_row("approved", f"{report.tally.decisions['approved']:,}", f"{gates['approved']:,}")
+    return table
+
+
+def _faults(report: SimReport) -> Table:
+    tally = report.tally
+    table = Table(title="Faulty inputs and the hub's answers", box=box.SIMPLE_HEAD, title_justify="left",
+                  show_edge=False)
+    table.add_column("input", style="bold")
+    table.add_column("sent", justify="right")
+    table.add_column("hub answered")
+    table.add_column("", justify="right")
+    explained: Counter[str] = Counter()
+    for kind, (what, expected) in FAULTS.items():
+        answers = {answer: n for (k, answer), n in tally.faults.items() if k == kind}
+        if not answers:
+            continue
+        ok = set(answers) == {expected}
+        text = ", ".join(f"{answer} {n:,}" for answer, n in sorted(answers.items()))
+        table.add_row(what, f"{sum(answers.values()):,}", text, "[green]OK[/]" if ok else "[red]UNEXPECTED[/]")
+        explained.update({a.removeprefix("rejected: "): n for a, n in answers.items() if a.startswith("rejected")})
+    gate_codes = report.gates.codes if report.gates else Counter()
+    for code, n in sorted((tally.codes - explained + gate_codes).items()):
+        table.add_row("[red]other rejection[/]", f"{n:,}", f"rejected: {code}", "[red]UNEXPECTED[/]")
+    return table
+
+
+def _throughput(report: SimReport) -> Table:
+    table = Table(title="Throughput and the books", show_header=False, box=box.SIMPLE, title_justify="left",
+                  show_edge=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    events = report.tally.events + (report.gates.events if report.gates else 0)
+    accounts = len(report.campus.cardholders)
+    table.add_row("seeding: cardholders, devices, credits", f"{accounts:,} in {report.seed_s:.1f} s "
+                  f"({accounts / max(report.seed_s, 1e-6):,.0f}/s)")
+    for name, swipes, seconds in report.phases:
+        table.add_row(f"  {name}", f"{swipes:,} swipes in {seconds:.1f} s")
+    table.add_row("device events stored (POS, gates)", f"{report.tally.events:,} + "
+                  f"{report.gates.events if report.gates else 0:,} = {events:,}")
+    table.add_row("the day", f"{report.elapsed_s:.1f} s ({events / max(report.elapsed_s, 1e-6):,.0f} events/s)")
+    if report.retries:
+        table.add_row("uploads retried (503 or dropped)", f"{report.retries:,}")
+    if report.books is not None:
+        expected, actual = report.books
+        verdict = "[green]OK[/]" if expected == actual else "[red]MISMATCH[/]"
+        table.add_row("books: credits − purchases + refunds", f"¥{yuan(expected)}")
+        table.add_row("books: Σ balances (read back)", f"¥{yuan(actual)} {verdict}")
+    return table

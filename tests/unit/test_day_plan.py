@@ -1,0 +1,84 @@
+"""The simulator's campus day (device_sim.day, device_sim.gates): deterministic for a seed,
+meal peaks where a canteen has them, one to three meals a cardholder, laundry in the evening."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from device_sim.campus import CANTEENS, Campus, cardholders, layout
+from device_sim.day import DRY_FEN, MEALS, WASH_FEN, Purchase, campus_day
+from device_sim.device import SimDevice
+from device_sim.gates import Gates, gate_day
+
+TZ = ZoneInfo("Asia/Shanghai")
+DAY = date(2026, 11, 25)
+
+
+def plan(seed: int, accounts: int = 2000) -> tuple[Campus, list[Purchase]]:
+    rng = random.Random(seed)
+    campus = Campus(seed=seed, day=DAY, tz=TZ, pos=layout(seed, 24),
+                    cardholders=cardholders(seed, accounts, DAY, TZ, rng))
+    return campus, campus_day(campus, rng)
+
+
+def minute(at: datetime) -> float:
+    local = at.astimezone(TZ)
+    return local.hour * 60 + local.minute + local.second / 60
+
+
+def test_the_same_seed_gives_the_same_day_and_another_seed_another() -> None:
+    assert plan(5)[1] == plan(5)[1]
+    assert plan(5)[1] != plan(6)[1]
+    campus, _ = plan(5, 300)
+    gates = Gates(devices=[SimDevice(f"s5-dorm-{k}-{door}", "gate") for k in range(1, 5) for door in ("east", "west")],
+                  zone_of={f"s5-dorm-{k}-{door}": f"s5-dorm-{k}" for k in range(1, 5) for door in ("east", "west")})
+    assert gate_day(gates, campus, random.Random(1)) == gate_day(gates, campus, random.Random(1))
+
+
+def test_canteen_swipes_peak_at_breakfast_lunch_and_dinner_with_a_few_outside_meals() -> None:
+    campus, purchases = plan(7)
+    merchant_of = campus.merchant_of
+    canteen = [minute(p.at) for p in purchases if merchant_of[p.device_id] in CANTEENS]
+    for meal in MEALS:
+        opens, closes = meal.opens.hour * 60 + meal.opens.minute, meal.closes.hour * 60 + meal.closes.minute
+        inside = [m for m in canteen if opens <= m < closes]
+        peak = meal.peak.hour * 60 + meal.peak.minute
+        assert abs(statistics.median(inside) - peak) < 10, meal.name
+    outside = [m for m in canteen if not any(_in(m, meal.opens, meal.closes) for meal in MEALS)]
+    assert 0 < len(outside) < 0.08 * len(canteen)
+
+
+def _in(m: float, opens: time, closes: time) -> bool:
+    return opens.hour * 60 + opens.minute <= m < closes.hour * 60 + closes.minute
+
+
+def test_every_cardholder_eats_one_to_three_meals() -> None:
+    campus, purchases = plan(7)
+    merchant_of = campus.merchant_of
+    meals = Counter(p.card for p in purchases if merchant_of[p.device_id] in CANTEENS)
+    unknown = sum(n for card, n in meals.items() if card.startswith("DEAD"))
+    per_person = [meals[c.card] for c in campus.cardholders]
+    assert all(0 <= n <= 3 for n in per_person)
+    assert per_person.count(0) <= unknown  # only where the one meal was swiped with a card never issued
+    assert 1.8 < sum(per_person) / len(per_person) < 2.6
+
+
+def test_purchases_are_whole_fen_on_the_day_and_laundry_is_fixed_price_and_mostly_evening() -> None:
+    campus, purchases = plan(7)
+    start = datetime.combine(DAY, time(0), tzinfo=TZ)
+    assert all(type(p.amount_fen) is int and p.amount_fen > 0 for p in purchases)
+    assert all(start <= p.at < start + timedelta(hours=23, minutes=30) for p in purchases)
+    laundry = [p for p in purchases if campus.merchant_of[p.device_id] == "laundry"]
+    assert {p.amount_fen for p in laundry} == {WASH_FEN, DRY_FEN}
+    assert sum(minute(p.at) >= 17 * 60 for p in laundry) > 0.6 * len(laundry)
+
+
+def test_an_exact_number_of_purchases_when_asked() -> None:
+    rng = random.Random(3)
+    campus = Campus(seed=3, day=DAY, tz=TZ, pos=layout(3, 6), cardholders=cardholders(3, 100, DAY, TZ, rng))
+    assert len(campus_day(campus, random.Random(1), 1000)) == 1000
+    assert len(campus_day(campus, random.Random(1), 50)) == 50
