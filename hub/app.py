@@ -13,7 +13,8 @@ from aiohttp import web
 
 from domain.application import CampusCard
 from hub import (
-    audit_log, recorder, routes_access, routes_admin, routes_audit, routes_devices, routes_reads, routes_stats,
+    audit_log, recorder, routes_access, routes_admin, routes_audit, routes_dashboard, routes_devices, routes_reads,
+    routes_stats,
 )
 from hub.config import Settings
 from hub.http import problem_middleware
@@ -58,6 +59,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_audit.routes)
     app.router.add_routes(routes_access.routes)
     app.router.add_routes(routes_stats.routes)
+    app.router.add_routes(routes_dashboard.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 
@@ -78,6 +80,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         writer = IngestWriter(
             application, asyncio.get_running_loop(), app[METRICS],
             queue_max_uploads=settings.queue_max_uploads, batch_max_events=settings.batch_max_events,
+            queue_max_events=settings.queue_max_events,
         )
         writer.start()
         app[WRITER] = writer

@@ -1,0 +1,190 @@
+"""The managers' dashboard in a real headless Chromium, driven over the DevTools protocol: a
+manager signs in, the charts fill, and the numbers shown are the hub's own statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from device_sim.device import SimDevice
+from hub.store import Database
+from tests.cdp import Browser
+from tests.conftest import Hub, start_hub
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+SHANGHAI = timezone(timedelta(hours=8))  # the hub's default time zone, CARDHUB_TIMEZONE unset
+DAY = date(2026, 11, 25)
+WAIT_S = 20.0
+
+MERCHANTS = [("canteen-1", "第一食堂", "dining"), ("canteen-2", "第二食堂", "dining"),
+             ("market", "校园超市", "supermarket")]
+POS = [("canteen-1-pos01", "canteen-1", "第一食堂 1号窗口"), ("canteen-1-pos02", "canteen-1", "第一食堂 2号窗口"),
+       ("canteen-2-pos01", "canteen-2", "第二食堂 1号窗口"), ("market-till01", "market", "校园超市 收银台")]
+ACCOUNTS = [("s1", "student"), ("s2", "student"), ("s3", "student"), ("s4", "student"),
+            ("t1", "staff"), ("v1", "visitor")]
+MEAL_PEAKS_MIN = (7 * 60 + 30, 12 * 60, 18 * 60)  # breakfast, lunch and dinner rushes
+PURCHASES = 150
+
+# What the page shows, read from its machine-readable attributes.
+READ_PAGE = """(() => {
+  const body = document.body.dataset, canvas = document.getElementById("per-minute");
+  const merchants = {};
+  for (const cell of document.querySelectorAll("#meals [data-merchant]")) {
+    merchants[cell.dataset.merchant] = {count: +cell.dataset.count, amount: +cell.dataset.amount,
+                                        cards: +cell.dataset.cards};
+  }
+  const head = (id) => document.getElementById(id);
+  const [r, g, b] = [0x1f, 0x6f, 0xeb];  // the first canteen's line colour
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let inked = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    if (Math.abs(pixels[i] - r) + Math.abs(pixels[i + 1] - g) + Math.abs(pixels[i + 2] - b) < 60) inked += 1;
+  }
+  return {
+    merchants,
+    total: {count: +head("total-count").dataset.totalCount, amount: +head("total-amount").dataset.totalAmount,
+            cards: +head("total-cards").dataset.totalCards},
+    revenue_text: head("total-amount").textContent,
+    points: +canvas.dataset.points, series: +canvas.dataset.series, inked,
+    windows: document.querySelectorAll("#windows [data-device]").length,
+    gates: [...document.querySelectorAll("#gates [data-zone]")].map((row) => [row.dataset.zone,
+             +row.dataset.in, +row.dataset.out, +row.dataset.declined]),
+    url: location.href, cookie: document.cookie, local: JSON.stringify(localStorage),
+  };
+})()"""
+
+
+@pytest.fixture
+async def hub(database: Database, tmp_path: Path) -> AsyncIterator[Hub]:
+    """A hub that signs its growing audit tree every half second, so the page has a checkpoint."""
+    h = await start_hub(database, tmp_path / "hub", checkpoint_seconds=0.5)
+    yield h
+    await h.client.close()
+
+
+@pytest.fixture(autouse=True)
+def chromium() -> Path:
+    """Debian's chromium, before any hub is started: CI fails without it, elsewhere the test skips."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"chromium not installed at {CHROMIUM}: CI must run the browser test"
+                        " (apt-get install chromium)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[Browser]:
+    browser = await Browser.launch(str(chromium), tmp_path / "chromium-profile", width=1280, height=1800)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+def at(minute_of_day: int) -> datetime:
+    return datetime.combine(DAY, time(0), tzinfo=SHANGHAI) + timedelta(minutes=minute_of_day)
+
+
+async def campus_day(hub: Hub) -> None:
+    """Two canteens and a supermarket through a day, one reversal, and a dorm gate."""
+    for merchant_id, name, category in MERCHANTS:
+        await hub.post("/v1/merchants", {"merchant_id": merchant_id, "name": name, "category": category})
+    tills = []
+    for device_id, merchant_id, location in POS:
+        till = SimDevice(device_id, "pos")
+        await hub.post("/v1/devices", {"device_id": device_id, "kind": "pos", "public_key": till.public_key,
+                                       "merchant_id": merchant_id, "location": location})
+        tills.append(till)
+    cards = [f"CA{i:06X}" for i in range(len(ACCOUNTS))]
+    for (account_id, category), card in zip(ACCOUNTS, cards, strict=True):
+        groups = ["students"] if category == "student" else [category]
+        await hub.account(account_id, cash=50000, card=card, category=category, groups=groups)
+    rng = random.Random(6)
+    swipes = sorted((MEAL_PEAKS_MIN[k % 3] + round(rng.triangular(-50, 50)), k % len(tills), cards[k % len(cards)],
+                     rng.randrange(300, 1800, 10)) for k in range(PURCHASES))
+    swipes.append((21 * 60 + 5, len(tills) - 1, cards[1], 1290))  # an evening purchase: meal period "other"
+    for minute, till, card, amount_fen in swipes:
+        tills[till].purchase(card, amount_fen, at(minute))
+    voided = tills[0].pending[-1]  # the cashier voids the last sale, a few minutes later
+    tills[0].reversal(voided["card"], voided["seq"], datetime.fromisoformat(voided["at"]) + timedelta(minutes=3))
+    for till in tills:
+        assert all(r["status"] == "accepted" for r in await hub.send(till))
+
+    await hub.post("/v1/zones", {"zone": "dorm-1", "name": "一号宿舍楼", "anti_passback": False})
+    await hub.post("/v1/access-rules", {"zone": "dorm-1", "group": "students", "days": ["mon", "tue", "wed", "thu",
+                                        "fri", "sat", "sun"], "from": "06:00", "to": "23:30"})
+    gate = SimDevice("dorm-1-gate01", "gate")
+    await hub.post("/v1/devices", {"device_id": gate.device_id, "kind": "gate", "public_key": gate.public_key,
+                                   "zone": "dorm-1", "location": "一号宿舍楼 正门"})
+    for i, card in enumerate(cards[:4]):
+        gate.gate(card, "out", at(7 * 60 + 40 + i))
+        gate.gate(card, "in", at(21 * 60 + i))
+    gate.gate(cards[4], "in", at(22 * 60))  # staff are not let into a student dorm
+    assert all(r["status"] == "accepted" for r in await hub.send(gate))
+    await hub.settle()
+
+
+async def sign_in_and_pick_the_day(browser: Browser, url: str, token: str) -> None:
+    await browser.navigate(url)
+    await browser.wait_for("!document.getElementById('signin-view').hidden", WAIT_S)
+    await browser.evaluate(f"""document.getElementById("token").value = {json.dumps(token)};
+        document.getElementById("signin").requestSubmit(); true""")
+    await browser.wait_for("document.body.dataset.loaded === '1'", WAIT_S)
+    await browser.evaluate(f"""(() => {{ const input = document.getElementById("date");
+        input.value = "{DAY.isoformat()}"; return input.dispatchEvent(new Event("change")); }})()""")
+    await browser.wait_for(f"document.body.dataset.date === '{DAY.isoformat()}'", WAIT_S)
+
+
+def yuan(fen: int) -> str:
+    return f"¥{fen // 100:,}.{fen % 100:02d}"
+
+
+async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub, browser: Browser) -> None:
+    await campus_day(hub)
+    token = hub.token("manager")
+    url = str(hub.client.make_url("/dashboard"))
+    await sign_in_and_pick_the_day(browser, url, token)
+    shown = await browser.evaluate(READ_PAGE)
+
+    start = datetime.combine(DAY, time(0), tzinfo=SHANGHAI)
+    query = urlencode({"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "by": "merchant"})
+    stats = await hub.get(f"/v1/stats/consumption?{query}", role="manager")
+    expected = {merchant_id: {"count": 0, "amount": 0, "cards": 0} for merchant_id, _, _ in MERCHANTS}
+    expected |= {g["key"]: {"count": g["count"], "amount": g["amount"], "cards": g["cards"]} for g in stats["groups"]}
+    assert shown["merchants"] == expected
+    assert shown["total"] == stats["total"] and stats["total"]["count"] == PURCHASES  # one more, one reversed
+    assert shown["revenue_text"] == yuan(stats["total"]["amount"])
+    assert shown["series"] == 2 and shown["points"] > 0 and shown["inked"] > 50  # two canteens, lines drawn
+    assert shown["windows"] == len(POS)
+    assert shown["gates"] == [["dorm-1", 4, 4, 1]]
+    assert token not in shown["url"] and shown["url"] == url
+    assert token not in shown["cookie"] and token not in shown["local"]
+
+    await browser.wait_for("+document.body.dataset.refreshes >= 3", WAIT_S)  # it keeps polling
+    assert int(await browser.wait_for("document.getElementById('tree-size').dataset.treeSize", WAIT_S)) > 0
+    assert re.fullmatch("[0-9a-f]{16}…", await browser.evaluate("document.getElementById('root-hash').textContent"))
+    await browser.screenshot(ARTIFACTS / "dashboard.png")
+    await browser.evaluate("document.getElementById('lang').click(); true")
+    assert await browser.evaluate("document.querySelector('h1').textContent") == "One-card hub · Logistics dashboard"
+    await browser.viewport(400, 900, mobile=True)
+    await browser.wait_for("document.getElementById('per-minute').width <= 800", WAIT_S)  # the chart resized
+    await browser.screenshot(ARTIFACTS / "dashboard-phone-en.png")
+
+
+async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, browser: Browser) -> None:
+    await browser.navigate(str(hub.client.make_url("/dashboard")))
+    await browser.evaluate(f"""document.getElementById("token").value = {json.dumps(hub.token("cardholder", "s1"))};
+        document.getElementById("signin").requestSubmit(); true""")
+    message = await browser.wait_for("document.getElementById('signin-message').textContent", WAIT_S)
+    assert "manager" in message
+    assert await browser.evaluate("[sessionStorage.length, document.getElementById('board').hidden]") == [0, True]
