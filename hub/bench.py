@@ -126,6 +126,7 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
         gc.freeze()  # the pre-signed events live to the end: keep the client's collector off them
         procs.sample_rss()
         sustained = await _sustained(session, url, devices, args, procs)
+        rss = [r for _, r in procs.rss_samples]  # the sustained phase's, for the flatness check
         await _caught_up(session, url)  # the online phase measures its own load, not the backlog
         online = await _online(session, url, devices, args, procs)
         phases = [sustained, online]
@@ -135,7 +136,6 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
     accepted = sum(p.events for p in phases)
     baseline = await asyncio.to_thread(naive, data_dir, args, naive_devices[0])
     verify_ceiling = ceiling(devices[0])
-    rss = [r for _, r in procs.rss_samples]
     tenth = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]
     return {
         "cores": os.cpu_count(), "defaults": {k: v for k, v in vars(args).items() if k not in ("func", "data_dir")},

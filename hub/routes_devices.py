@@ -40,12 +40,18 @@ async def upload_events(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", "events: at least one event is required", field="events")
     if len(body.events) > settings.upload_max_events:
         raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
-    items = [_parse(raw) for raw in body.events]
-    application = request.app[APPLICATION]
-    key = application.device_keys.get(device_id)
-    if key is not None:
-        await _verify(request, items, key, application.next_seqs.get(device_id, 1))
-    outcome = await request.app[WRITER].upload(device_id, items)
+    writer = request.app[WRITER]
+    writer.admit(len(body.events))  # an overloaded hub refuses before parsing or verifying
+    try:
+        items = [_parse(raw) for raw in body.events]
+        application = request.app[APPLICATION]
+        key = application.device_keys.get(device_id)
+        if key is not None:
+            await _verify(request, items, key, application.next_seqs.get(device_id, 1))
+    except BaseException:
+        writer.release(len(body.events))
+        raise
+    outcome = await writer.upload(device_id, items)
     return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
 
 

@@ -5,8 +5,10 @@ answer. The writer drains the queue in micro-batches — as soon as it is idle, 
 waiting out a timer — decides every event of the batch against cached aggregates,
 commits the batch in one transaction, and only then resolves the waiting requests.
 A full queue is refused at once (the hub answers 503 with Retry-After). The queue is
-bounded twice: in jobs, and in the device events those jobs carry, so a burst of large
-offline uploads cannot queue more work than the writer does in a few seconds.
+bounded twice: in jobs, and in device events admitted but not yet taken by the writer —
+counted from before their signatures are checked — so a burst of large offline uploads can
+neither queue more than a few seconds of the writer's work nor make the hub verify
+signatures of uploads it will refuse.
 """
 
 from __future__ import annotations
@@ -86,30 +88,41 @@ class IngestWriter:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    def admit(self, events: int) -> None:
+        """Reserves room for an upload's events before the hub parses and verifies them, so an
+        overloaded hub refuses work before doing any. Every admission ends in ``upload`` or
+        ``release``. An upload larger than the bound is still admitted when nothing waits."""
+        with self._queued_lock:
+            full = self._queued_events > 0 and self._queued_events + events > self.queue_max_events
+            if not full:
+                self._queued_events += events
+        if full:
+            self.metrics.shed.inc()
+            raise Overloaded
+
+    def release(self, events: int) -> None:
+        """Gives back an admission that will not become an upload."""
+        with self._queued_lock:
+            self._queued_events -= events
+
     async def upload(self, device_id: str, items: Sequence[Item]) -> UploadOutcome:
+        """Queues an admitted upload and waits for its outcome, committed."""
         future: asyncio.Future[UploadOutcome] = self.loop.create_future()
         self._enqueue(_Upload(device_id, items, future))
         return await future
 
     async def run(self, fn: Callable[[CampusCard], T]) -> T:
         """Runs a card-office command on the writer thread, in order with the uploads."""
+        self.admit(1)
         future: asyncio.Future[T] = self.loop.create_future()
         self._enqueue(_Command(fn, future))
         return await future
 
     def _enqueue(self, job: _Upload | _Command) -> None:
-        events = _events(job)
-        with self._queued_lock:
-            # An upload larger than the bound is still taken when nothing else waits.
-            full = self._queued_events > 0 and self._queued_events + events > self.queue_max_events
-            if not full:
-                try:
-                    self._queue.put_nowait(job)
-                except queue.Full:
-                    full = True
-                else:
-                    self._queued_events += events
-        if full:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.release(_events(job))
             self.metrics.shed.inc()
             raise Overloaded from None
         self.metrics.queue_depth.set(self._queue.qsize())
