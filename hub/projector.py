@@ -101,8 +101,10 @@ class SharedRunner:
         return True
 
     def _flush(self) -> None:
-        for projection, _ in self.projections:
-            projection.flush()
+        """Every view's staged writes, with their tracking records, in one transaction."""
+        with self.projections[0][0].view.transaction() as curs:
+            for projection, _ in self.projections:
+                projection.flush(curs)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -165,8 +165,9 @@ class _Replay:
             self.flush()
 
     def flush(self) -> None:
-        for projection, _ in self.projections:
-            projection.flush()
+        with self.projections[0][0].view.transaction() as curs:
+            for projection, _ in self.projections:
+                projection.flush(curs)
         self.pending = 0
 
     def close(self) -> None:

@@ -103,7 +103,7 @@ class AuditProjection(BatchingProjection[AuditView]):
                                  domain_event.facts.get("account_id"), parse_rfc3339(envelope["at"])))
         self.stage(tracking)
 
-    def flush(self) -> None:
+    def stage_batch(self) -> None:
         if self._leaves:
             self._staged.append((self.view.add_leaves, {
                 "index": [i for i, _ in self._leaves], "notification_id": [n for _, n in self._leaves]}))
@@ -115,5 +115,4 @@ class AuditProjection(BatchingProjection[AuditView]):
             self._staged.append((self.view.add_swipes, dict(zip(
                 ("notification_id", "device_id", "seq", "card_uid", "account_id", "occurred_at"),
                 (list(c) for c in columns), strict=True))))
-        super().flush()
         self._leaves, self._nodes, self._swipes = [], [], []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection
+from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
 Statement = tuple[Composed, dict[str, Any]]
@@ -27,17 +29,25 @@ class View(PostgresTrackingRecorder):
     def sql(self, text: str) -> Composed:
         return SQL(text).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
 
-    def write(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
-        """Applies the statements and the tracking record in one transaction.
+    def write(self, tracking: Tracking, statements: Iterable[Statement] = (), curs: Cursor[Any] | None = None) -> None:
+        """Applies the statements and the tracking record in one transaction: ``curs``'s, when
+        given (the runner writes every view of a flush in one), else one of its own."""
+        if curs is None:
+            with self.transaction() as own:
+                self.write(tracking, statements, own)
+            return
+        for statement, params in statements:
+            curs.execute(statement, params, prepare=True)
+        self._insert_tracking(curs, tracking)
 
-        Views can always be rebuilt from the event store, and the tracking record commits
-        with the rows it covers, so a view transaction need not wait for its fsync:
-        after a crash the view and its tracking are behind together, never apart."""
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor[Any]]:
+        """A transaction for view writes. Views can always be rebuilt from the event store, and
+        a tracking record commits with the rows it covers, so it need not wait for its fsync:
+        after a crash a view and its tracking are behind together, never apart."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("SET LOCAL synchronous_commit TO OFF"))
-            for statement, params in statements:
-                curs.execute(statement, params, prepare=True)
-            self._insert_tracking(curs, tracking)
+            yield curs
 
 
 TView = TypeVar("TView", bound=View)
@@ -63,8 +73,12 @@ class BatchingProjection(Projection[TView], Generic[TView]):
         self._staged.extend(statements)
         self._last = tracking
 
-    def flush(self) -> None:
+    def stage_batch(self) -> None:
+        """Projections that sum a flush's rows in memory stage their statements here."""
+
+    def flush(self, curs: Cursor[Any] | None = None) -> None:
+        self.stage_batch()
         if self._last is None:
             return
-        self.view.write(self._last, self._staged)
+        self.view.write(self._last, self._staged, curs)
         self._staged, self._last = [], None

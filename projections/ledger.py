@@ -90,7 +90,7 @@ class LedgerProjection(BatchingProjection[LedgerView]):
         move[0] += subsidy_fen
         move[1] += cash_fen
 
-    def flush(self) -> None:
+    def stage_batch(self) -> None:
         if self._moves:
             accounts = list(self._moves)
             self._staged.append((self.view.move, {
@@ -101,7 +101,6 @@ class LedgerProjection(BatchingProjection[LedgerView]):
             self._staged.append((self.view.add_transactions, {
                 name: [_array_literal(r[name]) if name == "flags" else r[name] for r in rows]
                 for name, _ in TRANSACTION_COLUMNS}))
-        super().flush()
         self._moves, self._transactions = {}, []
 
     @singledispatchmethod

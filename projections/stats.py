@@ -189,7 +189,7 @@ class StatsProjection(BatchingProjection[StatsView]):
         self._minutes[minute] += sign
         self._minutes_fen[minute] += sign * moved_fen
 
-    def flush(self) -> None:
+    def stage_batch(self) -> None:
         if self._sales:
             self._staged.append((self.view.add_sales, _columns(
                 ("hour_start", "local_day", "local_hour", "meal", "merchant_id", "device_id", "category",
@@ -203,7 +203,6 @@ class StatsProjection(BatchingProjection[StatsView]):
         if self._gates:
             self._staged.append((self.view.add_gates, _columns(
                 ("hour_start", "local_day", "zone", "direction", "decision"), self._gates, count=self._gates)))
-        super().flush()
         for counter in (self._sales, self._sales_fen, self._hourly, self._hourly_fen, self._minutes,
                         self._minutes_fen, self._gates):
             counter.clear()
