@@ -39,7 +39,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 class Processes:
-    """CPU seconds and RSS of the hub process and of the PostgreSQL server."""
+    """CPU seconds and RSS of the hub process, of its projections' process and of the
+    PostgreSQL server."""
 
     def __init__(self, hub_pid: int, pg_pid: int | None) -> None:
         self.hub = psutil.Process(hub_pid)
@@ -61,19 +62,41 @@ class Processes:
         hub = times.user + times.system
         if self.pg_pid is None:
             return hub, None
-        pg = 0.0
-        for p in self._pg():
-            try:
-                t = p.cpu_times()
-                pg += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-        return hub, pg
+        return hub, _cpu_of(self._pg())
+
+    def snapshot(self) -> tuple[float, float | None, float]:
+        hub, pg = self.cpu()
+        return hub, pg, self.projections_cpu()
+
+    def charge(self, phase: Phase, before: tuple[float, float | None, float]) -> None:
+        """Sets the phase's CPU seconds: what each process used since ``before``."""
+        hub, pg, projections = self.snapshot()
+        phase.hub_cpu_s = round(hub - before[0], 1)
+        phase.pg_cpu_s = round(pg - before[1], 1) if pg is not None and before[1] is not None else None
+        phase.projections_cpu_s = round(projections - before[2], 1)
+
+    def projections_cpu(self) -> float:
+        """The hub's child processes: the projections (and multiprocessing's tracker)."""
+        try:
+            return _cpu_of(self.hub.children(recursive=True))
+        except psutil.NoSuchProcess:
+            return 0.0
 
     def sample_rss(self) -> None:
         rss = self.hub.memory_info().rss
         self.peak_rss = max(self.peak_rss, rss)
         self.rss_samples.append((time.monotonic(), rss))
+
+
+def _cpu_of(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 async def run_bench(args: argparse.Namespace) -> int:
@@ -210,7 +233,7 @@ async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[Sim
             procs.sample_rss()
             await asyncio.sleep(0.1)
 
-    cpu0 = procs.cpu()
+    cpu0 = procs.snapshot()
     t0 = time.perf_counter()
     watcher = asyncio.create_task(watch())
     from rich.progress import Progress
@@ -225,10 +248,8 @@ async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[Sim
         await loops
     phase.seconds = time.perf_counter() - t0
     await client.close()
-    cpu1 = procs.cpu()
+    procs.charge(phase, cpu0)
     await watcher
-    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
-    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
     lags = _lags(samples)
     if lags:
         ordered = sorted(lags)
@@ -251,7 +272,7 @@ async def _overload_and_after(session: aiohttp.ClientSession, url: str, devices:
     with console.status(f"pre-signing {per_device * len(overload_devices):,} events for the overload"):
         _presign(overload_devices, per_device, args.accounts)
     client = _lean(url)
-    cpu0 = procs.cpu()
+    cpu0 = procs.snapshot()
     from rich.progress import Progress
 
     with Progress(console=console, transient=True) as progress:
@@ -265,9 +286,7 @@ async def _overload_and_after(session: aiohttp.ClientSession, url: str, devices:
         phase.recovery_s = round(await overload(client, overload_devices, events_per_s=offered,
                                                 seconds=args.overload_seconds, phase=phase, on_progress=show), 2)
     await client.close()
-    cpu1 = procs.cpu()
-    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
-    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    procs.charge(phase, cpu0)
     await _caught_up(session, url)
     after = await _online(session, url, devices, argparse.Namespace(**{**vars(args), "online_seconds": RECOVERED_SECONDS}),
                           procs)
@@ -345,7 +364,7 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
             busy.discard(device.device_id)
 
     before = await _commit_histogram(session, url)
-    cpu0 = procs.cpu()
+    cpu0 = procs.snapshot()
     t0 = time.perf_counter()
     n = 0
     while (elapsed := time.perf_counter() - t0) < args.online_seconds:
@@ -365,9 +384,7 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
         await asyncio.gather(*tasks)
     phase.seconds = time.perf_counter() - t0
     await client.close()
-    cpu1 = procs.cpu()
-    phase.hub_cpu_s = round(cpu1[0] - cpu0[0], 1)
-    phase.pg_cpu_s = round(cpu1[1] - cpu0[1], 1) if cpu1[1] is not None and cpu0[1] is not None else None
+    procs.charge(phase, cpu0)
     after = await _commit_histogram(session, url)
     phase.hub_commit_p50_ms = _histogram_quantile(before, after, 0.5)
     phase.hub_commit_p99_ms = _histogram_quantile(before, after, 0.99)

@@ -25,6 +25,7 @@ class Phase:
     shed: int = 0
     hub_cpu_s: float | None = None
     pg_cpu_s: float | None = None
+    projections_cpu_s: float | None = None
     lag_p99_s: float | None = None
     lag_max_s: float | None = None
     hub_commit_p50_ms: float | None = None  # the hub's own enqueue-to-commit time (bucket bound)
@@ -62,7 +63,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     rows = [
         ("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
         ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
-        ("hub CPU", "hub_cpu_s", " s"), ("PostgreSQL CPU", "pg_cpu_s", " s"),
+        ("hub CPU", "hub_cpu_s", " s"), ("projections CPU", "projections_cpu_s", " s"),
+        ("PostgreSQL CPU", "pg_cpu_s", " s"),
         ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
         ("hub commit p50 ≤", "hub_commit_p50_ms", " ms"), ("hub commit p99 ≤", "hub_commit_p99_ms", " ms"),
         ("seconds measured", "seconds", ""), ("recovery", "recovery_s", " s"),
