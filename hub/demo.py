@@ -111,10 +111,14 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.no_wait:
             return 0 if ok else 1
         console.print(f"\nThe hub keeps serving at {url}. Press Ctrl-C to stop it.")
+        # Ctrl-C, or SIGTERM (a service manager; also SIGINT when a shell started us in the
+        # background with it ignored): stop the hub and its PostgreSQL on the way out.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             hub.wait()
         except KeyboardInterrupt:
-            pass
+            console.print("stopping the hub")
         return 0 if ok else 1
     except ConfigError as exc:
         console.print(f"cardhub demo: {exc}", style="red")
