@@ -64,5 +64,5 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
                 [e.originator_version for e in stored_events],
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
-            ), prepare=True)
+            ), prepare=True, binary=True)  # binary array parameters: a fraction of text's dumping cost
             return [row["id"] for row in curs.fetchall()]

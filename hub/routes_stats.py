@@ -34,14 +34,14 @@ routes = web.RouteTableDef()
 async def consumption(request: web.Request) -> web.Response:
     """Approved purchases net of reversals, grouped ``by`` one dimension, with distinct cards."""
     query = request.query
-    by = query.get("by", "merchant")
-    if by not in GROUPINGS:
-        raise Problem(422, "invalid", f"by: must be one of {', '.join(GROUPINGS)}", field="by")
     merchant = query.get("merchant") or None
     caller = authenticate(request)
     if merchant is None and caller.role == "merchant":
         merchant = caller.scope  # a merchant may leave it out: its own is meant
     authorize(request, *STATS_READERS, "merchant", merchant=merchant)
+    by = query.get("by", "merchant")
+    if by not in GROUPINGS:
+        raise Problem(422, "invalid", f"by: must be one of {', '.join(GROUPINGS)}", field="by")
     tz = request.app[SETTINGS].zone()
     start, end = _hour(query, "from", tz), _hour(query, "to", tz)
     if start is not None and end is not None and end <= start:
@@ -74,8 +74,7 @@ async def consumption(request: web.Request) -> web.Response:
         {"key": _key(by, r["key"]), "count": r["count"], "amount": r["amount"], "cards": cards_of.get(r["key"], 0)}
         for r in sums if not r["is_total"] and (r["count"] or r["amount"])
     ]
-    groups.sort(key=(lambda g: MEAL_ORDER.index(g["key"]) if g["key"] in MEAL_ORDER else 99) if by == "meal"
-                else (lambda g: g["key"]))
+    groups.sort(key=lambda g: (_meal_rank(g["key"]) if by == "meal" else 0, g["key"]))
     total = next(({"count": r["count"], "amount": r["amount"], "cards": total_cards} for r in sums if r["is_total"]),
                  {"count": 0, "amount": 0, "cards": 0})
     return json_response({
@@ -90,6 +89,9 @@ def _key(by: str, value: Any) -> str:
     return value.isoformat() if by == "day" else value
 
 
+def _meal_rank(meal: str) -> int:
+    """Breakfast, lunch, dinner, other; meal periods of other names after them."""
+    return MEAL_ORDER.index(meal) if meal in MEAL_ORDER else len(MEAL_ORDER)
 
 
 def _hour(query: Any, name: str, tz: ZoneInfo) -> datetime | None:
@@ -189,7 +191,7 @@ def _sales_sections(sales: list[Any], cards: dict[tuple[Any, ...], int], merchan
         "merchants": [{"merchant_id": m["merchant_id"], "name": m["name"], "category": m["category"],
                        **per_merchant.get(m["merchant_id"], zero)} for m in merchants],
         "meals": sorted(({"merchant_id": r["merchant_id"], **_sums(r, meal=r["meal"])} for r in by.get(_BY_MEAL, [])),
-                        key=lambda g: (g["merchant_id"], MEAL_ORDER.index(g["meal"]) if g["meal"] in MEAL_ORDER else 99)),
+                        key=lambda g: (g["merchant_id"], _meal_rank(g["meal"]), g["meal"])),
         "windows": [{"device_id": r["device_id"], "merchant_id": r["merchant_id"],
                      "location": locations.get(r["device_id"]), "count": r["count"], "amount": r["amount"]}
                     for r in windows],

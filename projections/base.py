@@ -37,7 +37,8 @@ class View(PostgresTrackingRecorder):
                 self.write(tracking, statements, own)
             return
         for statement, params in statements:
-            curs.execute(statement, params, prepare=True)
+            # Binary parameters: psycopg dumps arrays (the unnest batches) several times faster.
+            curs.execute(statement, params, prepare=True, binary=True)
         self._insert_tracking(curs, tracking)
 
     @contextmanager
