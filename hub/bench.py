@@ -27,7 +27,7 @@ from device_sim.device import SimDevice
 from domain.application import CampusCard
 from domain.devices import SwipeLog
 from hub.bench_baselines import card_uid, ceiling, embedded_url, naive
-from hub.bench_overload import overload
+from hub.bench_overload import overload, send
 from hub.bench_report import Phase, print_report
 from hub.keys import issue_token, load_key
 from hub.loadgen import LeanClient
@@ -211,18 +211,9 @@ async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[Sim
 
     async def device_loop(device: SimDevice) -> None:
         while time.monotonic() < stop_at and device.pending:
-            body = _body(device.batch(args.batch))
-            t0 = time.perf_counter()
-            resp = await client.post(f"/v1/devices/{device.device_id}/events", body)
-            if resp.status == 503:
-                phase.shed += 1
-                await asyncio.sleep(resp.retry_after or 1.0)
-                continue
-            phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
-            answer: Any = resp.json()
-            device.acknowledge(answer["results"])
-            phase.events += sum(r["status"] == "accepted" for r in answer["results"])
-            phase.errors += sum(r["status"] == "rejected" for r in answer["results"])
+            if await send(client, device, _body(device.batch(args.batch)), phase) not in (200, 503):
+                phase.errors += 1
+                return
 
     async def watch() -> None:
         while time.monotonic() < stop_at + 2:

@@ -24,6 +24,23 @@ from hub.loadgen import LeanClient
 MAX_UPLOAD_EVENTS = 1000  # DESIGN §2
 
 
+async def send(client: LeanClient, device: SimDevice, body: bytes, phase: Any) -> int:
+    """One upload as a device makes it, counted into ``phase``: on ``503`` the device keeps its
+    events and waits out ``Retry-After``; on ``200`` it forgets the acknowledged ones."""
+    started = time.perf_counter()
+    resp = await client.post(f"/v1/devices/{device.device_id}/events", body)
+    if resp.status == 503:
+        phase.shed += 1
+        await asyncio.sleep(resp.retry_after or 1.0)
+    elif resp.status == 200:
+        phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+        answer: Any = resp.json()
+        device.acknowledge(answer["results"])
+        phase.events += sum(r["status"] == "accepted" for r in answer["results"])
+        phase.errors += sum(r["status"] == "rejected" for r in answer["results"])
+    return resp.status
+
+
 async def overload(client: LeanClient, devices: list[SimDevice], *, events_per_s: float, seconds: float,
                    phase: Any, on_progress: Callable[[float], None]) -> float:
     """Runs the phase into ``phase`` (a bench Phase); returns the recovery time in seconds."""
@@ -47,20 +64,10 @@ async def overload(client: LeanClient, devices: list[SimDevice], *, events_per_s
                     return  # delivered everything its swipes produced
                 await asyncio.sleep(1.0 / per_device_rate)
                 continue
-            started = time.perf_counter()
-            resp = await client.post(f"/v1/devices/{device.device_id}/events", msgspec.json.encode({"events": ready}))
-            if resp.status == 503:
-                phase.shed += 1
-                await asyncio.sleep(resp.retry_after or 1.0)
-                continue
-            if resp.status != 200:
+            status = await send(client, device, msgspec.json.encode({"events": ready}), phase)
+            if status not in (200, 503):
                 phase.errors += len(ready)
                 return
-            phase.latencies_ms.append((time.perf_counter() - started) * 1000)
-            answer: Any = resp.json()
-            device.acknowledge(answer["results"])
-            phase.events += sum(r["status"] == "accepted" for r in answer["results"])
-            phase.errors += sum(r["status"] == "rejected" for r in answer["results"])
 
     loops = asyncio.gather(*(device_loop(d) for d in devices if d.pending))
     while not loops.done():
