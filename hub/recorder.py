@@ -51,7 +51,8 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(SQL(
             "ALTER TABLE {}.{} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         ).format(schema, Identifier(events_table_name)))
-        self._call = SQL("SELECT * FROM {}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) AS t(id)").format(function)
+        # %b: arrays go in binary, a fraction of text's dumping cost (bytea 0.18 vs 9.6 µs a value).
+        self._call = SQL("SELECT * FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS t(id)").format(function)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -64,5 +65,5 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
                 [e.originator_version for e in stored_events],
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
-            ), prepare=True, binary=True)  # binary array parameters: a fraction of text's dumping cost
+            ), prepare=True)
             return [row["id"] for row in curs.fetchall()]

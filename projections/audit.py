@@ -46,16 +46,16 @@ class AuditView(View):
         super().__init__(*args, **kwargs)
         self.add_leaves = self.sql(
             "INSERT INTO {schema}.audit_leaves (leaf_index, notification_id)"
-            " SELECT * FROM unnest(%(index)s::bigint[], %(notification_id)s::bigint[])"
+            " SELECT * FROM unnest(%(index)b::bigint[], %(notification_id)b::bigint[])"
         )
         self.add_nodes = self.sql(
             "INSERT INTO {schema}.audit_nodes (level, node_index, hash)"
-            " SELECT * FROM unnest(%(level)s::smallint[], %(index)s::bigint[], %(hash)s::bytea[])"
+            " SELECT * FROM unnest(%(level)b::smallint[], %(index)b::bigint[], %(hash)b::bytea[])"
         )
         self.add_swipes = self.sql(
             "INSERT INTO {schema}.audit_swipes (notification_id, device_id, seq, card_uid, account_id, occurred_at)"
-            " SELECT * FROM unnest(%(notification_id)s::bigint[], %(device_id)s::text[], %(seq)s::bigint[],"
-            " %(card_uid)s::text[], %(account_id)s::text[], %(occurred_at)s::timestamptz[])"
+            " SELECT * FROM unnest(%(notification_id)b::bigint[], %(device_id)b::text[], %(seq)b::bigint[],"
+            " %(card_uid)b::text[], %(account_id)b::text[], %(occurred_at)b::timestamptz[])"
         )
 
     def load_frontier(self) -> merkle.Frontier:

@@ -48,11 +48,11 @@ class LedgerView(View):
         # Batched: the moves of a flush summed per account, its transactions in one insert.
         self.move = self.sql(
             "UPDATE {schema}.balances AS b SET subsidy_fen = b.subsidy_fen + m.subsidy_fen,"
-            " cash_fen = b.cash_fen + m.cash_fen FROM unnest(%(account_id)s::text[], %(subsidy_fen)s::bigint[],"
-            " %(cash_fen)s::bigint[]) AS m (account_id, subsidy_fen, cash_fen) WHERE b.account_id = m.account_id"
+            " cash_fen = b.cash_fen + m.cash_fen FROM unnest(%(account_id)b::text[], %(subsidy_fen)b::bigint[],"
+            " %(cash_fen)b::bigint[]) AS m (account_id, subsidy_fen, cash_fen) WHERE b.account_id = m.account_id"
         )
         names = [name for name, _ in TRANSACTION_COLUMNS]
-        arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in TRANSACTION_COLUMNS)
+        arrays = ", ".join(f"%({name})b::{kind}[]" for name, kind in TRANSACTION_COLUMNS)
         # flags travel as array literals (rows of unequal length do not make a 2-D array)
         selected = ", ".join("flags::text[]" if name == "flags" else name for name in names)
         self.add_transactions = self.sql(

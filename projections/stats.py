@@ -136,7 +136,7 @@ class StatsView(View):
     def _upsert(self, table: str, keys: tuple[tuple[str, str], ...], conflict: str,
                 sums: tuple[str, ...]) -> Any:
         columns = [name for name, _ in keys] + list(sums)
-        arrays = [f"%({name})s::{kind}[]" for name, kind in keys] + [f"%({s})s::bigint[]" for s in sums]
+        arrays = [f"%({name})b::{kind}[]" for name, kind in keys] + [f"%({s})b::bigint[]" for s in sums]
         updates = ", ".join(f"{s} = {{schema}}.{table}.{s} + excluded.{s}" for s in sums)
         return self.sql(
             f"INSERT INTO {{schema}}.{table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(arrays)})"
