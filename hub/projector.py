@@ -53,6 +53,7 @@ class SharedRunner:
 
     MAX_BATCH = 1000
     LINGER_S = 0.02
+    PULL_DELAY_S = 0.005
 
     def __init__(self, env: EnvType) -> None:
         self.env = dict(env)
@@ -65,6 +66,7 @@ class SharedRunner:
         start = min(position for _, position in self.projections)
         self.subscription: ApplicationSubscription[Any] = ApplicationSubscription(self.app, gt=start)
         self.has_more = _fetched_but_unprocessed(self.subscription)
+        _coalesce_pulls(self.subscription, self.PULL_DELAY_S)
         self.error: BaseException | None = None
         self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projections", daemon=True)
@@ -144,6 +146,34 @@ def _fetched_but_unprocessed(subscription: ApplicationSubscription[Any]) -> Call
         )
 
     return has_more
+
+
+class _CoalescingEvent(threading.Event):
+    """The subscription's "notified" flag, which lets a few more commits arrive before the
+    pull: under a trickle of single swipes the library reads the store once per NOTIFY,
+    a query for every two or three events."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woke = super().wait(timeout)
+        if woke:
+            time.sleep(self.delay_s)
+        return woke
+
+
+def _coalesce_pulls(subscription: ApplicationSubscription[Any], delay_s: float) -> None:
+    """Gives the library's pull thread a coalescing flag (eventsourcing 9.5's
+    ``ListenNotifySubscription._has_been_notified``); if it is not there, pulls stay as they are."""
+    inner = subscription.subscription
+    old = getattr(inner, "_has_been_notified", None)
+    if not isinstance(old, threading.Event):
+        log.warning("pull coalescing disabled: unknown subscription type %r", type(inner))
+        return
+    inner._has_been_notified = _CoalescingEvent(delay_s)
+    old.set()  # the pull thread may be waiting on the old flag: wake it to take the new one
 
 
 def run_projections(env: dict[str, str], stop: EventType, parent_pid: int) -> None:
