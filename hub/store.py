@@ -130,7 +130,14 @@ class EmbeddedPostgres:
 # server has no recycled WAL segments, so every 16 MB of WAL a backend creates a segment and
 # writes 16 MB of zeros into it first. Without the zero-fill only its last byte is written
 # (the file is still fsynced); min_wal_size keeps recycled segments for later.
-EMBEDDED_SETTINGS = {"wal_init_zero": "off", "min_wal_size": "512MB"}
+# Checkpoints: with the default max_wal_size (1 GB) a 30 s burst of ~100,000 swipes set off a
+# WAL-triggered checkpoint whose writes, and the full-page images that follow every checkpoint,
+# slowed the commits of the minutes after it (sampled: CheckpointWriteDelay all through the
+# online phase that followed). With 4 GB and 15 min, checkpoints come on time and are spread
+# over most of the interval; crash recovery replays at most that much WAL.
+EMBEDDED_SETTINGS = {
+    "wal_init_zero": "off", "min_wal_size": "512MB", "max_wal_size": "4GB", "checkpoint_timeout": "15min",
+}
 
 
 def _configure(server: Database) -> None:
