@@ -24,7 +24,7 @@ from eventsourcing.utils import Environment, EnvType
 from domain.application import CampusCard
 from projections.access import AccessProjection, AccessView
 from projections.audit import AuditProjection, AuditView
-from projections.base import BatchingProjection, View
+from projections.base import BatchingProjection, View, flush_together
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
 from projections.stats import StatsProjection, StatsView
@@ -103,10 +103,7 @@ class SharedRunner:
         return True
 
     def _flush(self) -> None:
-        """Every view's staged writes, with their tracking records, in one transaction."""
-        with self.projections[0][0].view.transaction() as curs:
-            for projection, _ in self.projections:
-                projection.flush(curs)
+        flush_together([projection for projection, _ in self.projections])
 
     def stop(self) -> None:
         self.stopped.set()

@@ -47,6 +47,7 @@ from domain.wire import (
 )
 from hub.projector import PROJECTIONS, VIEW_POOL
 from hub.store import Database
+from projections.base import flush_together
 
 console = Console()
 EVENTS_TABLE = f"{CampusCard.name}_events"
@@ -165,9 +166,7 @@ class _Replay:
             self.flush()
 
     def flush(self) -> None:
-        with self.projections[0][0].view.transaction() as curs:
-            for projection, _ in self.projections:
-                projection.flush(curs)
+        flush_together([projection for projection, _ in self.projections])
         self.pending = 0
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -84,3 +84,13 @@ class BatchingProjection(Projection[TView], Generic[TView]):
             return
         self.view.write(self._last, self._staged, curs)
         self._staged, self._last = [], None
+
+
+def flush_together(projections: Sequence[BatchingProjection[Any]]) -> None:
+    """Every projection's staged writes, with their tracking records, in one transaction (the
+    views share one database), so they also advance together."""
+    if not projections:
+        return
+    with projections[0].view.transaction() as curs:
+        for projection in projections:
+            projection.flush(curs)
