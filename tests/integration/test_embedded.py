@@ -1,0 +1,52 @@
+"""The embedded PostgreSQL runs with cardhub's settings, and its data files are written back
+as they change rather than in a burst 30 s later."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hub.store import EMBEDDED_SETTINGS, Database, _normal
+from hub.writeback import WritebackPacer
+
+
+def test_embedded_server_runs_with_the_settings_that_need_a_restart(pg_server: Database) -> None:
+    if os.environ.get("CARDHUB_DATABASE_URL"):
+        pytest.skip("the server named by CARDHUB_DATABASE_URL is configured by its DBA")
+    with psycopg.connect(pg_server.url) as conn:
+        for name, value in EMBEDDED_SETTINGS.items():
+            row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+            assert row is not None and _normal(row[0]) == _normal(value), (name, value, row)
+
+
+def test_writeback_pacer_takes_data_files_changed_since_its_last_round(tmp_path: Path) -> None:
+    pgdata = tmp_path / "pg"
+    for folder in ("base/5", "global", "pg_wal"):
+        (pgdata / folder).mkdir(parents=True)
+    old, new, catalog, wal = (pgdata / p for p in ("base/5/16384", "base/5/16385", "global/1262", "pg_wal/0001"))
+    for path in (old, new, catalog, wal):
+        path.write_bytes(b"\0" * 8192)
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+
+    pacer = WritebackPacer(pgdata)
+    changed = sorted(pacer._changed_since(time.time() - 60))
+
+    assert changed == sorted([str(new), str(catalog)])  # the WAL is flushed by every commit already
+
+
+def test_writeback_pacer_skips_a_file_removed_meanwhile_and_stops(tmp_path: Path) -> None:
+    (tmp_path / "base" / "5").mkdir(parents=True)
+    data = tmp_path / "base" / "5" / "16384"
+    data.write_bytes(b"x" * (1 << 20))
+    pacer = WritebackPacer(tmp_path, interval_s=0.01)
+    pacer.start()
+    pacer.flush(str(data))
+    data.unlink()
+    pacer.flush(str(data))  # gone: nothing to do, nothing raised
+    pacer.stop()
+    pacer.stop()  # stopping twice is harmless
