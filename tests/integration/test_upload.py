@@ -214,3 +214,21 @@ async def test_a_resend_with_a_forged_signature_is_not_a_duplicate(hub: Hub, pos
     assert answer["results"] == [{"seq": 1, "status": "rejected", "code": "bad_signature"}]
     again = await hub.upload(pos.device_id, [envelope])
     assert again["results"][0]["status"] == "duplicate"
+
+
+async def test_a_steady_stream_of_swipes_reaches_the_views_while_it_lasts(hub: Hub, pos: SimDevice) -> None:
+    """The views must not wait for the stream to pause: staged view writes are flushed at
+    least every ``SharedRunner.MAX_DELAY_S`` even when the next events always come sooner."""
+    pos.purchase(CARD, 1, NOON)
+    await hub.send(pos)
+    first = (await hub.get("/healthz"))["store_position"]
+    for sent in range(1, 301):  # 300 swipes, 600 events: fewer than the runner's batch of 1,000
+        health = await hub.get("/healthz")
+        if min(p["position"] for p in health["projections"].values()) >= first:
+            break
+        pos.purchase(CARD, 1, NOON)
+        await hub.send(pos)
+    else:
+        pytest.fail("no view showed the first swipe while swipes kept coming")
+    assert sent < 300
+    assert (await hub.balance("s1"))["total"] == 1200 - sent
