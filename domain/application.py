@@ -27,7 +27,7 @@ from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.swipes import Referenced, SwipeContext, decide
-from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64, verify_envelope
+from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
 
@@ -399,7 +399,7 @@ class CampusCard(Application):
     def _signature_ok(self, device: Device, item: Item) -> bool:
         if item.sig_ok is None:
             assert isinstance(item.envelope, Envelope)
-            item.sig_ok = verify_envelope(item.envelope.raw, self._device_key(device))
+            item.sig_ok = item.envelope.verify(self._device_key(device))
         return item.sig_ok
 
     def _device_key(self, device: Device) -> Ed25519PublicKey:

@@ -149,6 +149,16 @@ class Envelope:
     offline: bool
     decision: str | None
     hash: str
+    signing_input: bytes  # computed once: both the hash and the signature check need it
+    sig: bytes
+
+    def verify(self, key: Ed25519PublicKey) -> bool:
+        """``verify_envelope`` of ``raw``, without encoding it again."""
+        try:
+            key.verify(self.sig, self.signing_input)
+        except InvalidSignature:
+            return False
+        return True
 
 
 def _is_int(value: Any) -> bool:
@@ -217,16 +227,23 @@ def _parse_envelope(obj: Any) -> Envelope:
         decision = _require(obj, "decision", lambda v: v in DECISIONS, "must be approved or declined on an offline event")
     elif "decision" in obj:
         raise InvalidEnvelope("decision", "only offline events carry a decision")
-    _require(obj, "sig", lambda v: isinstance(v, str) and _is_signature(v), "must be a standard base64 Ed25519 signature")
+    sig = _signature(obj.get("sig"))
+    _require(obj, "sig", lambda _: sig is not None, "must be a standard base64 Ed25519 signature")
+    assert sig is not None
+    signed = signing_input(obj)
     return Envelope(
         raw=obj, device=device, seq=seq, prev=prev, occurred_at=occurred_at, type=kind,
         card=card, amount_fen=amount, ref_seq=ref_seq, direction=direction, offline=offline,
-        decision=decision, hash=event_hash(obj),
+        decision=decision, hash=hashlib.sha256(signed).hexdigest(), signing_input=signed, sig=sig,
     )
 
 
-def _is_signature(text: str) -> bool:
+def _signature(text: Any) -> bytes | None:
+    """The 64 bytes of a standard base64 Ed25519 signature, or None."""
+    if not isinstance(text, str):
+        return None
     try:
-        return len(b64decode(text)) == 64
+        sig = b64decode(text)
     except ValueError:
-        return False
+        return None
+    return sig if len(sig) == 64 else None

@@ -20,7 +20,6 @@ from domain.wire import (
     InvalidEnvelope,
     parse_envelope,
     sign_document,
-    verify_envelope,
 )
 from hub.http import Problem, json_response, read_body
 from hub.keys import hub_public_key_b64
@@ -69,11 +68,11 @@ async def _verify(request: web.Request, items: Sequence[Item], key: Ed25519Publi
     new = [item for item in items if isinstance(item.envelope, Envelope) and item.envelope.seq >= next_seq]
     envelopes = [item.envelope for item in new]
     if len(envelopes) <= INLINE_VERIFY_MAX:
-        oks = [verify_envelope(e.raw, key) for e in envelopes]
+        oks = [e.verify(key) for e in envelopes]
     else:
         loop = asyncio.get_running_loop()
         oks = await loop.run_in_executor(
-            request.app[VERIFIERS], lambda: [verify_envelope(e.raw, key) for e in envelopes]
+            request.app[VERIFIERS], lambda: [e.verify(key) for e in envelopes]
         )
     for item, ok in zip(new, oks, strict=True):
         item.sig_ok = ok
