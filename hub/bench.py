@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import gc
 import os
 import subprocess
@@ -144,17 +145,20 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
         per_device = max(1, int(args.seconds * args.max_rate / args.devices))
         with console.status(f"pre-signing {per_device * args.devices:,} events"):
             online_events = args.online_rate * (args.online_seconds + RECOVERED_SECONDS)
-            _presign(devices, per_device + online_events // args.devices + 4, args.accounts)
+            reserve = online_events // args.devices + 4  # per device, for the online phases
+            _presign(devices, per_device + reserve, args.accounts)
         gc.collect()
         gc.freeze()  # the pre-signed events live to the end: keep the client's collector off them
         procs.sample_rss()
-        sustained = await _sustained(session, url, devices, args, procs)
+        sustained = await _sustained(session, url, devices, args, procs, reserve)
         rss = [r for _, r in procs.rss_samples]  # the sustained phase's, for the flatness check
         await _caught_up(session, url)  # the online phase measures its own load, not the backlog
         online = await _online(session, url, devices, args, procs)
         phases = [sustained, online]
         if args.overload:
             phases += await _overload_and_after(session, url, devices, overload_devices, sustained.rate, args, procs)
+    if args.trace:
+        _write_trace(args.trace, [p for p in phases if p.sent_at])
     stored = await asyncio.to_thread(_stored_swipes, args.url or embedded_url(data_dir))
     accepted = sum(p.events for p in phases)
     baseline = await asyncio.to_thread(naive, data_dir, args, naive_devices[0])
@@ -202,7 +206,9 @@ def _presign(devices: list[SimDevice], per_device: int, accounts: int) -> None:
 
 
 async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
-                     args: argparse.Namespace, procs: Processes) -> Phase:
+                     args: argparse.Namespace, procs: Processes, reserve: int) -> Phase:
+    """Uploads back to back for ``--seconds``, or until each device is down to the ``reserve``
+    of pre-signed events the online phases need (with a ``--max-rate`` below what the hub takes)."""
     phase = Phase("sustained", f"{args.devices} devices × batches of {args.batch}, back to back")
     stop_at = time.monotonic() + args.seconds
     samples: list[tuple[float, int, int]] = []  # (t, store position, slowest projection position)
@@ -210,8 +216,9 @@ async def _sustained(session: aiohttp.ClientSession, url: str, devices: list[Sim
     client = _lean(url)
 
     async def device_loop(device: SimDevice) -> None:
-        while time.monotonic() < stop_at and device.pending:
-            if await send(client, device, _body(device.batch(args.batch)), phase) not in (200, 503):
+        while time.monotonic() < stop_at and len(device.pending) > reserve:
+            batch = device.batch(min(args.batch, len(device.pending) - reserve))
+            if await send(client, device, _body(batch), phase) not in (200, 503):
                 phase.errors += 1
                 return
 
@@ -285,6 +292,17 @@ async def _overload_and_after(session: aiohttp.ClientSession, url: str, devices:
     return [phase, after]
 
 
+def _write_trace(path: Path, phases: list[Phase]) -> None:
+    """Every single-event request of the online phases: when it was sent and how long it took,
+    to see when a tail happened (a percentile per second, beside the hub's or the disk's logs)."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["phase", "sent_at_unix_s", "latency_ms"])
+        for phase in phases:
+            out.writerows((phase.name, f"{t:.4f}", f"{ms:.3f}") for t, ms in zip(phase.sent_at, phase.latencies_ms, strict=True))
+    console.print(f"latency trace written to {path}")
+
+
 def _stored_swipes(url: str) -> int:
     """Device events in the event store, to set against the uploads the hub acknowledged."""
     with psycopg.connect(url) as conn:
@@ -338,6 +356,7 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
 
     async def one(device: SimDevice) -> None:
         body = _body(device.batch(1))
+        sent_at = time.time()
         t0 = time.perf_counter()
         try:
             resp = await client.post(f"/v1/devices/{device.device_id}/events", body)
@@ -346,6 +365,7 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
                 phase.errors += 1
                 return
             phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            phase.sent_at.append(sent_at)
             answer: Any = resp.json()
             device.acknowledge(answer["results"])
             ok = answer["results"][0]["status"] == "accepted"
@@ -418,4 +438,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="offer this many times the sustained rate after the online phase (0: skip)")
     parser.add_argument("--overload-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
+    parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency (CSV)")
 

@@ -21,6 +21,7 @@ class Phase:
     events: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    sent_at: list[float] = field(default_factory=list, repr=False)  # wall clock, beside latencies_ms (online phases)
     errors: int = 0
     shed: int = 0
     hub_cpu_s: float | None = None
@@ -43,7 +44,7 @@ class Phase:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def summary(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "sent_at")}
         data.update(events_per_s=round(self.rate, 1), p50_ms=self.percentile(0.50), p95_ms=self.percentile(0.95),
                     p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None)
         return data
