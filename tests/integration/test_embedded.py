@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.store import EMBEDDED_SETTINGS, Database, _normal
+from hub.config import Settings
+from hub.store import EMBEDDED_SETTINGS, Database, EmbeddedPostgres, _normal, open_database
 from hub.writeback import WritebackPacer
 
 
@@ -50,3 +51,23 @@ def test_writeback_pacer_skips_a_file_removed_meanwhile_and_stops(tmp_path: Path
     pacer.flush(str(data))  # gone: nothing to do, nothing raised
     pacer.stop()
     pacer.stop()  # stopping twice is harmless
+
+
+def test_a_tool_beside_a_running_hub_leaves_the_servers_settings_alone(tmp_path: Path) -> None:
+    """``cardhub audit verify`` next to a running hub attaches to its server: no ALTER SYSTEM,
+    no restart, no second writeback thread."""
+    embedded = EmbeddedPostgres(tmp_path / "pg")
+    database = embedded.start()
+    try:
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET max_wal_size = '2GB'")
+            conn.execute("SELECT pg_reload_conf()")
+        postmaster = (tmp_path / "pg" / "postmaster.pid").read_text().split()[0]
+        with open_database(Settings(data_dir=tmp_path), shared=True) as attached:
+            assert attached.params["dbname"] == database.params["dbname"]
+            with psycopg.connect(attached.url) as conn:
+                row = conn.execute("SELECT current_setting('max_wal_size')").fetchone()
+        assert row == ("2GB",)
+        assert (tmp_path / "pg" / "postmaster.pid").read_text().split()[0] == postmaster
+    finally:
+        embedded.stop()
