@@ -382,7 +382,8 @@ class CampusCard(Application):
             return _rejected(item, "chain_broken")
         card: Card | None = workspace.find(ids.card_id(env.card))
         account: Account | None = workspace.find(ids.account_id(card.account_id)) if card else None
-        ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz)
+        now = self.clock()
+        ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz, now=now)
         if env.type == "gate" and device.zone is not None:
             ctx.zone = workspace.find(ids.zone_id(device.zone))
         if env.type == "reversal":
@@ -391,7 +392,7 @@ class CampusCard(Application):
                 device.device_id, env.ref_seq
             )
         result, facts = decide(ctx)
-        log.record(env.raw, env.hash, result, facts, self._now())
+        log.record(env.raw, env.hash, result, facts, now.isoformat())
         recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
         workspace.changed(2)  # the swipe, and at most one account event
         return result

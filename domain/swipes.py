@@ -7,6 +7,7 @@ those aggregates and return the upload result. No I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from domain.devices import Device, SwipeLog
 from domain.wire import Envelope
 
 APPROVED, DECLINED = "approved", "declined"
+MAX_CLOCK_SKEW = timedelta(minutes=5)  # DESIGN §9
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class SwipeContext:
     card: Card | None
     account: Account | None
     tz: ZoneInfo
+    now: datetime  # the hub's clock when it decides (not the envelope's ``at``)
     referenced: Referenced | None = None
     zone: Zone | None = None  # the gate's zone (gate events only)
     flags: list[str] = field(default_factory=list)
@@ -65,6 +68,7 @@ def decide(ctx: SwipeContext) -> tuple[dict[str, Any], dict[str, Any]]:
         decision, reason, split = _reversal(ctx)
     else:
         decision, reason, split = _gate(ctx)
+    _flag_clock_skew(ctx)
     result: dict[str, Any] = {"seq": env.seq, "status": "accepted", "decision": decision}
     if reason is not None:
         result["reason"] = reason
@@ -173,6 +177,15 @@ def _access_reason(ctx: SwipeContext) -> str | None:
     if ctx.zone.anti_passback and ctx.envelope.direction == "in" and ctx.account.is_inside(ctx.zone.zone):
         return "anti_passback"
     return None
+
+
+def _flag_clock_skew(ctx: SwipeContext) -> None:
+    """DESIGN §9: an event dated more than 5 minutes after the hub's clock (any event) or before
+    it (online events: an offline one may well be old) is flagged; it is still decided at its
+    ``at``."""
+    skew = ctx.envelope.occurred_at - ctx.now
+    if skew > MAX_CLOCK_SKEW or (not ctx.envelope.offline and skew < -MAX_CLOCK_SKEW):
+        ctx.flags.append("clock_skew")
 
 
 def _flag_offline_card(ctx: SwipeContext) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -26,14 +26,26 @@ CHECKPOINT_PREFIX = b"cardhub/checkpoint/v1\n"
 
 GENESIS_PREV = "0" * 64
 MAX_SAFE_INT = 2**53
+MAX_AMOUNT_FEN = 10_000_000  # DESIGN §9: one envelope moves at most ¥100,000
+FIRST_YEAR, LAST_YEAR = 2000, 2099  # DESIGN §9: an instant falls in these years, in UTC
+_FIRST_INSTANT = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+_AFTER_LAST_INSTANT = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC)
+
+# DESIGN §9: no text field holds a control character (Unicode Cc) or a bidirectional control.
+# One character class, in a syntax Python's re and JSON Schema (ECMA 262) read alike, so the
+# request schemas (hub/schemas.py) are built from the same text as this module's check.
+UNSAFE_CHARS = r"\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE_RE = re.compile(f"[{UNSAFE_CHARS}]")
 
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CARD_UID_RE = re.compile(r"[0-9A-F]{8,20}")
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
-# RFC 3339 date-time with a mandatory offset ("Z" or ±HH:MM).
-RFC3339_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+# RFC 3339 date-time with a mandatory offset ("Z" or ±HH:MM); ASCII digits only. Every regex
+# of this module is used with ``fullmatch``: "S001\n" is not "S001".
+RFC3339_PATTERN = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+RFC3339_RE = re.compile(RFC3339_PATTERN)
 
 EVENT_TYPES = ("purchase", "reversal", "gate")
 DECISIONS = ("approved", "declined")
@@ -165,12 +177,29 @@ def _is_int(value: Any) -> bool:
     return type(value) is int and -MAX_SAFE_INT < value < MAX_SAFE_INT
 
 
+def unsafe_text(value: Any) -> str | None:
+    """What makes ``value`` unfit as a text field (DESIGN §9), or None: the first control or
+    bidirectional character it holds, named by its code point."""
+    if not isinstance(value, str):
+        return None
+    found = _UNSAFE_RE.search(value)
+    return None if found is None else f"holds the control character U+{ord(found.group()):04X}"
+
+
+def printable_name(name: str) -> str:
+    """A field name fit for a ``detail``: an unsafe name is shown escaped, never echoed raw."""
+    return json.dumps(name) if unsafe_text(name) else name
+
+
 def _require(envelope: dict[str, Any], name: str, check: Any, problem: str) -> Any:
+    """The field's value if ``check`` passes. Every string field of an envelope has a whole-string
+    ASCII pattern or a fixed set of values, so a control character always fails ``check``; the
+    rejection then says so."""
     if name not in envelope:
         raise InvalidEnvelope(name, "is required")
     value = envelope[name]
     if not check(value):
-        raise InvalidEnvelope(name, problem)
+        raise InvalidEnvelope(name, unsafe_text(value) or problem)
     return value
 
 
@@ -179,6 +208,16 @@ def parse_rfc3339(text: str) -> datetime:
     if not isinstance(text, str) or not RFC3339_RE.fullmatch(text):
         raise ValueError("must be an RFC 3339 date-time with an offset")
     return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+
+
+def parse_instant(text: str) -> datetime:
+    """``parse_rfc3339``, bounded to the years 2000–2099 in UTC (DESIGN §9): an envelope's
+    ``at``, an account's validity. Raises ``ValueError`` otherwise (never ``OverflowError``:
+    the local year is checked before any conversion)."""
+    instant = parse_rfc3339(text)
+    if not (FIRST_YEAR - 1 <= instant.year <= LAST_YEAR + 1 and _FIRST_INSTANT <= instant < _AFTER_LAST_INSTANT):
+        raise ValueError(f"must fall in the years {FIRST_YEAR}-{LAST_YEAR} (UTC)")
+    return instant
 
 
 def parse_envelope(obj: Any) -> Envelope:
@@ -196,16 +235,16 @@ def _parse_envelope(obj: Any) -> Envelope:
         raise InvalidEnvelope("envelope", "must be a JSON object")
     unknown = sorted(set(obj) - ENVELOPE_FIELDS)
     if unknown:
-        raise InvalidEnvelope(unknown[0], "unknown field")
+        raise InvalidEnvelope(printable_name(unknown[0]), "unknown field")
     _require(obj, "v", lambda v: _is_int(v) and v == 1, "must be 1")
     device = _require(obj, "device", lambda v: isinstance(v, str) and DEVICE_ID_RE.fullmatch(v), "must be 1-64 chars of [A-Za-z0-9_.-]")
     seq = _require(obj, "seq", lambda v: _is_int(v) and v >= 1, "must be an integer >= 1")
     prev = _require(obj, "prev", lambda v: isinstance(v, str) and HEX64_RE.fullmatch(v), "must be 64 lowercase hex digits")
     at_text = _require(obj, "at", lambda v: isinstance(v, str), "must be a string")
     try:
-        occurred_at = parse_rfc3339(at_text)
+        occurred_at = parse_instant(at_text)
     except ValueError as exc:
-        raise InvalidEnvelope("at", str(exc)) from None
+        raise InvalidEnvelope("at", unsafe_text(at_text) or str(exc)) from None
     kind = _require(obj, "type", lambda v: v in EVENT_TYPES, "must be purchase, reversal or gate")
     card = _require(obj, "card", lambda v: isinstance(v, str) and CARD_UID_RE.fullmatch(v), "must be 8-20 uppercase hex characters")
     for other, fields in FIELDS_BY_TYPE.items():
@@ -214,7 +253,8 @@ def _parse_envelope(obj: Any) -> Envelope:
                 raise InvalidEnvelope(name, f"does not apply to type {kind}")
     amount = ref_seq = direction = None
     if kind == "purchase":
-        amount = _require(obj, "amount", lambda v: _is_int(v) and v > 0, "must be an integer number of fen > 0")
+        amount = _require(obj, "amount", lambda v: type(v) is int and 0 < v <= MAX_AMOUNT_FEN,
+                          f"must be an integer number of fen, 1-{MAX_AMOUNT_FEN}")
     elif kind == "reversal":
         ref_seq = _require(obj, "ref_seq", lambda v: _is_int(v) and 1 <= v < seq, "must be the seq of an earlier event")
     else:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.keys import Principal, TokenError, read_token
+from hub.schemas import SAFE_TEXT
 from hub.typedefs import HUB_KEY
 from hub.writer import Overloaded, WriterFailed
 
@@ -25,6 +26,9 @@ _STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404, AlreadyExists: 409, Conflict: 409, Invalid: 422,
 }
 _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
+MAX_JSON_DEPTH = 32  # DESIGN §9: deeper nesting is malformed
+_NESTED = (dict, list)
+_ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89abAB]")
 
 
 class Problem(Exception):
@@ -99,19 +103,99 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def read_body(request: web.Request, body_type: type[T]) -> T:
-    """Decodes a JSON body strictly: unknown fields, wrong types and floats are refused."""
-    raw = await request.read()
-    if not raw:
-        raise Problem(400, "malformed", "a JSON body is required")
+    """Decodes a JSON body strictly: malformed JSON (``decode_json``) is ``400``; unknown
+    fields, wrong types, floats and values out of bounds are ``422`` naming the field."""
+    value = decode_json(await request.read())
     try:
-        return msgspec.json.decode(raw, type=body_type, strict=True)
+        return msgspec.convert(value, body_type, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _FIELD_RE.search(message)
         field = match.group(1) if match else None
-        raise Problem(422, "invalid", message, field=field) from None
-    except msgspec.DecodeError as exc:
+        raise Problem(422, "invalid", explain_patterns(message), field=field) from None
+
+
+class _Malformed(ValueError):
+    """JSON that the standard decoder takes but DESIGN §9 does not."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise _Malformed(f"duplicate key {json.dumps(duplicate)}")
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise _Malformed(f"{name} is not a JSON number")
+
+
+def _long_int(digits: str) -> int:
+    """An integer past Python's conversion limit: out of every range anyway, so any huge value
+    serves, and the field is refused by its bounds (422 or ``invalid``), not the whole body."""
+    return int(digits) if len(digits) < 4000 else 2**64
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+_LONG_INT_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_int=_long_int)
+
+
+def decode_json(raw: bytes) -> Any:
+    """A request body as Python values, or ``400 malformed`` saying what (DESIGN §9): not UTF-8,
+    not JSON, a duplicate key at any level, NaN or Infinity, nesting deeper than 32, a lone
+    surrogate. The standard library's C decoder with one hook per object: it sees every key,
+    which msgspec does not (it keeps the last of duplicates)."""
+    if not raw:
+        raise Problem(400, "malformed", "a JSON body is required")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Problem(400, "malformed", f"malformed JSON: not UTF-8 (byte {exc.start})") from None
+    try:
+        try:
+            value = _DECODER.decode(text)
+        except ValueError as exc:
+            if isinstance(exc, _Malformed | json.JSONDecodeError):
+                raise
+            value = _LONG_INT_DECODER.decode(text)  # an integer of thousands of digits
+    except _Malformed as exc:
         raise Problem(400, "malformed", f"malformed JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(400, "malformed", f"malformed JSON: {exc}") from None
+    except RecursionError:  # the C decoder's own bound, far above ours
+        raise Problem(400, "malformed", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise Problem(400, "malformed", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"\\u" in raw and _ESCAPED_SURROGATE_RE.search(raw) and _has_lone_surrogate(value):
+        raise Problem(400, "malformed", "malformed JSON: a lone surrogate escape (not a character)")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (the body itself is level 1)."""
+    level, depth = [value] if type(value) in _NESTED else [], 1
+    while level:
+        if depth > limit:
+            return True
+        level = [child for node in level for child in (node.values() if type(node) is dict else node)
+                 if type(child) in _NESTED]
+        depth += 1
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def explain_patterns(message: str) -> str:
+    """msgspec names a failed pattern by its regex; say what the text-safety one means."""
+    return message.replace(f"matching regex {SAFE_TEXT!r}", "without control or bidirectional characters")
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -14,7 +14,7 @@ from domain.accounts import Account
 from domain.application import CampusCard
 from domain.cards import Card
 from domain.devices import Device, Merchant
-from domain.wire import parse_rfc3339
+from domain.wire import parse_instant
 from hub.http import Problem, authorize, json_response, read_body
 from hub.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn
 from hub.typedefs import WRITER
@@ -149,6 +149,6 @@ def _instant(text: str | None, field: str) -> Any:
     if text is None:
         return None
     try:
-        return parse_rfc3339(text)
+        return parse_instant(text)
     except ValueError as exc:
         raise Problem(422, "invalid", f"{field}: {exc}", field=field) from None

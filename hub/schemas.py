@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-MAX_INT = 2**53 - 1
-AccountId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-MerchantId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-CardUid = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-F]{8,20}$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Group = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-Fen = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT)]
-Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Zone = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+from domain.wire import RFC3339_PATTERN, UNSAFE_CHARS
+
+
+def whole(pattern: str) -> str:
+    """``pattern`` over the whole string (DESIGN §9: "S001\n" is not "S001"). msgspec matches with
+    ``re.search``, where ``$`` also matches before a final newline; the lookahead rules that out,
+    and in JSON Schema (ECMA 262), where ``$`` is the end already, it changes nothing."""
+    return f"^(?:{pattern})$(?!\\n)"
+
+
+MAX_CREDIT_FEN = 100_000_000  # DESIGN §9: a top-up or subsidy is at most ¥1,000,000
+SAFE_TEXT = whole(f"[^{UNSAFE_CHARS}]*")  # no control or bidirectional character
+
+AccountId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]{1,32}"))]
+DeviceId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.-]{1,64}"))]
+MerchantId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.-]{1,64}"))]
+CardUid = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9A-F]{8,20}"))]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_TEXT)]
+Location = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_TEXT)]
+Group = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.:-]{1,64}"))]
+Fen = Annotated[int, msgspec.Meta(ge=1, le=MAX_CREDIT_FEN)]
+DailyLimitFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_CREDIT_FEN)]
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=SAFE_TEXT)]
+Zone = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.-]{1,64}"))]
+PublicKey = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9+/]{1,96}={0,2}"))]
+# An RFC 3339 date-time with an offset; the handler also bounds its year (domain.wire.parse_instant).
+Instant = Annotated[str, msgspec.Meta(max_length=40, pattern=whole(RFC3339_PATTERN))]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True):
@@ -31,10 +48,10 @@ class MerchantIn(Strict):
 class DeviceIn(Strict):
     device_id: DeviceId
     kind: Literal["pos", "gate"]
-    public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    public_key: PublicKey
     merchant_id: MerchantId | None = None
     zone: Zone | None = None
-    location: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    location: Location | None = None
 
 
 class AccountIn(Strict):
@@ -42,9 +59,9 @@ class AccountIn(Strict):
     name: Name
     category: Literal["student", "staff", "visitor"]
     groups: Annotated[list[Group], msgspec.Meta(max_length=64)] = []
-    daily_limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)] | None = None
-    valid_from: str | None = None
-    valid_until: str | None = None
+    daily_limit: DailyLimitFen | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
 
 
 class CardIn(Strict):
@@ -58,7 +75,7 @@ class CreditIn(Strict):
 
 
 class UploadIn(Strict):
-    events: list[msgspec.Raw]
+    events: list[Any]  # each one checked by domain.wire.parse_envelope, so one bad event fails alone
 
 
 class ZoneIn(Strict):
@@ -67,7 +84,7 @@ class ZoneIn(Strict):
     anti_passback: bool = False
 
 
-HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")]
+HHMM = Annotated[str, msgspec.Meta(pattern=whole(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00"))]
 
 
 class AccessRuleIn(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from hub.typedefs import APPLICATION
 from tests.conftest import Hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -96,6 +97,8 @@ async def test_transactions_are_newest_first_and_paged_with_a_cursor(hub: Hub) -
     await hub.merchant()
     pos = await hub.pos()
     await hub.account("s1", cash=10_000, card="ABCDEF01")
+    # the hub's clock agrees with the swipes' times, so these online swipes carry no clock_skew (DESIGN §9)
+    hub.app[APPLICATION].clock = lambda: NOON + timedelta(minutes=2)
     for n in range(5):
         pos.purchase("ABCDEF01", 100 + n, NOON + timedelta(minutes=n))
     await hub.send(pos)
