@@ -183,7 +183,7 @@ def unsafe_text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     found = _UNSAFE_RE.search(value)
-    return None if found is None else f"holds the control character U+{ord(found.group()):04X}"
+    return None if found is None else f"holds U+{ord(found.group()):04X}, a control or bidirectional character"
 
 
 def printable_name(name: str) -> str:

@@ -28,7 +28,7 @@ _STATUS_BY_ERROR: dict[type[DomainError], int] = {
 _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
 MAX_JSON_DEPTH = 32  # DESIGN §9: deeper nesting is malformed
 _NESTED = (dict, list)
-_ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89abAB]")
+_ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89a-fA-F]")  # any surrogate, high or low
 
 
 class Problem(Exception):
