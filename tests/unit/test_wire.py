@@ -116,3 +116,72 @@ def test_reversal_must_point_at_an_earlier_seq() -> None:
     with pytest.raises(InvalidEnvelope) as caught:
         parse_envelope(envelope)
     assert caught.value.field == "ref_seq"
+
+
+# -- DESIGN §9: the parser's bounds ----------------------------------------------
+
+UNSAFE = {"nul": "\x00", "newline": "\n", "del": "\x7f", "c1": "\x85", "lrm": "\u200e", "rlo": "\u202e",
+          "fsi": "\u2068"}
+
+
+@pytest.mark.parametrize("bad", UNSAFE.values(), ids=UNSAFE.keys())
+@pytest.mark.parametrize("field", ["device", "prev", "at", "type", "card", "sig"])
+def test_a_control_or_bidi_character_in_any_string_field_is_named(field: str, bad: str) -> None:
+    envelope = _valid()
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope({**envelope, field: envelope[field] + bad})
+    assert caught.value.field == field and f"U+{ord(bad):04X}" in caught.value.problem
+
+
+@pytest.mark.parametrize("bad", UNSAFE.values(), ids=UNSAFE.keys())
+@pytest.mark.parametrize(("change", "field"), [
+    ({"type": "gate", "direction": "in"}, "direction"), ({"offline": True, "decision": "approved"}, "decision"),
+])
+def test_a_control_character_in_direction_or_decision_is_named(change: dict, field: str, bad: str) -> None:
+    envelope = {k: v for k, v in {**_valid(), **change}.items() if not (change.get("type") and k == "amount")}
+    envelope[field] += bad
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope(envelope)
+    assert caught.value.field == field
+
+
+def test_an_unknown_field_with_a_control_character_is_named_escaped() -> None:
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope({**_valid(), "x\u202e": 1})
+    assert caught.value.field == '"x\\u202e"'
+
+
+@pytest.mark.parametrize("amount", [0, -1, 10_000_001, 2**31, 2**53 - 1, 2**63, 2**64, 10**100, 1.0, 1.5, True, "1"])
+def test_an_amount_outside_1_to_10_000_000_fen_is_named(amount: object) -> None:
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope({**_valid(), "amount": amount})
+    assert caught.value.field == "amount"
+
+
+@pytest.mark.parametrize("amount", [1, 10_000_000])
+def test_the_bounds_of_an_amount_are_accepted(amount: int) -> None:
+    assert parse_envelope({**_valid(), "amount": amount}).amount_fen == amount
+
+
+@pytest.mark.parametrize("version", [1.0, True, 2**53, "1"])
+def test_only_the_integer_1_is_a_version(version: object) -> None:
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope({**_valid(), "v": version})
+    assert caught.value.field == "v"
+
+
+@pytest.mark.parametrize("at", [
+    "0001-01-01T00:00:00+08:00", "0001-01-01T00:00:00-08:00", "1999-12-31T23:59:59.999Z", "2100-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-14:00", "2099-12-31T23:59:59-01:00", "2000-01-01T07:59:59+08:00", "2026-11-25T12:00:00",
+    "2026-11-25T12:00:00+24:00", "2026-11-25T24:00:00Z", "٢٠٢٦-11-25T12:00:00Z", "2026-11-25T12:00:00Z\n",
+])
+def test_an_at_outside_the_years_2000_to_2099_in_utc_or_without_an_offset_is_named(at: str) -> None:
+    with pytest.raises(InvalidEnvelope) as caught:
+        parse_envelope({**_valid(), "at": at})
+    assert caught.value.field == "at"
+
+
+@pytest.mark.parametrize("at", ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00+08:00", "2099-12-31T23:59:59.999999999Z",
+                                "2100-01-01T01:00:00+02:00"])
+def test_the_bounds_of_at_in_utc_are_accepted(at: str) -> None:
+    assert parse_envelope({**_valid(), "at": at}).occurred_at.astimezone(timezone.utc).year in (2000, 2099)
