@@ -191,7 +191,7 @@ async def _seed(client: HubClient, devices: int, accounts: int, prefix: str) -> 
             account_id = f"{prefix}-{i:06d}"
             await client.create("/v1/accounts", {"account_id": account_id, "name": "测试", "category": "student"})
             await client.create("/v1/cards", {"card_uid": card_uid(prefix, i), "account_id": account_id})
-            await client.create(f"/v1/accounts/{account_id}/topups", {"amount": 10**12, "ref": f"{prefix}-{i}"})
+            await client.create(f"/v1/accounts/{account_id}/topups", {"amount": 100_000_000, "ref": f"{prefix}-{i}"})  # the most one top-up may be (DESIGN §9)
 
     await asyncio.gather(*(device(d) for d in sims), *(account(i) for i in range(accounts)))
     return sims
