@@ -41,8 +41,12 @@ def clean_text(text: str) -> str:
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, list) and value and any(isinstance(v, (str, list)) for v in value):
-        return [_clean(v) for v in value]
+    if isinstance(value, list):  # a column of a batch: its values are of one type (or None)
+        first = next((v for v in value if v is not None), None)
+        if isinstance(first, str):
+            return [v if v is None else clean_text(v) for v in value]
+        if isinstance(first, list):
+            return [_clean(v) for v in value]
     return value
 
 
