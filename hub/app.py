@@ -75,7 +75,9 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
-        app[POOL] = await asyncpg.create_pool(min_size=1, max_size=8, **database.asyncpg_kwargs())
+        app[POOL] = await asyncpg.create_pool(
+            min_size=1, max_size=8, init=routes_reads.decode_numeric_as_int, **database.asyncpg_kwargs()
+        )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         writer = IngestWriter(
             application, asyncio.get_running_loop(), app[METRICS],

@@ -138,9 +138,9 @@ async def settlement(request: web.Request) -> web.Response:
         rows = await conn.fetch(
             "SELECT device_id,"
             " count(*) FILTER (WHERE kind = 'purchase') AS purchases,"
-            " coalesce(sum(-amount_fen) FILTER (WHERE kind = 'purchase'), 0)::bigint AS purchase_fen,"
+            " coalesce(sum(-amount_fen) FILTER (WHERE kind = 'purchase'), 0) AS purchase_fen,"
             " count(*) FILTER (WHERE kind = 'reversal') AS reversals,"
-            " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0)::bigint AS reversal_fen"
+            " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0) AS reversal_fen"
             " FROM transactions WHERE merchant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
             " AND decision = 'approved' AND amount_fen <> 0 GROUP BY device_id ORDER BY device_id",
             merchant_id, start, end,

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from eventsourcing.persistence import Notification
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain.wire import parse_rfc3339
-from hub.http import Problem, authorize, json_response
+from hub.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from domain.application import CampusCard
 from hub.projector import PROJECTIONS
-from hub.typedefs import METRICS, POOL, WRITER
+from hub.typedefs import APPLICATION, METRICS, POOL, WRITER
+from projections import failures as failures_table
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -115,35 +120,145 @@ def _time(query: Any, name: str) -> datetime | None:
 
 async def positions(pool: asyncpg.Pool) -> tuple[int, dict[str, int]]:
     """The event store's last notification id, and each projection's."""
-    async with pool.acquire() as conn:
-        store = await conn.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
-        views = {}
-        for projection_class, _ in PROJECTIONS:
-            views[projection_class.name] = await conn.fetchval(
-                f"SELECT coalesce(max(notification_id), 0) FROM {projection_class.name}_tracking"  # noqa: S608
-                " WHERE application_name = $1", CampusCard.name,
-            )
+    async with pool.acquire(timeout=HEALTH_TIMEOUT_S) as conn:
+        return await _positions(conn)
+
+
+async def _positions(conn: asyncpg.Connection) -> tuple[int, dict[str, int]]:
+    store = await conn.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}",
+                                timeout=HEALTH_TIMEOUT_S)
+    views = {}
+    for projection_class, _ in PROJECTIONS:
+        views[projection_class.name] = await conn.fetchval(
+            f"SELECT coalesce(max(notification_id), 0) FROM {projection_class.name}_tracking"  # noqa: S608
+            " WHERE application_name = $1", CampusCard.name, timeout=HEALTH_TIMEOUT_S,
+        )
     return store, views
+
+
+# /healthz: how long a read may take before the store counts as unreachable, and the lag
+# beyond which a projection makes the hub ``degraded`` (DESIGN §9).
+HEALTH_TIMEOUT_S = 2.0
+LAG_LIMIT_S = 5.0
+# What asyncpg raises when the database cannot be reached (refused, gone, starting up, shutting
+# down, too slow): /healthz answers 503 then, never 500.
+STORE_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    store: int
+    views: dict[str, int]
+    lag_s: dict[str, float]  # seconds since the oldest event each projection has not applied was recorded
+    failures: list[Any]  # rows of projection_failures
+
+
+async def read_health(app: web.Application) -> Health:
+    """Positions, lags and recorded failures, within ``HEALTH_TIMEOUT_S`` or ``StoreUnreachable``."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            async with app[POOL].acquire(timeout=HEALTH_TIMEOUT_S) as conn:
+                store, views = await _positions(conn)
+                lag_s = await _lags(app, conn, store, views)
+                try:
+                    failures = list(await conn.fetch(failures_table.READ_SQL, timeout=HEALTH_TIMEOUT_S))
+                except asyncpg.UndefinedTableError:  # the projections' process has not made it yet
+                    failures = []
+    except STORE_UNREACHABLE as exc:
+        raise StoreUnreachable(str(exc) or type(exc).__name__) from None
+    app[METRICS].count_projection_failures({r["projection"]: r["failures"] for r in failures},
+                                           [cls.name for cls, _ in PROJECTIONS])
+    return Health(store, views, lag_s, failures)
+
+
+class StoreUnreachable(Exception):
+    """The database did not answer the health reads."""
+
+
+async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, views: dict[str, int]) -> dict[str, float]:
+    """A projection's lag in seconds: how long ago the oldest event it has not applied was
+    recorded (the event's own timestamp, set by the hub that stored it); 0 when caught up.
+    One event is read and decoded per distinct position behind the store."""
+    now = datetime.now(timezone.utc)
+    recorded: dict[int, datetime] = {}
+    for position in sorted(set(views.values())):
+        if position >= store:
+            continue
+        row = await conn.fetchrow(
+            f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}"  # noqa: S608
+            " WHERE notification_id > $1 ORDER BY notification_id LIMIT 1", position, timeout=HEALTH_TIMEOUT_S,
+        )
+        if row is not None:
+            event = app[APPLICATION].mapper.to_domain_event(Notification(
+                id=row["notification_id"], originator_id=row["originator_id"],
+                originator_version=row["originator_version"], topic=row["topic"], state=bytes(row["state"]),
+            ))
+            recorded[position] = event.timestamp
+    return {name: max(0.0, (now - recorded[p]).total_seconds()) if p in recorded else 0.0
+            for name, p in views.items()}
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """``ok``, or ``degraded`` with ``problems`` when a projection is failing (the notification
+    it failed on, the error) or lags more than ``LAG_LIMIT_S``; 503 only when the database
+    cannot be reached within ``HEALTH_TIMEOUT_S``."""
     app = request.app
-    store, views = await positions(app[POOL])
-    return json_response({
-        "status": "ok",
+    try:
+        health = await read_health(app)
+    except StoreUnreachable as exc:
+        raise Problem(503, "store_unavailable", f"the event store cannot be reached: {exc}",
+                      headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
+    store, views = health.store, health.views
+    problems: list[dict[str, Any]] = []
+    failing = {r["projection"]: r for r in health.failures if r["position"] is not None}
+    for name, position in views.items():
+        lag_s = health.lag_s[name]
+        if name in failing:
+            row = failing[name]
+            problems.append({"projection": name, "position": row["position"], "error": row["error"],
+                             "failed_at": row["failed_at"].isoformat(), "lag_seconds": round(lag_s, 3)})
+        elif lag_s > LAG_LIMIT_S:
+            problems.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
+                             "error": f"lagging: {store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+    body: dict[str, Any] = {
+        "status": "degraded" if problems else "ok",
         "store_position": store,
-        "projections": {name: {"position": p, "lag_events": store - p} for name, p in views.items()},
+        "projections": {name: {"position": p, "lag_events": store - p, "lag_seconds": round(health.lag_s[name], 3)}
+                        for name, p in views.items()},
         "writer_queue": app[WRITER].depth,
-    })
+    }
+    if problems:
+        body["problems"] = problems
+    return json_response(body)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """What the hub has: the store's figures are refreshed when it answers, and kept (with
+    ``cardhub_store_reachable`` 0) when it does not."""
     app = request.app
     m = app[METRICS]
-    store, views = await positions(app[POOL])
-    for name, position in views.items():
-        m.projection_position.labels(name).set(position)
-    m.store_position.set(store)
+    try:
+        health = await read_health(app)
+    except StoreUnreachable:
+        m.store_reachable.set(0)
+    else:
+        m.store_reachable.set(1)
+        for name, position in health.views.items():
+            m.projection_position.labels(name).set(position)
+        m.store_position.set(health.store)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def decode_numeric_as_int(conn: asyncpg.Connection) -> None:
+    """The reads pool's ``init``: ``numeric`` values without a fraction (the views' money, and
+    sums of it) come back as ``int``, like the ``bigint`` they were, however large."""
+    await conn.set_type_codec("numeric", schema="pg_catalog", encoder=str, decoder=_numeric, format="text")
+
+
+def _numeric(text: str) -> int | Decimal:
+    return int(text) if text.lstrip("-").isdigit() else Decimal(text)

@@ -58,7 +58,7 @@ async def consumption(request: web.Request) -> web.Response:
     sums, cards, total_cards = await asyncio.gather(
         pool.fetch(
             f"SELECT GROUPING({column}) AS is_total, {column} AS key, coalesce(sum(count), 0)::bigint AS count,"
-            f" coalesce(sum(amount_fen), 0)::bigint AS amount FROM stats_hourly WHERE {where}"
+            f" coalesce(sum(amount_fen), 0) AS amount FROM stats_hourly WHERE {where}"
             f" GROUP BY GROUPING SETS (({column}), ())",
             *args,
         ),
@@ -123,7 +123,7 @@ async def dashboard(request: web.Request) -> web.Response:
     sales, cards, merchants, locations, minutes, gates, checkpoint, (store, views) = await asyncio.gather(
         pool.fetch(
             "SELECT GROUPING(merchant_id, meal, device_id, category) AS g, merchant_id, meal, device_id, category,"
-            " sum(count)::bigint AS count, sum(amount_fen)::bigint AS amount FROM stats_hourly"
+            " sum(count)::bigint AS count, sum(amount_fen) AS amount FROM stats_hourly"
             " WHERE hour_start >= $1 AND hour_start < $2"
             " GROUP BY GROUPING SETS ((merchant_id), (merchant_id, meal), (merchant_id, device_id), (category), ())",
             *span,

@@ -48,6 +48,7 @@ from domain.wire import (
 from hub.projector import PROJECTIONS, VIEW_POOL
 from hub.store import Database
 from projections.base import flush_together
+from projections.failures import one_line
 
 console = Console()
 EVENTS_TABLE = f"{CampusCard.name}_events"
@@ -97,6 +98,7 @@ def verify(
     checkpoint_check = report.add("latest checkpoint: hub signature and root", "leaves")
     saved_check = report.add("saved checkpoint: signature, root, consistency", "leaves") if saved_checkpoint else None
     books = report.add("books: credits = Σ balances + purchases − reversals", "fen")
+    replayed = report.add("replay: every projection applies every event", "projections")
 
     app = CampusCard(env=database.eventsourcing_env())
     snapshot = psycopg.connect(database.url, row_factory=dict_row, autocommit=False)
@@ -115,6 +117,9 @@ def verify(
         replay = _Replay(database, scratch_schema, positions, projection_settings or {})
         roots, sums = _scan(snapshot, app, replay, total, wanted_roots, signatures, chains, leaves)
         replay.flush()
+        replayed.count = len(PROJECTIONS)
+        for name, problem in replay.failed.items():
+            replayed.fail(f"{name}: {problem}")
         _check_missing(snapshot, leaves)
 
         _check_checkpoint(latest, roots, hub_key, checkpoint_check, leaves.count)
@@ -155,18 +160,25 @@ class _Replay:
             view = InfrastructureFactory.construct(Environment(cls.name, env)).tracking_recorder(view_class)
             self.projections.append((cls(view, settings), positions[cls.name]))
         self.pending = 0
+        self.failed: dict[str, str] = {}  # projection → why its replay stopped
 
     def apply(self, notification: Notification, domain_event: Any) -> None:
         tracking = Tracking(CampusCard.name, notification.id)
         for projection, position in self.projections:
-            if notification.id <= position:
-                projection.process_stored(notification, domain_event, tracking)
+            if notification.id <= position and projection.name not in self.failed:
+                try:
+                    projection.process_stored(notification, domain_event, tracking)
+                except Exception as exc:  # noqa: BLE001 - a projection that fails on an event is a finding
+                    self.failed[projection.name] = f"notification {notification.id}: {one_line(exc)}"
         self.pending += 1
         if self.pending >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        flush_together([projection for projection, _ in self.projections])
+        for projection, exc in flush_together(
+            [projection for projection, _ in self.projections if projection.name not in self.failed]
+        ):
+            self.failed[projection.name] = f"writing its view: {one_line(exc)}"
         self.pending = 0
 
     def close(self) -> None:

@@ -15,23 +15,26 @@ from projections.base import BatchingProjection, View
 
 
 TRANSACTION_COLUMNS = (
-    ("notification_id", "bigint"), ("account_id", "text"), ("kind", "text"), ("amount_fen", "bigint"),
-    ("subsidy_fen", "bigint"), ("cash_fen", "bigint"), ("decision", "text"), ("reason", "text"),
-    ("flags", "text"), ("balance_fen", "bigint"), ("card_uid", "text"), ("device_id", "text"), ("seq", "bigint"),
+    ("notification_id", "bigint"), ("account_id", "text"), ("kind", "text"), ("amount_fen", "numeric"),
+    ("subsidy_fen", "numeric"), ("cash_fen", "numeric"), ("decision", "text"), ("reason", "text"),
+    ("flags", "text"), ("balance_fen", "numeric"), ("card_uid", "text"), ("device_id", "text"), ("seq", "bigint"),
     ("merchant_id", "text"), ("ref", "text"), ("at", "text"), ("occurred_at", "timestamptz"),
     ("recorded_at", "timestamptz"),
 )
 
 
 class LedgerView(View):
+    """Money is ``numeric``: a balance or a sum of amounts an older hub accepted (2^53−1 fen
+    each) may leave the 64-bit range, and the view must still hold it exactly."""
+
     tables = (
         "CREATE TABLE IF NOT EXISTS {schema}.balances ("
         " account_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL,"
-        " subsidy_fen bigint NOT NULL DEFAULT 0, cash_fen bigint NOT NULL DEFAULT 0)",
+        " subsidy_fen numeric NOT NULL DEFAULT 0, cash_fen numeric NOT NULL DEFAULT 0)",
         "CREATE TABLE IF NOT EXISTS {schema}.transactions ("
         " notification_id bigint PRIMARY KEY, account_id text NOT NULL, kind text NOT NULL,"
-        " amount_fen bigint NOT NULL, subsidy_fen bigint NOT NULL, cash_fen bigint NOT NULL,"
-        " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen bigint,"
+        " amount_fen numeric NOT NULL, subsidy_fen numeric NOT NULL, cash_fen numeric NOT NULL,"
+        " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen numeric,"
         " card_uid text, device_id text, seq bigint, merchant_id text, ref text,"
         " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
         "CREATE INDEX IF NOT EXISTS transactions_by_account"
@@ -41,6 +44,8 @@ class LedgerView(View):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.widen_to_numeric("balances", ("subsidy_fen", "cash_fen"))
+        self.widen_to_numeric("transactions", ("amount_fen", "subsidy_fen", "cash_fen", "balance_fen"))
         self.open_account = self.sql(
             "INSERT INTO {schema}.balances (account_id, name, category)"
             " VALUES (%(account_id)s, %(name)s, %(category)s) ON CONFLICT DO NOTHING"
@@ -48,8 +53,8 @@ class LedgerView(View):
         # Batched: the moves of a flush summed per account, its transactions in one insert.
         self.move = self.sql(
             "UPDATE {schema}.balances AS b SET subsidy_fen = b.subsidy_fen + m.subsidy_fen,"
-            " cash_fen = b.cash_fen + m.cash_fen FROM unnest(%(account_id)b::text[], %(subsidy_fen)b::bigint[],"
-            " %(cash_fen)b::bigint[]) AS m (account_id, subsidy_fen, cash_fen) WHERE b.account_id = m.account_id"
+            " cash_fen = b.cash_fen + m.cash_fen FROM unnest(%(account_id)b::text[], %(subsidy_fen)b::numeric[],"
+            " %(cash_fen)b::numeric[]) AS m (account_id, subsidy_fen, cash_fen) WHERE b.account_id = m.account_id"
         )
         names = [name for name, _ in TRANSACTION_COLUMNS]
         arrays = ", ".join(f"%({name})b::{kind}[]" for name, kind in TRANSACTION_COLUMNS)

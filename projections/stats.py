@@ -85,22 +85,25 @@ class LocalTime:
 
 
 class StatsView(View):
+    """Amounts are ``numeric`` (sums of hostile amounts leave the 64-bit range); counts are
+    ``bigint``: each is at most the number of events."""
+
     tables = (
         "CREATE TABLE IF NOT EXISTS {schema}.stats_sales ("
         " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
         " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
-        " card_uid text NOT NULL, count bigint NOT NULL, amount_fen bigint NOT NULL,"
+        " card_uid text NOT NULL, count bigint NOT NULL, amount_fen numeric NOT NULL,"
         " PRIMARY KEY (hour_start, merchant_id, device_id, card_uid, meal, category))",
         "CREATE INDEX IF NOT EXISTS stats_sales_by_merchant ON {schema}.stats_sales (merchant_id, hour_start)",
         # The same sums without the card: what counts and amounts are read from (a few rows an hour).
         "CREATE TABLE IF NOT EXISTS {schema}.stats_hourly ("
         " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
         " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
-        " count bigint NOT NULL, amount_fen bigint NOT NULL,"
+        " count bigint NOT NULL, amount_fen numeric NOT NULL,"
         " PRIMARY KEY (hour_start, merchant_id, device_id, meal, category))",
         "CREATE TABLE IF NOT EXISTS {schema}.stats_minutes ("
         " local_day date NOT NULL, minute smallint NOT NULL, merchant_id text NOT NULL,"
-        " count bigint NOT NULL, amount_fen bigint NOT NULL, PRIMARY KEY (local_day, merchant_id, minute))",
+        " count bigint NOT NULL, amount_fen numeric NOT NULL, PRIMARY KEY (local_day, merchant_id, minute))",
         "CREATE TABLE IF NOT EXISTS {schema}.stats_gates ("
         " hour_start timestamptz NOT NULL, local_day date NOT NULL, zone text NOT NULL,"
         " direction text NOT NULL, decision text NOT NULL, count bigint NOT NULL,"
@@ -109,6 +112,8 @@ class StatsView(View):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for table in ("stats_sales", "stats_hourly", "stats_minutes"):
+            self.widen_to_numeric(table, ("amount_fen",))
         self.add_sales = self._upsert(
             "stats_sales",
             (("hour_start", "timestamptz"), ("local_day", "date"), ("local_hour", "smallint"),
@@ -136,7 +141,7 @@ class StatsView(View):
     def _upsert(self, table: str, keys: tuple[tuple[str, str], ...], conflict: str,
                 sums: tuple[str, ...]) -> Any:
         columns = [name for name, _ in keys] + list(sums)
-        arrays = [f"%({name})b::{kind}[]" for name, kind in keys] + [f"%({s})b::bigint[]" for s in sums]
+        arrays = [f"%({name})b::{kind}[]" for name, kind in keys] + [f"%({s})b::{'numeric' if s == 'amount_fen' else 'bigint'}[]" for s in sums]
         updates = ", ".join(f"{s} = {{schema}}.{table}.{s} + excluded.{s}" for s in sums)
         return self.sql(
             f"INSERT INTO {{schema}}.{table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(arrays)})"
