@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,12 +24,16 @@ from hub.keys import load_or_create_key
 from hub.metrics import Metrics
 from hub.openapi import openapi
 from hub.projector import Projector
-from hub.store import Database
+from hub import store
+from hub.store import Database, OtherWriter, WriterLock
 from hub.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
 from hub.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 SUPERVISE_SECONDS = 1.0
+RELOCK_SECONDS = 0.5
+# Why the hub stopped itself (it lost the writer lock to another hub); ``cardhub serve`` exits 2.
+STOPPED_BECAUSE = web.AppKey("stopped_because", str)
 
 
 def application_env(database: Database) -> dict[str, str]:
@@ -67,15 +73,23 @@ def create_app(settings: Settings, database: Database) -> web.Application:
 def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
+        store.fast_reconnects()
+        lock = WriterLock(database)
+        await lock.acquire()  # before anything is written, even the tables
         env = application_env(database)
         application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
+        application.recorder.datastore.pool.timeout = store.POOL_WAIT_S
+        if application.snapshots is not None:
+            recorder.bound_retries(application.snapshots.recorder)
         projector = await asyncio.to_thread(
             Projector, {**database.eventsourcing_env(), **settings.projection_settings()}
         )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
-        app[POOL] = await asyncpg.create_pool(min_size=1, max_size=8, **database.asyncpg_kwargs())
+        app[POOL] = await asyncpg.create_pool(
+            min_size=1, max_size=8, connect=store.connect_reads, **database.asyncpg_kwargs(),
+        )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         writer = IngestWriter(
             application, asyncio.get_running_loop(), app[METRICS],
@@ -86,6 +100,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         app[WRITER] = writer
         tasks = [
             asyncio.create_task(_supervise(projector)),
+            asyncio.create_task(_hold(lock, application.recorder, app)),
             asyncio.create_task(audit_log.issue_checkpoints(
                 app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
             )),
@@ -102,8 +117,33 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
             await app[POOL].close()
             await asyncio.to_thread(projector.stop)
             await asyncio.to_thread(application.close)
+            await lock.release()
 
     return resources
+
+
+async def _hold(lock: WriterLock, events: recorder.ArrayInsertRecorder, app: web.Application) -> None:
+    """Keeps the writer lock. When its connection is lost (the server restarted, or the session
+    was ended) the hub stops writing at once — the writer's batches fail, answered 503 — and
+    takes the lock again; if another hub took it meanwhile, this hub stops (exit status 2)."""
+    while True:
+        await lock.lost()
+        events.fenced = "this hub lost the database's writer lock; it writes again once it holds it"
+        log.error("lost the writer lock's connection: not writing until the lock is taken again")
+        while True:
+            await asyncio.sleep(RELOCK_SECONDS)
+            try:
+                await lock.acquire()
+            except OtherWriter as exc:
+                log.error("%s: stopping", exc)
+                app[STOPPED_BECAUSE] = str(exc)
+                os.kill(os.getpid(), signal.SIGTERM)  # the hub's own graceful stop
+                return
+            except store.STORE_ERRORS:
+                continue
+            break
+        events.fenced = None
+        log.warning("holding the writer lock again: writing")
 
 
 async def _supervise(projector: Projector) -> None:
