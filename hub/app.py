@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -32,6 +31,9 @@ from hub.writer import IngestWriter
 log = logging.getLogger(__name__)
 SUPERVISE_SECONDS = 1.0
 RELOCK_SECONDS = 0.5
+# The writer's wait for a connection: an upload queued behind a batch that is waiting in vain
+# is answered 503 within two of them.
+WRITER_POOL_WAIT_S = 0.5
 # Why the hub stopped itself (it lost the writer lock to another hub); ``cardhub serve`` exits 2.
 STOPPED_BECAUSE = web.AppKey("stopped_because", str)
 
@@ -79,7 +81,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         env = application_env(database)
         application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
-        application.recorder.datastore.pool.timeout = store.POOL_WAIT_S
+        application.recorder.datastore.pool.timeout = WRITER_POOL_WAIT_S
         if application.snapshots is not None:
             recorder.bound_retries(application.snapshots.recorder)
         projector = await asyncio.to_thread(
@@ -87,8 +89,9 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
+        # min_size=0: asyncpg restores a floor of connections with a traceback per failed try.
         app[POOL] = await asyncpg.create_pool(
-            min_size=1, max_size=8, connect=store.connect_reads, **database.asyncpg_kwargs(),
+            min_size=0, max_size=8, connect=store.connect_reads, **database.asyncpg_kwargs(),
         )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         writer = IngestWriter(
@@ -101,17 +104,18 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         tasks = [
             asyncio.create_task(_supervise(projector)),
             asyncio.create_task(_hold(lock, application.recorder, app)),
-            asyncio.create_task(audit_log.issue_checkpoints(
+            asyncio.create_task(_outliving_outages("audit checkpoints", lambda: audit_log.issue_checkpoints(
                 app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
-            )),
+            ))),
         ]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
+                if not isinstance(outcome, asyncio.CancelledError | None):  # the stop goes on regardless
+                    log.error("task %s had failed: %r", task.get_name(), outcome)
             await asyncio.to_thread(writer.stop)
             app[VERIFIERS].shutdown()
             await app[POOL].close()
@@ -120,6 +124,19 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
             await lock.release()
 
     return resources
+
+
+async def _outliving_outages(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Runs a task of the hub's life again when the store went away under it."""
+    while True:
+        try:
+            await run()
+        except store.STORE_ERRORS as exc:
+            log.warning("%s: the store is unavailable (%s); starting again in %.0f s", name, type(exc).__name__, RESTART_TASK_S)
+        await asyncio.sleep(RESTART_TASK_S)
+
+
+RESTART_TASK_S = 1.0
 
 
 async def _hold(lock: WriterLock, events: recorder.ArrayInsertRecorder, app: web.Application) -> None:
