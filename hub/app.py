@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,8 @@ from hub.metrics import Metrics
 from hub.openapi import openapi
 from hub.projector import Projector
 from hub import store
-from hub.store import Database, OtherWriter, WriterLock
+from hub.store import Database
+from hub.writer_lock import OtherWriter, WriterLock
 from hub.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
 from hub.writer import IngestWriter
 
@@ -127,12 +129,18 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
 
 
 async def _outliving_outages(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Runs a task of the hub's life again when the store went away under it."""
+    """Runs a task of the hub's life again when the store went away under it (one log line
+    per outage: a run that fails at once again is the same outage)."""
+    quiet = False
     while True:
+        started = time.monotonic()
         try:
             await run()
         except store.STORE_ERRORS as exc:
-            log.warning("%s: the store is unavailable (%s); starting again in %.0f s", name, type(exc).__name__, RESTART_TASK_S)
+            quiet = quiet and time.monotonic() - started < 2 * RESTART_TASK_S
+            if not quiet:
+                log.warning("%s: the store is unavailable (%s); trying again every %.0f s", name, type(exc).__name__, RESTART_TASK_S)
+            quiet = True
         await asyncio.sleep(RESTART_TASK_S)
 
 
