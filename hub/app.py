@@ -137,7 +137,7 @@ async def _outliving_outages(name: str, run: Callable[[], Awaitable[None]]) -> N
         try:
             await run()
         except store.STORE_ERRORS as exc:
-            quiet = quiet and time.monotonic() - started < 2 * RESTART_TASK_S
+            quiet = quiet and time.monotonic() - started < QUIET_RUN_S
             if not quiet:
                 log.warning("%s: the store is unavailable (%s); trying again every %.0f s", name, type(exc).__name__, RESTART_TASK_S)
             quiet = True
@@ -145,6 +145,7 @@ async def _outliving_outages(name: str, run: Callable[[], Awaitable[None]]) -> N
 
 
 RESTART_TASK_S = 1.0
+QUIET_RUN_S = 10.0  # a run shorter than this that fails again is the same outage
 
 
 async def _hold(lock: WriterLock, events: recorder.ArrayInsertRecorder, app: web.Application) -> None:
