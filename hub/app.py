@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -22,12 +24,20 @@ from hub.keys import load_or_create_key
 from hub.metrics import Metrics
 from hub.openapi import openapi
 from hub.projector import Projector
+from hub import store
 from hub.store import Database
+from hub.writer_lock import OtherWriter, WriterLock
 from hub.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
 from hub.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 SUPERVISE_SECONDS = 1.0
+RELOCK_SECONDS = 0.5
+# The writer's wait for a connection: an upload queued behind a batch that is waiting in vain
+# is answered 503 within two of them.
+WRITER_POOL_WAIT_S = 0.5
+# Why the hub stopped itself (it lost the writer lock to another hub); ``cardhub serve`` exits 2.
+STOPPED_BECAUSE = web.AppKey("stopped_because", str)
 
 
 def application_env(database: Database) -> dict[str, str]:
@@ -67,16 +77,24 @@ def create_app(settings: Settings, database: Database) -> web.Application:
 def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
+        store.fast_reconnects()
+        lock = WriterLock(database)
+        await lock.acquire()  # before anything is written, even the tables
         env = application_env(database)
         application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
+        application.recorder.datastore.pool.timeout = WRITER_POOL_WAIT_S
+        if application.snapshots is not None:
+            recorder.bound_retries(application.snapshots.recorder)
         projector = await asyncio.to_thread(
             Projector, {**database.eventsourcing_env(), **settings.projection_settings()}
         )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
+        # min_size=0: asyncpg restores a floor of connections with a traceback per failed try.
         app[POOL] = await asyncpg.create_pool(
-            min_size=1, max_size=8, init=routes_reads.decode_numeric_as_int, **database.asyncpg_kwargs()
+            min_size=0, max_size=8, connect=store.connect_reads, init=routes_reads.decode_numeric_as_int,
+            **database.asyncpg_kwargs(),
         )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         writer = IngestWriter(
@@ -88,24 +106,71 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         app[WRITER] = writer
         tasks = [
             asyncio.create_task(_supervise(projector)),
-            asyncio.create_task(audit_log.issue_checkpoints(
+            asyncio.create_task(_hold(lock, application.recorder, app)),
+            asyncio.create_task(_outliving_outages("audit checkpoints", lambda: audit_log.issue_checkpoints(
                 app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
-            )),
+            ))),
         ]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
+                if not isinstance(outcome, asyncio.CancelledError | None):  # the stop goes on regardless
+                    log.error("task %s had failed: %r", task.get_name(), outcome)
             await asyncio.to_thread(writer.stop)
             app[VERIFIERS].shutdown()
             await app[POOL].close()
             await asyncio.to_thread(projector.stop)
             await asyncio.to_thread(application.close)
+            await lock.release()
 
     return resources
+
+
+async def _outliving_outages(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Runs a task of the hub's life again when the store went away under it (one log line
+    per outage: a run that fails at once again is the same outage)."""
+    quiet = False
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+        except store.STORE_ERRORS as exc:
+            quiet = quiet and time.monotonic() - started < QUIET_RUN_S
+            if not quiet:
+                log.warning("%s: the store is unavailable (%s); trying again every %.0f s", name, type(exc).__name__, RESTART_TASK_S)
+            quiet = True
+        await asyncio.sleep(RESTART_TASK_S)
+
+
+RESTART_TASK_S = 1.0
+QUIET_RUN_S = 10.0  # a run shorter than this that fails again is the same outage
+
+
+async def _hold(lock: WriterLock, events: recorder.ArrayInsertRecorder, app: web.Application) -> None:
+    """Keeps the writer lock. When its connection is lost (the server restarted, or the session
+    was ended) the hub stops writing at once — the writer's batches fail, answered 503 — and
+    takes the lock again; if another hub took it meanwhile, this hub stops (exit status 2)."""
+    while True:
+        await lock.lost()
+        events.fenced = "this hub lost the database's writer lock; it writes again once it holds it"
+        log.error("lost the writer lock's connection: not writing until the lock is taken again")
+        while True:
+            await asyncio.sleep(RELOCK_SECONDS)
+            try:
+                await lock.acquire()
+            except OtherWriter as exc:
+                log.error("%s: stopping", exc)
+                app[STOPPED_BECAUSE] = str(exc)
+                os.kill(os.getpid(), signal.SIGTERM)  # the hub's own graceful stop
+                return
+            except store.STORE_ERRORS:
+                continue
+            break
+        events.fenced = None
+        log.warning("holding the writer lock again: writing")
 
 
 async def _supervise(projector: Projector) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -142,7 +143,7 @@ def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | Non
 
 def serve(settings: Settings) -> None:
     """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
-    from hub.app import create_app
+    from hub.app import STOPPED_BECAUSE, create_app
     from hub.store import DataDirLock, open_database
 
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
@@ -159,14 +160,29 @@ def serve(settings: Settings) -> None:
     try:
         with open_database(settings) as database:
             app = create_app(settings, database)
+            app.on_shutdown.append(_ignore_further_signals)
             web.run_app(
                 app, host=settings.host, port=settings.port,
                 print=lambda _: log.info(listen_message(settings)),
-                # SIGTERM and SIGINT stop the hub cleanly: the cleanup contexts drain the writer.
-                handle_signals=True, access_log=None, shutdown_timeout=10,
+                # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
+                # cleanup contexts drain the writer, stop the projections' child, then the server.
+                handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             )
+            if STOPPED_BECAUSE in app:
+                raise ConfigError(app[STOPPED_BECAUSE])
     finally:
         lock.release()
+
+
+SHUTDOWN_TIMEOUT_S = 4
+
+
+async def _ignore_further_signals(app: web.Application) -> None:
+    """A second SIGTERM (a group's signal, then the demo's own) must not cut the drain short:
+    aiohttp would raise GracefulExit again in the middle of the cleanup."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, log.info, "already stopping")
 
 
 def listen_message(settings: Settings) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,6 +76,11 @@ def _try_it(url: str, data_dir: Path, account: str) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     demo_started = time.perf_counter()
+    # Ctrl-C, or SIGTERM (a service manager, `timeout`; also SIGINT when a shell started us in
+    # the background with it ignored), at any point of the run: stop the hub and its PostgreSQL
+    # on the way out (the finally below), never leave them orphaned.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = Settings.from_env()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-demo-"))
     port = args.port if port_is_free(args.port) else free_port()
@@ -111,15 +117,11 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.no_wait:
             return 0 if ok else 1
         console.print(f"\nThe hub keeps serving at {url}. Press Ctrl-C to stop it.")
-        # Ctrl-C, or SIGTERM (a service manager; also SIGINT when a shell started us in the
-        # background with it ignored): stop the hub and its PostgreSQL on the way out.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            hub.wait()
-        except KeyboardInterrupt:
-            console.print("stopping the hub")
+        hub.wait()
         return 0 if ok else 1
+    except KeyboardInterrupt:
+        console.print("stopping the hub")
+        return 130
     except ConfigError as exc:
         console.print(f"cardhub demo: {exc}", style="red")
         return 2
@@ -127,6 +129,14 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(f"cardhub demo: {exc} (the hub's log: {log_path})", style="red", highlight=False)
         return 1
     finally:
-        if hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            hub.wait(timeout=60)
+        _stop(hub)
+
+
+def _stop(hub: subprocess.Popen[bytes]) -> None:
+    """Stops the hub (it drains, then stops its PostgreSQL), however the demo is leaving."""
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not orphan the hub
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hub.poll() is None:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.keys import Principal, TokenError, read_token
 from hub.schemas import SAFE_TEXT
+from hub.store import STORE_ERRORS
 from hub.typedefs import HUB_KEY
 from hub.writer import Overloaded, WriterFailed
 
@@ -71,11 +73,43 @@ def _title(status: int) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _StoreFault:
+    """One log line when the store becomes unreachable and one when it answers again, not a
+    traceback per request in between."""
+
+    since: float | None = None
+    answered = 0
+
+    def failed(self, exc: BaseException) -> None:
+        self.answered += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            text = str(exc).strip()
+            log.error("store unavailable (%s: %s): answering 503 until it is back",
+                      type(exc).__name__, text.splitlines()[0] if text else "")
+
+    def recovered(self) -> None:
+        assert self.since is not None
+        log.warning("store available again after %.1f s (%d requests answered 503)",
+                    time.monotonic() - self.since, self.answered)
+        self.since, self.answered = None, 0
+
+
+_store_fault = _StoreFault()
+STORE_UNAVAILABLE = Problem(
+    503, "store_unavailable", "the event store is unavailable; nothing was written, send it again",
+    headers={"Retry-After": RETRY_AFTER_SECONDS},
+)
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a problem+json answer; no stack trace reaches a client."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if _store_fault.since is not None and response.status < 400:
+            _store_fault.recovered()
+        return response
     except Problem as problem:
         return problem_response(problem)
     except DomainError as exc:
@@ -86,11 +120,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             503, "overloaded", "the hub is at capacity; keep the events and send them again",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ))
-    except WriterFailed:
+    except WriterFailed as exc:
+        _store_fault.failed(exc)
         return problem_response(Problem(
             503, "store_unavailable", "the batch could not be stored; nothing was written, send it again",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ))
+    except STORE_ERRORS as exc:
+        _store_fault.failed(exc)
+        return problem_response(STORE_UNAVAILABLE)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -16,15 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
 from eventsourcing.persistence import ShutDown  # the library's queue shutdown (a backport before 3.13)
 from eventsourcing.projection import ApplicationSubscription, Projection
 from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
+from hub import store
 from projections.access import AccessProjection, AccessView
 from projections.audit import AuditProjection, AuditView
 from projections.base import STORE_FAULTS, BatchingProjection, View, flush_together
@@ -367,33 +368,71 @@ def _coalesce_pulls(subscription: ApplicationSubscription[Any], delay_s: float) 
     old.set()  # the pull thread may be waiting on the old flag: wake it to take the new one
 
 
-def run_projections(env: dict[str, str], stop: EventType, parent_pid: int) -> None:
-    """The child process: runs the projections until told to stop or orphaned."""
+def run_projections(env: dict[str, str], parent_pid: int) -> None:
+    """The child process: runs the projections until SIGTERM (from the parent, or the whole
+    process group's) or until orphaned. A runner that stopped — a projection raised, or its
+    subscription lost the server — is started again from the tracking records once the store
+    answers; while it does not, the child waits, with one log line per outage."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = SharedRunner(env)
-    runner.start()
+    store.fast_reconnects()
+    runner: SharedRunner | None = None
+    unreachable_since: float | None = None
     try:
-        while not stop.wait(SUPERVISE_S) and os.getppid() == parent_pid:
-            if runner.stopped.is_set():
+        while not stop.is_set() and os.getppid() == parent_pid:
+            if runner is not None and runner.stopped.is_set():
                 log.error("projections stopped (%r); starting again from their tracking records", runner.error)
                 runner.stop()
-                runner = SharedRunner(env)
-                runner.start()
+                runner = None
+            if runner is None:
+                try:
+                    _probe(env)
+                    runner = SharedRunner(env)
+                except store.STORE_ERRORS as exc:
+                    if unreachable_since is None:
+                        unreachable_since = time.monotonic()
+                        log.error("projections: the store is unreachable (%s); waiting for it", _first_line(exc))
+                else:
+                    runner.start()
+                    if unreachable_since is not None:
+                        log.warning("projections: running again after %.1f s", time.monotonic() - unreachable_since)
+                        unreachable_since = None
+            stop.wait(SUPERVISE_S)
     finally:
-        runner.stop()
+        if runner is not None:
+            runner.stop()
 
 
-SUPERVISE_S = 0.5
+SUPERVISE_S = 0.25
+
+
+def _probe(env: EnvType) -> None:
+    """One quick connection, so that a runner is built only on a store that answers."""
+    params = {k: env[f"POSTGRES_{k.upper()}"] for k in ("dbname", "host", "port", "user", "password") if env.get(f"POSTGRES_{k.upper()}")}
+    with psycopg.connect(**params, connect_timeout=2) as conn:
+        conn.execute("SELECT 1")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Projector:
-    """The parent's handle on the projections' process, and a way to wait for their positions."""
+    """The parent's handle on the projections' process, and a way to wait for their positions.
+
+    The child is stopped with SIGTERM, never through a shared lock or event: when the whole
+    process group is signalled the child may already be gone, and a multiprocessing Event's
+    ``set()`` then blocked the hub's shutdown for good."""
+
+    STOP_TIMEOUT_S = 5.0
 
     def __init__(self, env: EnvType) -> None:
         self.env = dict(env)
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
+        self._stopping = False
         self._process: Any = None
         # Creating the views here, before the child starts, creates their tables once.
         self.views = {
@@ -403,13 +442,13 @@ class Projector:
 
     def start(self) -> None:
         self._process = self._context.Process(
-            target=run_projections, args=(self.env, self._stop, os.getpid()),
+            target=run_projections, args=(self.env, os.getpid()),
             name="cardhub-projections", daemon=False,
         )
         self._process.start()
 
     def restart_if_dead(self) -> bool:
-        if self._process is not None and not self._process.is_alive() and not self._stop.is_set():
+        if self._process is not None and not self._process.is_alive() and not self._stopping:
             log.error("the projections' process exited (%s); starting it again", self._process.exitcode)
             self._process.join()
             self.start()
@@ -423,11 +462,13 @@ class Projector:
             view.wait(CampusCard.name, notification_id, timeout=max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping = True
         if self._process is not None:
-            self._process.join(timeout=30)
+            self._process.terminate()  # SIGTERM: the child stops its runner and exits
+            self._process.join(timeout=self.STOP_TIMEOUT_S)
             if self._process.is_alive():
-                self._process.terminate()
+                log.error("the projections' process did not stop in %.0f s; killing it", self.STOP_TIMEOUT_S)
+                self._process.kill()
                 self._process.join()
         for view in self.views.values():
             view.datastore.close()

