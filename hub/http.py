@@ -13,6 +13,7 @@ from aiohttp import web
 
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.keys import Principal, TokenError, read_token
+from hub.query import check_request
 from hub.typedefs import HUB_KEY
 from hub.writer import Overloaded, WriterFailed
 
@@ -71,6 +72,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a problem+json answer; no stack trace reaches a client."""
     try:
+        check_request(request)  # the query string and path parameters, before any handler
         return await handler(request)
     except Problem as problem:
         return problem_response(problem)
