@@ -41,7 +41,8 @@ Handler = Callable[..., Any]
 MAX_POSITION = 2**63 - 1  # bigint: notification ids, versions, leaf indices
 CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 DIGITS_RE = re.compile(r"[0-9]{1,19}")
-QUERY_KEY: web.RequestKey[Any] = web.RequestKey("query", object)
+# aiohttp 3.14 added typed request keys (and warns on str keys); the project allows aiohttp >= 3.10.
+QUERY_KEY: Any = web.RequestKey("query", object) if hasattr(web, "RequestKey") else "cardhub.query"
 
 # Path parameter → its id type (hub.schemas); a route whose path names another is a bug.
 PATH_TYPES: dict[str, Any] = {
