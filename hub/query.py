@@ -96,6 +96,8 @@ class Cursor(int):
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
+        if len(text) > 28:
+            raise ValueError("not a cursor this hub gave")
         try:
             digits = base64.urlsafe_b64decode(text.encode("ascii"))
         except (binascii.Error, UnicodeEncodeError, ValueError):
@@ -198,8 +200,7 @@ def check_request(request: web.Request) -> None:
     """Called by the middleware before every handler: raises ``hub.http.Problem``."""
     from hub.http import Problem
 
-    raw = request.raw_path.partition("?")[2]
-    if raw and (CONTROL_RE.search(raw) or CONTROL_RE.search(request.query_string) or "\ufffd" in request.query_string):
+    if request.raw_path.find("?") >= 0 and _bad_text(request):
         raise Problem(422, "invalid", "the query string holds a control character or bytes that are not UTF-8",
                       field=_bad_name(request))
     operation = OPERATIONS.get(request.match_info.handler)
@@ -210,6 +211,8 @@ def check_request(request: web.Request) -> None:
             msgspec.convert(value, PATH_TYPES[name])
         except msgspec.ValidationError:
             raise Problem(404, "not_found", f"{name}: no such id", field=name) from None
+        if CONTROL_RE.search(value):
+            raise Problem(404, "not_found", f"{name}: no such id", field=name)
     request[QUERY_KEY] = decode_query(request.query, operation)
 
 
@@ -253,10 +256,21 @@ def _error_field(message: str) -> str | None:
     return None
 
 
+def _bad_text(request: web.Request) -> bool:
+    if CONTROL_RE.search(request.raw_path.partition("?")[2]):
+        return True
+    return any(_bad(name) or _bad(value) for name, value in request.query.items())
+
+
+def _bad(text: str) -> bool:
+    return CONTROL_RE.search(text) is not None or "\ufffd" in text  # U+FFFD: bytes that were not UTF-8
+
+
 def _bad_name(request: web.Request) -> str | None:
+    """The parameter whose value is at fault, when its name is clean."""
     for name, value in request.query.items():
-        if CONTROL_RE.search(name) or CONTROL_RE.search(value) or "\ufffd" in value:
-            return name if not CONTROL_RE.search(name) else None
+        if _bad(value) and not _bad(name):
+            return name
     return None
 
 
