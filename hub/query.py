@@ -134,6 +134,9 @@ class NoQuery(Query):
     """A route that takes no query parameters."""
 
 
+NO_QUERY = NoQuery()
+
+
 class PageQuery(Query):
     """``limit``, ``cursor``, ``from`` and ``to`` of a list (DESIGN §6), newest first."""
 
@@ -198,42 +201,59 @@ def documented(summary: str, *, responses: Mapping[int, Any], query: type[Query]
 
 def check_request(request: web.Request) -> None:
     """Called by the middleware before every handler: raises ``hub.http.Problem``."""
-    from hub.http import Problem
-
     if request.raw_path.find("?") >= 0 and _bad_text(request):
-        raise Problem(422, "invalid", "the query string holds a control character or bytes that are not UTF-8",
+        raise _problem(422, "invalid", "the query string holds a control character or bytes that are not UTF-8",
                       field=_bad_name(request))
     operation = OPERATIONS.get(request.match_info.handler)
     if operation is None:
         return  # no route (404, 405): the router's own answer
     for name, value in request.match_info.items():
-        try:
-            msgspec.convert(value, PATH_TYPES[name])
-        except msgspec.ValidationError:
-            raise Problem(404, "not_found", f"{name}: no such id", field=name) from None
-        if CONTROL_RE.search(value):
-            raise Problem(404, "not_found", f"{name}: no such id", field=name)
-    request[QUERY_KEY] = decode_query(request.query, operation)
+        if not _path_check(name)(value) or CONTROL_RE.search(value):
+            raise _problem(404, "not_found", f"{name}: no such id", field=name)
+    if operation.query is NoQuery and not request.query:
+        request[QUERY_KEY] = NO_QUERY  # the upload path: no decoding to do
+    else:
+        request[QUERY_KEY] = decode_query(request.query, operation)
+
+
+@functools.cache
+def _path_check(name: str) -> Callable[[str], bool]:
+    """The id type's own bounds (``hub.schemas``), as msgspec checks them, compiled once:
+    ``msgspec.convert`` per request costs ~1.4 µs, this ~0.2 µs."""
+    info = msgspec.inspect.type_info(PATH_TYPES[name])
+    info = info.type if isinstance(info, msgspec.inspect.Metadata) else info
+    assert isinstance(info, msgspec.inspect.StrType), name
+    pattern = re.compile(info.pattern) if info.pattern is not None else None
+    low, high = info.min_length or 0, info.max_length if info.max_length is not None else 1 << 62
+
+    def check(value: str) -> bool:
+        return low <= len(value) <= high and (pattern is None or pattern.search(value) is not None)
+
+    return check
 
 
 def decode_query(query: Any, operation: Operation) -> Query:
-    from hub.http import Problem
-
     values: dict[str, str] = {}
     for name, value in query.items():
         if name in values:
-            raise Problem(422, "invalid", f"{name}: given more than once", field=name)
+            raise _problem(422, "invalid", f"{name}: given more than once", field=name)
         if value == "":
             continue
         if name in operation.int_fields and not DIGITS_RE.fullmatch(value):
-            raise Problem(422, "invalid", f"{name}: must be an integer of ASCII digits", field=name)
+            raise _problem(422, "invalid", f"{name}: must be an integer of ASCII digits", field=name)
         values[name] = value
     try:
         return msgspec.convert(values, operation.query, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         message = str(exc)
         name = _error_field(message)
-        raise Problem(422, "invalid", f"{name}: {message}" if name else message, field=name) from None
+        raise _problem(422, "invalid", f"{name}: {message}" if name else message, field=name) from None
+
+
+def _problem(status: int, code: str, detail: str, *, field: str | None) -> Exception:
+    from hub.http import Problem  # hub.http's middleware imports this module
+
+    return Problem(status, code, detail, field=field)
 
 
 def query(request: web.Request, query_type: type[Q]) -> Q:
