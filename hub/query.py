@@ -110,12 +110,12 @@ class Cursor(int):
         return cls(position)
 
 
-_CUSTOM: dict[type, Any] = {Instant: Instant, Day: Day, Cursor: Cursor}
+_CUSTOM = (Instant, Day, Cursor)
 
 
 def _dec_hook(type_: type, value: Any) -> Any:
     if type_ in _CUSTOM and isinstance(value, str):
-        return _CUSTOM[type_].parse(value)
+        return type_.parse(value)  # type: ignore[attr-defined]
     raise NotImplementedError(f"no decoder for {type_}")
 
 
@@ -234,9 +234,11 @@ def _path_check(name: str) -> Callable[[str], bool]:
 
 def decode_query(query: Any, operation: Operation) -> Query:
     values: dict[str, str] = {}
+    seen: set[str] = set()
     for name, value in query.items():
-        if name in values:
+        if name in seen:
             raise _problem(422, "invalid", f"{name}: given more than once", field=name)
+        seen.add(name)
         if value == "":
             continue
         if name in operation.int_fields and not DIGITS_RE.fullmatch(value):
