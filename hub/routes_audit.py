@@ -15,7 +15,7 @@ from domain.wire import b64encode, leaf_bytes
 from hub import audit_log, responses
 from hub.http import Problem, authorize, json_response
 from hub.query import (
-    AuditEventsQuery, Body, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
+    AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
 )
 from hub.routes_reads import EVENTS_TABLE
 from hub.typedefs import HUB_KEY, POOL, SETTINGS

@@ -6,12 +6,11 @@ that the document does not describe."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 import subprocess
-import sys
 import time
-from datetime import UTC, datetime
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
