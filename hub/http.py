@@ -14,6 +14,7 @@ from aiohttp import web
 
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.keys import Principal, TokenError, read_token
+from hub.query import check_request
 from hub.schemas import SAFE_TEXT
 from hub.store import STORE_ERRORS
 from hub.typedefs import HUB_KEY
@@ -106,6 +107,7 @@ STORE_UNAVAILABLE = Problem(
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a problem+json answer; no stack trace reaches a client."""
     try:
+        check_request(request)  # the query string and path parameters, before any handler
         response = await handler(request)
         if _store_fault.since is not None and response.status < 400:
             _store_fault.recovered()

@@ -1,4 +1,6 @@
-"""The hub's OpenAPI 3.1 document, served at ``/openapi.json``."""
+"""The hub's OpenAPI 3.1 document, served at ``/openapi.json``, generated from the router and
+each handler's ``@documented`` declaration (``hub.query``): a route cannot be served
+undocumented (``document`` raises), nor documented without being served."""
 
 from __future__ import annotations
 
@@ -7,111 +9,125 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from hub import responses
 from hub.http import json_response
-from hub.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn
+from hub.query import OPERATIONS, PATH_TYPES, Body, Operation, documented, schema_hook
 
-PROBLEM = {"description": "RFC 9457 problem", "content": {"application/problem+json": {
-    "schema": {"$ref": "#/components/schemas/Problem"}}}}
+REF = "#/components/schemas/{name}"
+PROBLEM_TYPE = "application/problem+json"
 BEARER = [{"bearer": []}]
+DESCRIPTIONS = {
+    200: "OK", 201: "Created", 304: "Not modified since the version given", 400: "Malformed JSON",
+    401: "Missing, invalid, expired or revoked token", 403: "The token's role or scope does not cover this",
+    404: "Unknown id, or an id that cannot exist", 409: "Conflicts with the current state", 413: "Body too large",
+    422: "A field or query parameter is invalid; `field` names it",
+    503: "The store is unavailable or the hub is at capacity; send again after Retry-After seconds",
+}
 
 
-def _op(summary: str, ok: int, *, body: str | None = None, secure: bool = True,
-        errors: tuple[int, ...] = (), params: tuple[str, ...] = ()) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {str(ok): {"description": "OK", "content": {"application/json": {}}}},
-    }
-    codes = set(errors) | ({401, 403} if secure else set())
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
-        codes |= {400, 413, 422}
-    for code in sorted(codes):
-        op["responses"][str(code)] = PROBLEM
-    if secure:
-        op["security"] = BEARER
-    if params:
-        op["parameters"] = [
-            {"name": p, "in": "query", "required": False, "schema": {"type": "string"}} for p in params
-        ]
-    return op
+class UnknownRoute(LookupError):
+    """A served route has no ``@documented`` declaration."""
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def document() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(
-        [MerchantIn, DeviceIn, AccountIn, CardIn, CreditIn], ref_template="#/components/schemas/{name}"
-    )
-    components["Problem"] = {"type": "object", "required": ["status", "title", "detail", "code"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "code": {"type": "string"}, "field": {"type": "string"}}}
-    components["Upload"] = {"type": "object", "required": ["events"], "additionalProperties": False,
-                            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000,
-                                                      "items": {"type": "object"}}}}
-    paths: dict[str, Any] = {
-        "/v1/merchants": {"post": _op("Register a merchant", 201, body="MerchantIn", errors=(409,))},
-        "/v1/devices": {"post": _op("Register a device", 201, body="DeviceIn", errors=(404, 409))},
-        "/v1/devices/{device_id}/revoke": {"post": _op("Revoke a device", 200, errors=(404, 409))},
-        "/v1/devices/{device_id}/events": {"post": _op(
-            "Upload signed device events (protocol v1)", 200, body="Upload", secure=False, errors=(503,))},
-        "/v1/devices/{device_id}/hotlist": {"get": _op(
-            "Signed hotlist, whole or since a version", 200, secure=False, errors=(404, 422), params=("since",))},
-        "/v1/hub/key": {"get": _op("The hub's Ed25519 public key", 200, secure=False)},
-        "/v1/accounts": {"post": _op("Open an account", 201, body="AccountIn", errors=(409,))},
-        "/v1/accounts/{account_id}/topups": {"post": _op("Top up cash (idempotent by ref)", 201, body="CreditIn", errors=(404, 409))},
-        "/v1/accounts/{account_id}/subsidies": {"post": _op("Grant a subsidy (idempotent by ref)", 201, body="CreditIn", errors=(404, 409))},
-        "/v1/accounts/{account_id}/balance": {"get": _op("Balance in fen", 200, errors=(404,))},
-        "/v1/accounts/{account_id}/transactions": {"get": _op(
-            "Transactions, newest first", 200, errors=(404, 422), params=("limit", "cursor", "from", "to"))},
-        "/v1/cards": {"post": _op("Issue a card (replaces lost cards)", 201, body="CardIn", errors=(404, 409))},
-        "/v1/cards/{card_uid}/lost": {"post": _op("Report a card lost", 200, errors=(404, 409))},
-        "/v1/cards/{card_uid}/found": {"post": _op("Report a lost card found", 200, errors=(404, 409))},
-        "/v1/audit/checkpoint": {"get": _op("The latest signed checkpoint of the Merkle log", 200)},
-        "/v1/audit/leaves": {"get": _op(
-            "Leaf bytes [start, end), at most 1000", 200, errors=(422,), params=("start", "end"))},
-        "/v1/audit/proofs/inclusion": {"get": _op(
-            "RFC 9162 inclusion proof", 200, errors=(422,), params=("index", "tree_size"))},
-        "/v1/audit/proofs/consistency": {"get": _op(
-            "RFC 9162 consistency proof", 200, errors=(422,), params=("first", "second"))},
-        "/v1/audit/events": {"get": _op(
-            "Device envelopes as signed, with their results, newest first", 200, errors=(422,),
-            params=("card", "device", "account", "from", "to", "limit", "cursor"))},
-        "/v1/merchants/{merchant_id}/settlement": {"get": _op(
-            "A merchant's approved purchases and reversals on one local day (JSON or text/csv)", 200,
-            errors=(404, 422), params=("date", "format"))},
-        "/v1/zones": {"post": _op("Create an access zone", 201, errors=(400, 409, 422))},
-        "/v1/access-rules": {"post": _op("Add an access rule to a zone", 201, errors=(400, 404, 422))},
-        "/v1/zones/{zone}/occupancy": {"get": _op("Who is inside an anti-passback zone", 200, errors=(404,))},
-        "/v1/devices/{device_id}/rules": {"get": _op(
-            "Signed access rules of a gate's zone", 200, secure=False, errors=(304, 404, 422), params=("since",))},
-        "/v1/access-log": {"get": _op(
-            "Gate swipes with their decisions, newest first", 200, errors=(422,),
-            params=("zone", "account", "card", "from", "to", "limit", "cursor"))},
-        "/v1/stats/consumption": {"get": _op(
-            "Approved purchases net of reversals, grouped by merchant|device|hour|meal|category|day", 200,
-            errors=(404, 422), params=("from", "to", "by", "merchant"))},
-        "/v1/stats/dashboard": {"get": _op(
-            "One local day of aggregates for the dashboard", 200, errors=(422,), params=("date",))},
-        "/dashboard": {"get": _op("The managers' dashboard (HTML; sign in with a token)", 200, secure=False)},
-        "/healthz": {"get": _op("Health and projection lag", 200, secure=False)},
-        "/metrics": {"get": _op("Prometheus metrics", 200, secure=False)},
-        "/openapi.json": {"get": _op("This document", 200, secure=False)},
-    }
-    for path, item in paths.items():
-        names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-        if names:
-            item["parameters"] = [_path_param(n) for n in names]
+def document(router: web.UrlDispatcher) -> dict[str, Any]:
+    operations: list[tuple[str, str, Operation]] = []
+    for route in router.routes():
+        if route.method == "HEAD":
+            continue  # aiohttp's implicit HEAD of every GET
+        path = route.resource.canonical if route.resource is not None else ""
+        operation = OPERATIONS.get(route.handler)
+        if operation is None:
+            raise UnknownRoute(f"{route.method} {path} is served but not @documented")
+        operations.append((route.method.lower(), path, operation))
+    types: list[Any] = [responses.Problem]
+    for _, _, op in operations:
+        types += [op.query] + ([op.body] if op.body is not None else [])
+        types += [t for t in op.responses.values() if isinstance(t, type)]
+    schemas, components = msgspec.json.schema_components(types, schema_hook=schema_hook, ref_template=REF)
+    query_schemas = {t: s for t, s in zip(types, schemas, strict=True)}
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, op in operations:
+        paths.setdefault(path, {})[method] = _operation(path, op, query_schemas, components)
+    for struct in {t for _, _, op in operations for t in [op.query]}:
+        components.pop(struct.__name__, None)  # inlined as parameters
     return {
         "openapi": "3.1.0",
-        "info": {"title": "cardhub", "version": "1", "description": "Campus one-card hub (DESIGN §2, §6)."},
+        "info": {"title": "cardhub", "version": "1", "description": "Campus one-card hub (DESIGN §2, §6, §9)."},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
 
 
+def _operation(path: str, op: Operation, schemas: dict[Any, Any], components: dict[str, Any]) -> dict[str, Any]:
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    parameters = [{"name": n, "in": "path", "required": True, "schema": _path_schema(n)} for n in names]
+    query = components[op.query.__name__]
+    for name, schema in query.get("properties", {}).items():
+        parameters.append({"name": name, "in": "query", "required": name in query.get("required", []),
+                           "schema": _not_null(schema)})
+    answers: dict[int, Any] = dict(op.responses)
+    problems = set()
+    if op.auth:
+        problems |= {401, 403}
+    if op.store:
+        problems.add(503)
+    if op.body is not None:
+        problems |= {400, 413, 422}
+    if query.get("properties"):
+        problems.add(422)
+    if names:
+        problems.add(404)
+    for status in problems:
+        answers.setdefault(status, None)
+    out: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(path, op),
+                           "responses": {str(s): _response(s, answers[s], op) for s in sorted(answers)}}
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas[op.body]}}}
+    out["security"] = BEARER if op.auth else []
+    return out
+
+
+def _response(status: int, answer: Any, op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": DESCRIPTIONS.get(status, "")}
+    if answer is None:
+        out["content"] = {PROBLEM_TYPE: {"schema": {"$ref": REF.format(name="Problem")}}}
+        if status == 503:
+            out["headers"] = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+        if status == 401:
+            out["headers"] = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
+    elif isinstance(answer, Body):
+        out["description"] = answer.description or out["description"]
+        if answer.content_type is not None:
+            out["content"] = {answer.content_type: {"schema": answer.schema}}
+    else:
+        out["content"] = {"application/json": {"schema": {"$ref": REF.format(name=answer.__name__)}}}
+    for content_type, schema in op.content.get(status, {}).items():
+        out.setdefault("content", {})[content_type] = {"schema": schema}
+    return out
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    (schema,), _ = msgspec.json.schema_components([PATH_TYPES[name]])
+    return schema
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent rather than null."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if "anyOf" in schema and len(options) == 1:
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        schema = {**options[0], **rest}
+    return {k: v for k, v in schema.items() if not (k == "default" and v is None)}
+
+
+def _operation_id(path: str, op: Operation) -> str:
+    handler = next(h for h, o in OPERATIONS.items() if o is op)
+    return f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__}"
+
+
+@documented("This OpenAPI 3.1 document", responses={200: responses.Document}, auth=False, store=False)
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(document())
+    return json_response(document(request.app.router))

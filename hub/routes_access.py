@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from domain.access import Zone
-from domain.wire import DEVICE_ID_RE, RULES_PREFIX, sign_document
+from domain.wire import RULES_PREFIX, sign_document
+from hub import responses
 from hub.http import Problem, authorize, json_response, read_body
-from hub.routes_reads import Page
+from hub.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.schemas import AccessRuleIn, ZoneIn
 from hub.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
 
@@ -25,6 +26,7 @@ def zone_json(zone: Zone) -> dict[str, Any]:
 
 
 @routes.post("/v1/zones")
+@documented("Create an access zone", body=ZoneIn, responses={201: responses.ZoneAnswer, 409: None})
 async def create_zone(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, ZoneIn)
@@ -34,6 +36,7 @@ async def create_zone(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/access-rules")
+@documented("Add an access rule to a zone", body=AccessRuleIn, responses={201: responses.Rule, 404: None, 409: None})
 async def create_rule(request: web.Request) -> web.Response:
     """Goes through the writer, so the next online gate decision already applies it."""
     authorize(request, *CARD_OFFICE)
@@ -44,15 +47,13 @@ async def create_rule(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/devices/{device_id}/rules")
+@documented("Signed access rules of a gate's zone; 304 when not newer than `since`", query=SinceQuery, auth=False,
+            responses={200: responses.DeviceRules, 304: Body(None), 404: None})
 async def device_rules(request: web.Request) -> web.Response:
     """The gate's zone, its rules and the hotlist version, signed by the hub. ``version`` is
     the later of the zone's and the hotlist's; ``?since=`` that version answers 304."""
     device_id = request.match_info["device_id"]
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise Problem(404, "not_found", f"device {device_id} not found")
-    since_text = request.query.get("since", "")
-    if since_text and not since_text.isdigit():
-        raise Problem(422, "invalid", "since: must be a rules version (an integer >= 0)", field="since")
+    since = query(request, SinceQuery).since
     async with request.app[POOL].acquire() as conn:
         device = await conn.fetchrow(
             "SELECT zone FROM devices WHERE device_id = $1 AND NOT revoked AND kind = 'gate'", device_id)
@@ -63,7 +64,7 @@ async def device_rules(request: web.Request) -> web.Response:
         hotlist_version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
     zone_version = zone["version"] if zone else 0
     version = max(zone_version, hotlist_version)
-    if since_text and int(since_text) >= version:
+    if since is not None and since >= version:
         return web.Response(status=304)
     body = {
         "device": device_id, "zone": device["zone"], "anti_passback": bool(zone and zone["anti_passback"]),
@@ -77,10 +78,11 @@ async def device_rules(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/access-log")
+@documented("Gate swipes with their decisions, newest first", query=AccessLogQuery,
+            responses={200: responses.AccessLog})
 async def access_log(request: web.Request) -> web.Response:
     authorize(request, *ACCESS_READERS)
-    page = Page.from_query(request.query)
-    q = request.query
+    page = query(request, AccessLogQuery)
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(
             "SELECT * FROM access_log WHERE notification_id < $1"
@@ -88,8 +90,7 @@ async def access_log(request: web.Request) -> web.Response:
             " AND ($4::text IS NULL OR card_uid = $4)"
             " AND ($5::timestamptz IS NULL OR occurred_at >= $5) AND ($6::timestamptz IS NULL OR occurred_at < $6)"
             " ORDER BY notification_id DESC LIMIT $7",
-            page.before, q.get("zone") or None, q.get("account") or None, q.get("card") or None,
-            page.start, page.end, page.limit + 1,
+            page.before, page.zone, page.account, page.card, page.start, page.end, page.limit + 1,
         )
     items = [{
         "zone": r["zone"], "device": r["device_id"], "seq": r["seq"], "card": r["card_uid"],
@@ -101,6 +102,7 @@ async def access_log(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/zones/{zone}/occupancy")
+@documented("Who is inside an anti-passback zone", responses={200: responses.Occupancy, 404: None})
 async def occupancy(request: web.Request) -> web.Response:
     """Who is inside an anti-passback zone now (passed in, not out)."""
     authorize(request, *ACCESS_READERS)

@@ -15,7 +15,9 @@ from domain.application import CampusCard
 from domain.cards import Card
 from domain.devices import Device, Merchant
 from domain.wire import parse_instant
+from hub import responses
 from hub.http import Problem, authorize, json_response, read_body
+from hub.query import documented
 from hub.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn
 from hub.typedefs import WRITER
 
@@ -52,6 +54,7 @@ def card_json(c: Card) -> dict[str, Any]:
 
 
 @routes.post("/v1/merchants")
+@documented("Register a merchant", body=MerchantIn, responses={201: responses.Merchant, 409: None})
 async def create_merchant(request: web.Request) -> web.Response:
     authorize(request, "admin")
     body = await read_body(request, MerchantIn)
@@ -62,6 +65,7 @@ async def create_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/devices")
+@documented("Register a device", body=DeviceIn, responses={201: responses.Device, 404: None, 409: None})
 async def create_device(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, DeviceIn)
@@ -74,6 +78,7 @@ async def create_device(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/devices/{device_id}/revoke")
+@documented("Revoke a device", responses={200: responses.Device, 409: None})
 async def revoke_device(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     device_id = request.match_info["device_id"]
@@ -82,6 +87,7 @@ async def revoke_device(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/accounts")
+@documented("Open an account", body=AccountIn, responses={201: responses.Account, 409: None})
 async def create_account(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, AccountIn)
@@ -96,6 +102,7 @@ async def create_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/cards")
+@documented("Issue a card (replaces lost cards)", body=CardIn, responses={201: responses.Card, 404: None, 409: None})
 async def issue_card(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     body = await read_body(request, CardIn)
@@ -104,6 +111,7 @@ async def issue_card(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/cards/{card_uid}/lost")
+@documented("Report a card lost", responses={200: responses.Card, 409: None})
 async def report_lost(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     uid = request.match_info["card_uid"]
@@ -112,6 +120,7 @@ async def report_lost(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/cards/{card_uid}/found")
+@documented("Report a lost card found", responses={200: responses.Card, 409: None})
 async def report_found(request: web.Request) -> web.Response:
     authorize(request, *CARD_OFFICE)
     uid = request.match_info["card_uid"]
@@ -120,11 +129,15 @@ async def report_found(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/accounts/{account_id}/topups")
+@documented("Top up cash (idempotent by ref: 200 for a ref credited before)", body=CreditIn,
+            responses={201: responses.Credit, 200: responses.Credit, 409: None})
 async def top_up(request: web.Request) -> web.Response:
     return await _credit(request, "topup")
 
 
 @routes.post("/v1/accounts/{account_id}/subsidies")
+@documented("Grant a subsidy (idempotent by ref: 200 for a ref credited before)", body=CreditIn,
+            responses={201: responses.Credit, 200: responses.Credit, 409: None})
 async def grant_subsidy(request: web.Request) -> web.Response:
     return await _credit(request, "subsidy")
 

@@ -5,28 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from domain import merkle
 from domain.wire import b64encode, leaf_bytes
-from hub import audit_log
+from hub import audit_log, responses
 from hub.http import Problem, authorize, json_response
-from hub.routes_reads import EVENTS_TABLE, Page
+from hub.query import (
+    AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
+)
+from hub.routes_reads import EVENTS_TABLE
 from hub.typedefs import HUB_KEY, POOL, SETTINGS
 
 AUDITORS = ("admin", "auditor")
 MAX_LEAVES = 1000
 routes = web.RouteTableDef()
-
-
-def _int(request: web.Request, name: str, *, minimum: int = 0) -> int:
-    text = request.query.get(name)
-    if text is None or not text.isdigit() or int(text) < minimum:
-        raise Problem(422, "invalid", f"{name}: required, an integer ≥ {minimum}", field=name)
-    return int(text)
 
 
 async def _size(conn: Any, wanted: int, name: str) -> None:
@@ -36,6 +32,7 @@ async def _size(conn: Any, wanted: int, name: str) -> None:
 
 
 @routes.get("/v1/audit/checkpoint")
+@documented("The latest signed checkpoint of the Merkle log", responses={200: responses.Checkpoint})
 async def checkpoint(request: web.Request) -> web.Response:
     authorize(request, *AUDITORS)
     async with request.app[POOL].acquire() as conn:
@@ -46,9 +43,11 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/audit/leaves")
+@documented("Leaf bytes [start, end), at most 1000", query=LeavesQuery, responses={200: responses.Leaves})
 async def leaves(request: web.Request) -> web.Response:
     authorize(request, *AUDITORS)
-    start, end = _int(request, "start"), _int(request, "end", minimum=1)
+    q = query(request, LeavesQuery)
+    start, end = q.start, q.end
     if end <= start:
         raise Problem(422, "invalid", "end: must be greater than start", field="end")
     if end - start > MAX_LEAVES:
@@ -69,9 +68,11 @@ async def leaves(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/audit/proofs/inclusion")
+@documented("RFC 9162 inclusion proof", query=InclusionQuery, responses={200: responses.Proof})
 async def inclusion(request: web.Request) -> web.Response:
     authorize(request, *AUDITORS)
-    index, size = _int(request, "index"), _int(request, "tree_size", minimum=1)
+    q = query(request, InclusionQuery)
+    index, size = q.index, q.tree_size
     if index >= size:
         raise Problem(422, "invalid", "index: must be less than tree_size", field="index")
     async with request.app[POOL].acquire() as conn:
@@ -81,9 +82,11 @@ async def inclusion(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/audit/proofs/consistency")
+@documented("RFC 9162 consistency proof", query=ConsistencyQuery, responses={200: responses.Proof})
 async def consistency(request: web.Request) -> web.Response:
     authorize(request, *AUDITORS)
-    first, second = _int(request, "first", minimum=1), _int(request, "second", minimum=1)
+    q = query(request, ConsistencyQuery)
+    first, second = q.first, q.second
     if first > second:
         raise Problem(422, "invalid", "first: must not exceed second", field="first")
     async with request.app[POOL].acquire() as conn:
@@ -93,11 +96,12 @@ async def consistency(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/audit/events")
+@documented("Device envelopes as signed, with their results, newest first", query=AuditEventsQuery,
+            responses={200: responses.AuditEvents})
 async def events(request: web.Request) -> web.Response:
     """Device envelopes exactly as signed, with their results, newest first."""
     authorize(request, *AUDITORS)
-    page = Page.from_query(request.query)
-    q = request.query
+    page = query(request, AuditEventsQuery)
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(
             f"SELECT s.notification_id, l.leaf_index, e.state FROM audit_swipes s"
@@ -108,8 +112,7 @@ async def events(request: web.Request) -> web.Response:
             " AND ($4::text IS NULL OR s.account_id = $4)"
             " AND ($5::timestamptz IS NULL OR s.occurred_at >= $5) AND ($6::timestamptz IS NULL OR s.occurred_at < $6)"
             " ORDER BY s.notification_id DESC LIMIT $7",
-            page.before, q.get("card") or None, q.get("device") or None, q.get("account") or None,
-            page.start, page.end, page.limit + 1,
+            page.before, page.card, page.device, page.account, page.start, page.end, page.limit + 1,
         )
     items = []
     for row in rows[: page.limit]:
@@ -120,16 +123,16 @@ async def events(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/merchants/{merchant_id}/settlement")
+@documented("A merchant's approved purchases and reversals on one local day (JSON, or CSV with format=csv"
+            " or Accept: text/csv)", query=SettlementQuery, responses={200: responses.Settlement, 404: None},
+            content={200: {"text/csv": {"type": "string"}}})
 async def settlement(request: web.Request) -> web.Response:
     """One local day of a merchant's approved purchases and reversals, per device and in all."""
     merchant_id = request.match_info["merchant_id"]
     authorize(request, *AUDITORS, "merchant", merchant=merchant_id)
     zone = request.app[SETTINGS].zone()
-    text = request.query.get("date")
-    try:
-        day = date.fromisoformat(text) if text else datetime.now(zone).date()
-    except ValueError:
-        raise Problem(422, "invalid", "date: must be YYYY-MM-DD", field="date") from None
+    q = query(request, SettlementQuery)
+    day = q.date or datetime.now(zone).date()
     start = datetime.combine(day, time(), zone)
     end = datetime.combine(day + timedelta(days=1), time(), zone)
     async with request.app[POOL].acquire() as conn:
@@ -148,7 +151,7 @@ async def settlement(request: web.Request) -> web.Response:
     devices = [_settled(r["device_id"], r) for r in rows]
     total = _settled(None, {k: sum(r[k] for r in rows) for k in ("purchases", "purchase_fen", "reversals", "reversal_fen")})
     body = {"merchant_id": merchant_id, "date": day.isoformat(), "time_zone": str(zone), **total, "devices": devices}
-    if request.query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+    if q.format == "csv" or (q.format is None and "text/csv" in request.headers.get("Accept", "")):
         return _csv(body)
     return json_response(body)
 

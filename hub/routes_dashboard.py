@@ -8,9 +8,8 @@ from importlib import resources
 
 from aiohttp import web
 
-from hub.http import Problem
+from hub.query import Body, documented
 
-ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 # The page holds a bearer token: it runs only its own script and talks only to its own hub.
 HEADERS = {
     "Cache-Control": "no-cache",
@@ -22,21 +21,27 @@ HEADERS = {
 routes = web.RouteTableDef()
 
 
-def _read(name: str) -> bytes:
-    return resources.files("hub").joinpath("static", name).read_bytes()
-
-
 @routes.get("/dashboard")
+@documented("The managers' dashboard (HTML; it asks for a token)", auth=False, store=False,
+            responses={200: Body("text/html", {"type": "string"})})
 async def page(request: web.Request) -> web.Response:
-    return web.Response(body=_read("dashboard.html"), content_type="text/html", charset="utf-8",
-                        headers=HEADERS)
+    return _file("dashboard.html", "text/html")
 
 
-@routes.get("/dashboard/{name}")
-async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    content_type = ASSETS.get(name)
-    if content_type is None:
-        raise Problem(404, "not_found", f"no dashboard file {name}")
-    return web.Response(body=_read(name), content_type=content_type, charset="utf-8",
-                        headers=HEADERS)
+@routes.get("/dashboard/dashboard.js")
+@documented("The dashboard's script", auth=False, store=False,
+            responses={200: Body("text/javascript", {"type": "string"})})
+async def script(request: web.Request) -> web.Response:
+    return _file("dashboard.js", "text/javascript")
+
+
+@routes.get("/dashboard/dashboard.css")
+@documented("The dashboard's style sheet", auth=False, store=False,
+            responses={200: Body("text/css", {"type": "string"})})
+async def style(request: web.Request) -> web.Response:
+    return _file("dashboard.css", "text/css")
+
+
+def _file(name: str, content_type: str) -> web.Response:
+    body = resources.files("hub").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=HEADERS)

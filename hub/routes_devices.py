@@ -13,15 +13,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from domain.application import Item
 from domain.wire import (
-    DEVICE_ID_RE,
     HOTLIST_PREFIX,
     Envelope,
     InvalidEnvelope,
     parse_envelope,
     sign_document,
 )
+from hub import responses
 from hub.http import Problem, json_response, read_body
 from hub.keys import hub_public_key_b64
+from hub.query import SinceQuery, documented, query
 from hub.schemas import UploadIn
 from hub.typedefs import APPLICATION, HUB_KEY, POOL, SETTINGS, VERIFIERS, WRITER
 
@@ -30,6 +31,8 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/v1/devices/{device_id}/events")
+@documented("Upload signed device events (protocol v1)", body=UploadIn, auth=False,
+            responses={200: responses.UploadAnswer})
 async def upload_events(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
     settings = request.app[SETTINGS]
@@ -79,11 +82,11 @@ async def _verify(request: web.Request, items: Sequence[Item], key: Ed25519Publi
 
 
 @routes.get("/v1/devices/{device_id}/hotlist")
+@documented("Signed hotlist, whole or since a version", query=SinceQuery, auth=False,
+            responses={200: responses.Hotlist, 404: None})
 async def hotlist(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise Problem(404, "not_found", f"device {device_id} not found")
-    since = _since(request.query.get("since"))
+    since = query(request, SinceQuery).since
     async with request.app[POOL].acquire() as conn:
         known = await conn.fetchval(
             "SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked", device_id
@@ -108,14 +111,7 @@ async def hotlist(request: web.Request) -> web.Response:
     return json_response(sign_document(HOTLIST_PREFIX, body, request.app[HUB_KEY]))
 
 
-def _since(text: str | None) -> int | None:
-    if text is None or text == "":
-        return None
-    if not text.isdigit():
-        raise Problem(422, "invalid", "since: must be a hotlist version (an integer >= 0)", field="since")
-    return int(text)
-
-
 @routes.get("/v1/hub/key")
+@documented("The hub's Ed25519 public key", auth=False, store=False, responses={200: responses.HubKey})
 async def hub_key(request: web.Request) -> web.Response:
     return json_response({"public_key": hub_public_key_b64(request.app[HUB_KEY])})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -14,20 +13,21 @@ from aiohttp import web
 from eventsourcing.persistence import Notification
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from domain.wire import parse_rfc3339
-from hub.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from domain.application import CampusCard
+from hub import responses
+from hub.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.projector import PROJECTIONS
+from hub.query import Body, PageQuery, documented, query
 from hub.typedefs import APPLICATION, METRICS, POOL, WRITER
 from projections import failures as failures_table
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 EVENTS_TABLE = f"{CampusCard.name}_events"
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/accounts/{account_id}/balance")
+@documented("Balance in fen", responses={200: responses.Balance, 404: None})
 async def balance(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     authorize(request, *ACCOUNT_READERS, account=account_id)
@@ -43,10 +43,11 @@ async def balance(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/accounts/{account_id}/transactions")
+@documented("Transactions, newest first", query=PageQuery, responses={200: responses.Transactions, 404: None})
 async def transactions(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     authorize(request, *ACCOUNT_READERS, account=account_id)
-    page = Page.from_query(request.query)
+    page = query(request, PageQuery)
     async with request.app[POOL].acquire() as conn:
         if not await conn.fetchval("SELECT 1 FROM balances WHERE account_id = $1", account_id):
             raise Problem(404, "not_found", f"account {account_id} not found")
@@ -78,44 +79,6 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         if row["reason"]:
             item["reason"] = row["reason"]
     return item
-
-
-class Page:
-    """``limit``, ``cursor``, ``from`` and ``to`` of a list (DESIGN §6), newest first."""
-
-    def __init__(self, limit: int, before: int, start: datetime | None, end: datetime | None) -> None:
-        self.limit, self.before, self.start, self.end = limit, before, start, end
-
-    @classmethod
-    def from_query(cls, query: Any) -> Page:
-        limit_text = query.get("limit", str(DEFAULT_LIMIT))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise Problem(422, "invalid", f"limit: must be an integer from 1 to {MAX_LIMIT}", field="limit")
-        before = 2**63 - 1
-        if query.get("cursor"):
-            try:
-                before = int(base64.urlsafe_b64decode(query["cursor"].encode()).decode())
-            except (ValueError, UnicodeDecodeError):
-                raise Problem(422, "invalid", "cursor: not a cursor this hub gave", field="cursor") from None
-        return cls(int(limit_text), before, _time(query, "from"), _time(query, "to"))
-
-    @staticmethod
-    def cursor_after(position: int) -> str:
-        return base64.urlsafe_b64encode(str(position).encode()).decode()
-
-    def next_cursor(self, rows: list[Any]) -> str | None:
-        """Given ``limit + 1`` rows by ``notification_id`` descending: the cursor of the next page."""
-        return self.cursor_after(rows[self.limit - 1]["notification_id"]) if len(rows) > self.limit else None
-
-
-def _time(query: Any, name: str) -> datetime | None:
-    text = query.get(name)
-    if not text:
-        return None
-    try:
-        return parse_rfc3339(text)
-    except ValueError as exc:
-        raise Problem(422, "invalid", f"{name}: {exc}", field=name) from None
 
 
 async def positions(pool: asyncpg.Pool) -> tuple[int, dict[str, int]]:
@@ -202,6 +165,7 @@ async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, view
 
 
 @routes.get("/healthz")
+@documented("Health, store position and projection lag", responses={200: responses.Health}, auth=False)
 async def healthz(request: web.Request) -> web.Response:
     """``ok``, or ``degraded`` with ``problems`` when a projection is failing (the notification
     it failed on, the error) or lags more than ``LAG_LIMIT_S``; 503 only when the database
@@ -237,6 +201,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@documented("Prometheus metrics", auth=False, responses={200: Body(
+    "text/plain", {"type": "string"}, "Prometheus text exposition format 0.0.4")})
 async def metrics(request: web.Request) -> web.Response:
     """What the hub has: the store's figures are refreshed when it answers, and kept (with
     ``cardhub_store_reachable`` 0) when it does not."""

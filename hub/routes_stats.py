@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 
-from domain.wire import parse_rfc3339
+from hub import responses
 from hub.http import Problem, authenticate, authorize, json_response
+from hub.query import ConsumptionQuery, DashboardQuery, documented, query
 from hub.routes_reads import positions
 from hub.typedefs import POOL, SETTINGS
 
@@ -31,19 +32,19 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/v1/stats/consumption")
+@documented("Approved purchases net of reversals, grouped by merchant|device|hour|meal|category|day",
+            query=ConsumptionQuery, responses={200: responses.Consumption, 404: None})
 async def consumption(request: web.Request) -> web.Response:
     """Approved purchases net of reversals, grouped ``by`` one dimension, with distinct cards."""
-    query = request.query
-    merchant = query.get("merchant") or None
+    q = query(request, ConsumptionQuery)
+    merchant = q.merchant
     caller = authenticate(request)
     if merchant is None and caller.role == "merchant":
         merchant = caller.scope  # a merchant may leave it out: its own is meant
     authorize(request, *STATS_READERS, "merchant", merchant=merchant)
-    by = query.get("by", "merchant")
-    if by not in GROUPINGS:
-        raise Problem(422, "invalid", f"by: must be one of {', '.join(GROUPINGS)}", field="by")
+    by = q.by
     tz = request.app[SETTINGS].zone()
-    start, end = _hour(query, "from", tz), _hour(query, "to", tz)
+    start, end = _hour(q.start, "from", tz), _hour(q.end, "to", tz)
     if start is not None and end is not None and end <= start:
         raise Problem(422, "invalid", "to: must be after from", field="to")
     conditions, args = [], []
@@ -78,7 +79,7 @@ async def consumption(request: web.Request) -> web.Response:
     total = next(({"count": r["count"], "amount": r["amount"], "cards": total_cards} for r in sums if r["is_total"]),
                  {"count": 0, "amount": 0, "cards": 0})
     return json_response({
-        "from": query.get("from") or None, "to": query.get("to") or None, "by": by,
+        "from": request.query.get("from") or None, "to": request.query.get("to") or None, "by": by,
         **({"merchant": merchant} if merchant else {}), "groups": groups, "total": total,
     })
 
@@ -94,14 +95,9 @@ def _meal_rank(meal: str) -> int:
     return MEAL_ORDER.index(meal) if meal in MEAL_ORDER else len(MEAL_ORDER)
 
 
-def _hour(query: Any, name: str, tz: ZoneInfo) -> datetime | None:
-    text = query.get(name)
-    if not text:
+def _hour(instant: datetime | None, name: str, tz: ZoneInfo) -> datetime | None:
+    if instant is None:
         return None
-    try:
-        instant = parse_rfc3339(text)
-    except ValueError as exc:
-        raise Problem(422, "invalid", f"{name}: {exc}", field=name) from None
     local = instant.astimezone(tz)
     if (local.minute, local.second, local.microsecond) != (0, 0, 0):
         raise Problem(422, "invalid", f"{name}: statistics are kept per hour; give a whole hour of {tz.key}",
@@ -110,12 +106,14 @@ def _hour(query: Any, name: str, tz: ZoneInfo) -> datetime | None:
 
 
 @routes.get("/v1/stats/dashboard")
+@documented("One local day of aggregates for the dashboard", query=DashboardQuery,
+            responses={200: responses.Dashboard})
 async def dashboard(request: web.Request) -> web.Response:
     """Everything the dashboard shows for one local day, in one answer (aggregates only)."""
     authorize(request, *STATS_READERS)
     tz = request.app[SETTINGS].zone()
     pool: asyncpg.Pool = request.app[POOL]
-    day = await _day(pool, request.query.get("date"), tz)
+    day = await _day(pool, query(request, DashboardQuery).date, tz)
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
     span = (start, end)
@@ -200,13 +198,10 @@ def _sales_sections(sales: list[Any], cards: dict[tuple[Any, ...], int], merchan
     }
 
 
-async def _day(pool: asyncpg.Pool, text: str | None, tz: ZoneInfo) -> date:
+async def _day(pool: asyncpg.Pool, asked: date | None, tz: ZoneInfo) -> date:
     """The asked local day; by default today, or the latest day with sales if today has none."""
-    if text:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise Problem(422, "invalid", "date: expected YYYY-MM-DD", field="date") from None
+    if asked is not None:
+        return asked
     today = datetime.now(tz).date()
     start = datetime.combine(today, time(0), tzinfo=tz)
     async with pool.acquire() as conn:
