@@ -142,8 +142,11 @@ def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | Non
 
 def serve(settings: Settings) -> None:
     """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
+    from hub import connections
     from hub.app import create_app
     from hub.store import DataDirLock, open_database
+
+    connections.raise_open_file_limit()
 
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
     # switch interval makes a ready request wait behind the writer for up to that long.
@@ -159,11 +162,13 @@ def serve(settings: Settings) -> None:
     try:
         with open_database(settings) as database:
             app = create_app(settings, database)
+            connections.guard(app)
             web.run_app(
                 app, host=settings.host, port=settings.port,
                 print=lambda _: log.info(listen_message(settings)),
                 # SIGTERM and SIGINT stop the hub cleanly: the cleanup contexts drain the writer.
                 handle_signals=True, access_log=None, shutdown_timeout=10,
+                **connections.server_options(settings),
             )
     finally:
         lock.release()
