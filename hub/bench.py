@@ -8,10 +8,12 @@ import asyncio
 import csv
 import gc
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -112,19 +114,40 @@ async def run_bench(args: argparse.Namespace) -> int:
     console.print(f"[bold]cardhub bench[/] — {os.cpu_count()} cores; hub at {url}; data in {data_dir}")
     with log_path.open("ab") as log:
         hub = subprocess.Popen([sys.executable, "-c", "from hub.cli import main; main()", "serve",
-                                "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env)
+                                "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env,
+                               preexec_fn=_soft_open_files(args.hub_open_files) if args.flood else None)
     try:
         await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
         procs = Processes(hub.pid, pg_pid)
         token = issue_token(load_key(data_dir), "admin")
-        results = await _measure(args, url, token, procs, data_dir)
+        if args.flood:
+            from hub.bench_flood import measure_flood
+
+            results = await measure_flood(args, url, token, procs)
+        else:
+            results = await _measure(args, url, token, procs, data_dir)
     finally:
         if hub.poll() is None:
             hub.terminate()
             hub.wait(timeout=60)
-    print_report(results, args)
+    if args.flood:
+        from hub.bench_flood import print_flood
+
+        print_flood(results, args)
+    else:
+        print_report(results, args)
     return 0
+
+
+def _soft_open_files(limit: int) -> Callable[[], None]:
+    """For the hub's process: a soft open-file limit as a default shell or service gives."""
+
+    def apply() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+
+    return apply
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -439,4 +462,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
     parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency (CSV)")
+    from hub.bench_flood import add_flood_arguments
+
+    add_flood_arguments(parser)
 

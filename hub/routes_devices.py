@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from domain.application import Item
+from domain.application import CampusCard, Item
 from domain.wire import (
     DEVICE_ID_RE,
     HOTLIST_PREFIX,
@@ -42,11 +42,7 @@ async def upload_events(request: web.Request) -> web.Response:
     writer = request.app[WRITER]
     writer.admit(len(body.events), device_id)  # an overloaded hub refuses before parsing or verifying
     try:
-        items = [_parse(raw) for raw in body.events]
-        application = request.app[APPLICATION]
-        key = application.device_keys.get(device_id)
-        if key is not None:
-            await _verify(request, items, key, application.next_seqs.get(device_id, 1))
+        items = await _prepare(request, device_id, body.events)
     except BaseException:
         writer.release(len(body.events), device_id)
         raise
@@ -61,23 +57,37 @@ def _parse(raw: msgspec.Raw) -> Item:
         return Item(exc)
 
 
-async def _verify(request: web.Request, items: Sequence[Item], key: Ed25519PublicKey, next_seq: int) -> None:
-    """Checks signatures before the writer sees the events, off its critical path, in the
-    upload's (``seq``) order, up to the first event that will be rejected: a bad signature or an
-    invalid envelope. The writer answers the events after it ``not_processed`` without checking
-    them (DESIGN §9: a forged upload costs one verification). Events below the device's last
-    known ``next_seq`` are resends: the writer finds them by comparing with the stored envelope
-    and verifies only one that differs (DESIGN §8: hash before signature)."""
-    if len(items) <= INLINE_VERIFY_MAX:
-        checked = _verify_in_order(items, key, next_seq)
+async def _prepare(request: web.Request, device_id: str, raws: Sequence[msgspec.Raw]) -> list[Item]:
+    """Parses an upload's envelopes and checks their signatures before the writer sees them,
+    off its critical path: on the event loop for a small upload, in a verifier thread for a
+    large one, so that one device's large uploads do not hold up everyone's small ones."""
+    application = request.app[APPLICATION]
+    if len(raws) <= INLINE_VERIFY_MAX:
+        items, checked = _parse_and_verify(application, device_id, raws)
     else:
         loop = asyncio.get_running_loop()
-        checked = await loop.run_in_executor(request.app[VERIFIERS], _verify_in_order, items, key, next_seq)
+        items, checked = await loop.run_in_executor(
+            request.app[VERIFIERS], _parse_and_verify, application, device_id, raws
+        )
     request.app[METRICS].signature_checks.inc(checked)
+    return items
+
+
+def _parse_and_verify(application: CampusCard, device_id: str, raws: Sequence[msgspec.Raw]) -> tuple[list[Item], int]:
+    items = [_parse(raw) for raw in raws]
+    key = application.device_keys.get(device_id)
+    if key is None:  # a device the writer has not seen yet: the writer checks, in the same order
+        return items, 0
+    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1))
 
 
 def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int) -> int:
-    """Sets ``sig_ok`` of each new event up to the first that fails; returns how many it checked."""
+    """Checks signatures in the upload's (``seq``) order, up to the first event that will be
+    rejected: a bad signature or an invalid envelope; the writer answers the events after it
+    ``not_processed`` without checking them (DESIGN §9: a forged upload costs one verification).
+    Events below the device's last known ``next_seq`` are resends: the writer finds them by
+    comparing with the stored envelope and verifies only one that differs (DESIGN §8: hash
+    before signature). Sets each checked item's ``sig_ok``; returns how many it checked."""
     checked = 0
     for item in items:
         envelope = item.envelope

@@ -11,9 +11,9 @@ nothing it will refuse — and in events per device, so one device's flood is re
 it can fill the room of the others.
 
 Fair admission. Single-event uploads and commands wait in a fast lane; larger uploads in a bulk
-lane. A micro-batch takes every waiting fast job (up to ``batch_max_events``) and at most
-``BULK_EVENTS_PER_BATCH`` bulk events besides, splitting a large upload across micro-batches, so a
-single swipe never waits behind more than one bulk chunk. Order is kept where it matters: a
+lane. A micro-batch takes every waiting fast job (up to ``batch_max_events``) and, while single
+swipes are coming in, at most ``BULK_EVENTS_BESIDE_SINGLES`` bulk events besides, splitting a large upload
+across micro-batches, so a single swipe never waits behind more than one such bulk chunk. Order is kept where it matters: a
 command runs after every job enqueued before it and before every job enqueued after it, and a
 device's uploads are decided in the order they came (its singles join the bulk lane while it
 has a bulk upload waiting).
@@ -44,7 +44,12 @@ from hub.metrics import Metrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BULK_EVENTS_PER_BATCH = 500  # bulk events per micro-batch: what a single swipe may wait behind
+# While single swipes are coming in (one was enqueued within SINGLES_RECENT_S), a micro-batch
+# takes at most this many bulk events: what a single swipe may wait behind (measured here, a
+# batch's fixed cost of lock, insert and commit is of the same order as deciding 100 events).
+# Otherwise bulk uploads fill whole micro-batches, as many as ``batch_max_events``.
+BULK_EVENTS_BESIDE_SINGLES = 100
+SINGLES_RECENT_S = 1.0
 DEVICE_SHARE_OF_QUEUE = 4  # one device may hold at most 1/4 of the queued events
 FAULT_LOG_EVERY_S = 60.0  # one line per device and kind of fault per minute, not one per resend
 FAULT_LOG_KEYS_MAX = 1024
@@ -128,6 +133,7 @@ class IngestWriter:
         self._fast_by_device: dict[str, int] = {}  # uploads waiting in the fast lane, per device
         self._bulk_by_device: dict[str, int] = {}  # … in the bulk lane
         self._faults = _FaultLog()
+        self._last_single = -SINGLES_RECENT_S  # time.monotonic() of the last single-event upload
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
 
     def start(self) -> None:
@@ -205,6 +211,7 @@ class IngestWriter:
                     self._commands.append(job.ticket)
                 elif len(job.items) == 1 and job.device_id not in self._bulk_by_device:
                     self._fast.append(job)
+                    self._last_single = time.monotonic()
                     _count(self._fast_by_device, job.device_id, 1)
                 else:
                     self._bulk.append(job)
@@ -259,7 +266,7 @@ class IngestWriter:
             self._fast.popleft()
             self._jobs -= 1
             budget -= 1
-        bulk_budget = min(BULK_EVENTS_PER_BATCH, self.batch_max_events)
+        bulk_budget = self._bulk_budget()
         while self._bulk and bulk_budget > 0:
             job = self._bulk[0]
             if job.finished:  # failed in an earlier chunk: what was not taken is given back
@@ -275,6 +282,11 @@ class IngestWriter:
             if stop == len(job.items):
                 self._drop(job)
         return batch
+
+    def _bulk_budget(self) -> int:
+        if time.monotonic() - self._last_single > SINGLES_RECENT_S:
+            return self.batch_max_events
+        return min(self.batch_max_events, BULK_EVENTS_BESIDE_SINGLES)
 
     def _drop(self, job: _Upload) -> None:
         self._bulk.popleft()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,7 +16,7 @@ import psycopg
 from device_sim.device import SimDevice
 from domain.application import CampusCard
 from hub.store import Database
-from tests.conftest import Hub
+from tests.conftest import Hub, start_hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 YEAR_0001 = datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -146,3 +147,42 @@ async def _signature_checks(hub: Hub) -> float:
         if line.startswith("cardhub_signature_checks_total "):
             return float(line.split()[1])
     raise AssertionError("no cardhub_signature_checks_total in /metrics")
+
+
+async def test_a_device_over_its_share_of_the_queue_is_refused_and_no_other_device_is(
+    database: Database, tmp_path: Path,
+) -> None:
+    hub = await start_hub(database, tmp_path / "hub", queue_max_events=2000)  # 500 events per device
+    try:
+        await hub.merchant()
+        await hub.account("s1", cash=10_000_000, card=CARD)
+        flooder = await hub.pos("pos-flood")
+        other = await hub.pos("pos-other")
+        for _ in range(1600):
+            flooder.purchase(CARD, 1, NOON)
+        chunks = [flooder.pending[i:i + 400] for i in range(0, 1600, 400)]
+
+        async def single() -> list[tuple[int, Any]]:
+            answers = []
+            for _ in range(10):
+                other.purchase(CARD, 10, NOON)
+                status, body = await _upload(hub, other, other.pending)
+                answers.append((status, body))
+                if status == 200:
+                    other.acknowledge(body["results"])
+            return answers
+
+        flood_answers, singles = await asyncio.gather(
+            asyncio.gather(*(hub.client.post("/v1/devices/pos-flood/events", json={"events": c}) for c in chunks)),
+            single(),
+        )
+
+        refused = [resp for resp in flood_answers if resp.status == 503]
+        assert refused, [resp.status for resp in flood_answers]
+        for resp in refused:
+            assert resp.headers["Retry-After"] == "1"
+            assert (await resp.json(content_type=None))["code"] == "overloaded"
+        assert [status for status, _ in singles] == [200] * 10
+        assert all(body["results"][0]["status"] == "accepted" for _, body in singles)
+    finally:
+        await hub.client.close()
