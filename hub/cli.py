@@ -146,8 +146,6 @@ def serve(settings: Settings) -> None:
     from hub.app import create_app
     from hub.store import DataDirLock, open_database
 
-    connections.raise_open_file_limit()
-
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
     # switch interval makes a ready request wait behind the writer for up to that long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -161,6 +159,7 @@ def serve(settings: Settings) -> None:
     lock.acquire()
     try:
         with open_database(settings) as database:
+            connections.raise_open_file_limit()
             app = create_app(settings, database)
             connections.guard(app)
             web.run_app(

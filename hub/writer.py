@@ -100,6 +100,9 @@ class _Part:
         return self.upload.items[self.start:self.stop]
 
 
+_COMMIT = object()  # in a micro-batch: commit what comes before it on its own
+
+
 class IngestWriter:
     def __init__(
         self,
@@ -246,9 +249,9 @@ class IngestWriter:
                     elif isinstance(job, _Command):
                         self._resolve(job.future, error=WriterFailed(str(exc)))
 
-    def _take(self) -> list[_Part | _Command]:
+    def _take(self) -> list[_Part | _Command | object]:
         """One micro-batch, in the order it must be decided (called with the lock held)."""
-        batch: list[_Part | _Command] = []
+        batch: list[_Part | _Command | object] = []
         budget = self.batch_max_events
         while self._fast and budget > 0:
             job = self._fast[0]
@@ -267,6 +270,8 @@ class IngestWriter:
             self._jobs -= 1
             budget -= 1
         bulk_budget = self._bulk_budget()
+        if batch:
+            batch.append(_COMMIT)  # the fast jobs are committed and answered before the bulk chunk
         while self._bulk and bulk_budget > 0:
             job = self._bulk[0]
             if job.finished:  # failed in an earlier chunk: what was not taken is given back
@@ -296,7 +301,7 @@ class IngestWriter:
             self._untake(len(job.items) - job.taken, job.device_id)
             job.taken = len(job.items)
 
-    def _process(self, batch: list[_Part | _Command]) -> None:
+    def _process(self, batch: list[_Part | _Command | object]) -> None:
         parts: list[_Part] = []
         for job in batch:
             if isinstance(job, _Part):
@@ -304,7 +309,8 @@ class IngestWriter:
                 continue
             self._record(parts)
             parts = []
-            self._command(job)
+            if isinstance(job, _Command):
+                self._command(job)
         self._record(parts)
 
     def _record(self, parts: list[_Part]) -> None:
@@ -380,7 +386,10 @@ class IngestWriter:
         part = _Part(upload, part.start, part.start + len(results))
         upload.results.extend(results)
         upload.results.extend(rejected(item, "not_processed") for item in upload.items[part.stop:])
-        upload.next_seq = next_seq if results else self.app.next_seq(upload.device_id)
+        if results:
+            upload.next_seq = next_seq
+        elif part.start == 0:  # nothing of it was stored: the device's log says what comes next
+            upload.next_seq = self.app.next_seq(upload.device_id)
         upload.finished = True
         self.metrics.count_results(upload.results)
         self._resolve(upload.future, value=UploadOutcome(results=upload.results, next_seq=upload.next_seq))
