@@ -368,7 +368,9 @@ async def _caught_up(session: aiohttp.ClientSession, url: str, timeout_s: float 
 
 
 async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
-                  args: argparse.Namespace, procs: Processes) -> Phase:
+                  args: argparse.Namespace, procs: Processes, request_timeout_s: float | None = None) -> Phase:
+    """Single events paced at ``args.online_rate``; with ``request_timeout_s``, a request not
+    answered in time (or a connection refused) counts as an error instead of being waited for."""
     phase = Phase("online", f"single events paced at {args.online_rate:,}/s")
     interval = 1.0 / args.online_rate
     busy: set[str] = set()
@@ -382,7 +384,14 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
         sent_at = time.time()
         t0 = time.perf_counter()
         try:
-            resp = await client.post(f"/v1/devices/{device.device_id}/events", body)
+            request = client.post(f"/v1/devices/{device.device_id}/events", body)
+            try:
+                resp = await (request if request_timeout_s is None else asyncio.wait_for(request, request_timeout_s))
+            except (TimeoutError, OSError):
+                if request_timeout_s is None:
+                    raise
+                phase.errors += 1
+                return
             if resp.status != 200:
                 phase.shed += resp.status == 503
                 phase.errors += 1

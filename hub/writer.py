@@ -48,8 +48,9 @@ T = TypeVar("T")
 # takes at most this many bulk events: what a single swipe may wait behind (measured here, a
 # batch's fixed cost of lock, insert and commit is of the same order as deciding 100 events).
 # Otherwise bulk uploads fill whole micro-batches, as many as ``batch_max_events``.
-BULK_EVENTS_BESIDE_SINGLES = 100
+BULK_EVENTS_BESIDE_SINGLES = 25
 SINGLES_RECENT_S = 1.0
+BULK_PAUSE_PER_SECOND = 1.0  # … and bulk work takes at most half the writer's time (pause = work)
 DEVICE_SHARE_OF_QUEUE = 4  # one device may hold at most 1/4 of the queued events
 FAULT_LOG_EVERY_S = 60.0  # one line per device and kind of fault per minute, not one per resend
 FAULT_LOG_KEYS_MAX = 1024
@@ -137,6 +138,7 @@ class IngestWriter:
         self._bulk_by_device: dict[str, int] = {}  # … in the bulk lane
         self._faults = _FaultLog()
         self._last_single = -SINGLES_RECENT_S  # time.monotonic() of the last single-event upload
+        self._bulk_resume_at = 0.0  # time.monotonic() before which no bulk chunk is taken
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
 
     def start(self) -> None:
@@ -231,8 +233,8 @@ class IngestWriter:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._fast and not self._bulk and not self._stopping:
-                    self._ready.wait()
+                while not self._fast and not (self._bulk and self._bulk_due()) and not self._stopping:
+                    self._ready.wait(self._bulk_resume_at - time.monotonic() if self._bulk else None)
                 if not self._fast and not self._bulk:
                     return  # stopping, and everything queued is done
                 batch = self._take()
@@ -269,7 +271,7 @@ class IngestWriter:
             self._fast.popleft()
             self._jobs -= 1
             budget -= 1
-        bulk_budget = self._bulk_budget()
+        bulk_budget = self._bulk_budget() if self._bulk_due() else 0
         if batch:
             batch.append(_COMMIT)  # the fast jobs are committed and answered before the bulk chunk
         while self._bulk and bulk_budget > 0:
@@ -288,6 +290,12 @@ class IngestWriter:
                 self._drop(job)
         return batch
 
+    def _bulk_due(self) -> bool:
+        """Whether a bulk chunk may be taken now: its pause is over, or a command waits for it."""
+        if self._stopping or time.monotonic() >= self._bulk_resume_at:
+            return True
+        return bool(self._commands and self._bulk and self._bulk[0].ticket < self._commands[0])
+
     def _bulk_budget(self) -> int:
         if time.monotonic() - self._last_single > SINGLES_RECENT_S:
             return self.batch_max_events
@@ -302,6 +310,9 @@ class IngestWriter:
             job.taken = len(job.items)
 
     def _process(self, batch: list[_Part | _Command | object]) -> None:
+        """Decides the batch; the bulk chunk at its end (after ``_COMMIT``) is committed on
+        its own, and while single swipes come in, the next bulk chunk waits in proportion to
+        the time this one took, so that bulk work leaves room (CPU and the store) to theirs."""
         parts: list[_Part] = []
         for job in batch:
             if isinstance(job, _Part):
@@ -311,9 +322,19 @@ class IngestWriter:
             parts = []
             if isinstance(job, _Command):
                 self._command(job)
-        self._record(parts)
+        bulk = self._record(parts)
+        if bulk and time.monotonic() - self._last_single <= SINGLES_RECENT_S:
+            self._bulk_resume_at = time.monotonic() + bulk * BULK_PAUSE_PER_SECOND
 
-    def _record(self, parts: list[_Part]) -> None:
+    def _record(self, parts: list[_Part]) -> float:
+        """Decides and commits ``parts``; returns the seconds it took."""
+        if not parts:
+            return 0.0
+        started = time.perf_counter()
+        self._record_parts(parts)
+        return time.perf_counter() - started
+
+    def _record_parts(self, parts: list[_Part]) -> None:
         """Decides and commits ``parts``; if that fails, isolates the upload at fault."""
         parts = [p for p in parts if not p.upload.finished]
         if not parts:
@@ -331,8 +352,8 @@ class IngestWriter:
                 self._fault(parts[0], exc)
                 return
             half = len(parts) // 2
-            self._record(parts[:half])
-            self._record(parts[half:])
+            self._record_parts(parts[:half])
+            self._record_parts(parts[half:])
             return
         committed = time.perf_counter()
         self.metrics.batch_seconds.observe(committed - started)
