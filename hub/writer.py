@@ -48,9 +48,9 @@ T = TypeVar("T")
 # takes at most this many bulk events: what a single swipe may wait behind (measured here, a
 # batch's fixed cost of lock, insert and commit is of the same order as deciding 100 events).
 # Otherwise bulk uploads fill whole micro-batches, as many as ``batch_max_events``.
-BULK_EVENTS_BESIDE_SINGLES = 25
+BULK_EVENTS_BESIDE_SINGLES = 10
 SINGLES_RECENT_S = 1.0
-BULK_PAUSE_PER_SECOND = 1.0  # … and bulk work takes at most half the writer's time (pause = work)
+BULK_PAUSE_PER_SECOND = 2.0  # … and bulk work takes at most a third of the writer's time (pause = 2 × work)
 DEVICE_SHARE_OF_QUEUE = 4  # one device may hold at most 1/4 of the queued events
 FAULT_LOG_EVERY_S = 60.0  # one line per device and kind of fault per minute, not one per resend
 FAULT_LOG_KEYS_MAX = 1024
