@@ -322,6 +322,8 @@ class CampusCard(Application):
             workspace.save()
         except BaseException:
             workspace.forget()
+            for device_id, _ in uploads:  # the hint may run ahead of what was stored
+                self.next_seqs.pop(device_id, None)
             raise
         return outcomes
 
@@ -415,6 +417,11 @@ class CampusCard(Application):
             if isinstance(stored, SwipeLog.Recorded):
                 return Referenced(stored.envelope, stored.result, stored.facts)
         return None
+
+
+def rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+    """The result of an event that is not stored (DESIGN §2), with its ``seq`` where known."""
+    return _rejected(item, code, detail)
 
 
 def _rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:

@@ -8,10 +8,12 @@ import asyncio
 import csv
 import gc
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -112,19 +114,40 @@ async def run_bench(args: argparse.Namespace) -> int:
     console.print(f"[bold]cardhub bench[/] — {os.cpu_count()} cores; hub at {url}; data in {data_dir}")
     with log_path.open("ab") as log:
         hub = subprocess.Popen([sys.executable, "-c", "from hub.cli import main; main()", "serve",
-                                "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env)
+                                "--data-dir", str(data_dir), "--port", str(port)], stdout=log, stderr=log, env=env,
+                               preexec_fn=_soft_open_files(args.hub_open_files) if args.flood else None)
     try:
         await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
         procs = Processes(hub.pid, pg_pid)
         token = issue_token(load_key(data_dir), "admin")
-        results = await _measure(args, url, token, procs, data_dir)
+        if args.flood:
+            from hub.bench_flood import measure_flood
+
+            results = await measure_flood(args, url, token, procs)
+        else:
+            results = await _measure(args, url, token, procs, data_dir)
     finally:
         if hub.poll() is None:
             hub.terminate()
             hub.wait(timeout=60)
-    print_report(results, args)
+    if args.flood:
+        from hub.bench_flood import print_flood
+
+        print_flood(results, args)
+    else:
+        print_report(results, args)
     return 0
+
+
+def _soft_open_files(limit: int) -> Callable[[], None]:
+    """For the hub's process: a soft open-file limit as a default shell or service gives."""
+
+    def apply() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+
+    return apply
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -345,7 +368,9 @@ async def _caught_up(session: aiohttp.ClientSession, url: str, timeout_s: float 
 
 
 async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDevice],
-                  args: argparse.Namespace, procs: Processes) -> Phase:
+                  args: argparse.Namespace, procs: Processes, request_timeout_s: float | None = None) -> Phase:
+    """Single events paced at ``args.online_rate``; with ``request_timeout_s``, a request not
+    answered in time (or a connection refused) counts as an error instead of being waited for."""
     phase = Phase("online", f"single events paced at {args.online_rate:,}/s")
     interval = 1.0 / args.online_rate
     busy: set[str] = set()
@@ -359,7 +384,14 @@ async def _online(session: aiohttp.ClientSession, url: str, devices: list[SimDev
         sent_at = time.time()
         t0 = time.perf_counter()
         try:
-            resp = await client.post(f"/v1/devices/{device.device_id}/events", body)
+            request = client.post(f"/v1/devices/{device.device_id}/events", body)
+            try:
+                resp = await (request if request_timeout_s is None else asyncio.wait_for(request, request_timeout_s))
+            except (TimeoutError, OSError):
+                if request_timeout_s is None:
+                    raise
+                phase.errors += 1
+                return
             if resp.status != 200:
                 phase.shed += resp.status == 503
                 phase.errors += 1
@@ -439,4 +471,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
     parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency (CSV)")
+    from hub.bench_flood import add_flood_arguments
+
+    add_flood_arguments(parser)
 

@@ -143,6 +143,7 @@ def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | Non
 
 def serve(settings: Settings) -> None:
     """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
+    from hub import connections
     from hub.app import STOPPED_BECAUSE, create_app
     from hub.store import DataDirLock, open_database
 
@@ -159,14 +160,17 @@ def serve(settings: Settings) -> None:
     lock.acquire()
     try:
         with open_database(settings) as database:
+            connections.raise_open_file_limit()
             app = create_app(settings, database)
             app.on_shutdown.append(_ignore_further_signals)
+            connections.guard(app)
             web.run_app(
                 app, host=settings.host, port=settings.port,
                 print=lambda _: log.info(listen_message(settings)),
                 # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
                 # cleanup contexts drain the writer, stop the projections' child, then the server.
                 handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                **connections.server_options(settings),
             )
             if STOPPED_BECAUSE in app:
                 raise ConfigError(app[STOPPED_BECAUSE])

@@ -35,6 +35,7 @@ class Settings:
     checkpoint_seconds: float = 10.0  # CARDHUB_CHECKPOINT_SECONDS: sign the growing audit tree this often
     checkpoint_events: int = 10_000  # CARDHUB_CHECKPOINT_EVENTS: … or after this many new events
     meals: str = DEFAULT_MEALS  # CARDHUB_MEALS: meal periods of the statistics, name=HH:MM-HH:MM,…
+    idle_timeout_s: float = 15.0  # CARDHUB_IDLE_TIMEOUT_SECONDS: close a connection idle (or slow to send its headers) this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -45,6 +46,7 @@ class Settings:
             checkpoint_seconds=_number(env, "CARDHUB_CHECKPOINT_SECONDS", 10.0, float),
             checkpoint_events=_number(env, "CARDHUB_CHECKPOINT_EVENTS", 10_000, int),
             meals=env.get("CARDHUB_MEALS") or DEFAULT_MEALS,
+            idle_timeout_s=_number(env, "CARDHUB_IDLE_TIMEOUT_SECONDS", 15.0, float),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.zone()  # fail early on an unknown zone

@@ -17,6 +17,9 @@ class Metrics:
             ["status", "outcome"], registry=r,
         )
         self.shed = Counter("cardhub_shed_requests", "Requests refused with 503: writer queue full", registry=r)
+        self.signature_checks = Counter(
+            "cardhub_signature_checks", "Device signatures checked before the writer", registry=r,
+        )
         self.queue_depth = Gauge("cardhub_writer_queue_depth", "Jobs waiting for the writer", registry=r)
         self.batch_events = Histogram(
             "cardhub_writer_batch_events", "Events per writer transaction",

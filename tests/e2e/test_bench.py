@@ -36,3 +36,22 @@ def test_a_small_bench_reports_every_phase_and_loses_nothing(tmp_path: Path) -> 
         rows = list(csv.DictReader(f))
     assert {row["phase"] for row in rows} == {"online", "after overload"}
     assert sum(row["phase"] == "online" for row in rows) == data["online"]["events"]
+
+
+def test_the_flood_bench_reports_single_swipes_without_and_during_a_flood_and_beside_idle_connections(
+    tmp_path: Path,
+) -> None:
+    if os.environ.get("CARDHUB_DATABASE_URL"):
+        pytest.skip("the bench starts its own embedded PostgreSQL")
+    figures = tmp_path / "flood.json"
+    result = subprocess.run(
+        [*CLI, "bench", "--flood", "--data-dir", str(tmp_path / "data"), "--devices", "4", "--accounts", "20",
+         "--flood-rate", "20", "--flood-seconds", "1", "--idle-connections", "50", "--json", str(figures)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    data = json.loads(figures.read_text())
+    for phase in ("quiet", "during flood", "idle connections", "flood"):
+        assert data[phase]["events"] > 0, (phase, data[phase])
+    assert data["cores"] == os.cpu_count()
+    assert data["idle_connections_held"]["opened"] == 50
