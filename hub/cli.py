@@ -160,7 +160,6 @@ def serve(settings: Settings) -> None:
     lock.acquire()
     try:
         with open_database(settings) as database:
-            connections.raise_open_file_limit()
             app = create_app(settings, database)
             app.on_shutdown.append(_ignore_further_signals)
             connections.guard(app)

@@ -76,6 +76,9 @@ def guard(app: web.Application) -> None:
 
 
 async def _guarded(_app: web.Application) -> AsyncIterator[None]:
+    # Here, after the hub's resources (and its writer lock) are up and before it listens: a hub
+    # that refuses to start says so in one line, with nothing logged before it.
+    raise_open_file_limit()
     loop = asyncio.get_running_loop()
     reserve = AcceptReserve()
     previous = loop.get_exception_handler()
