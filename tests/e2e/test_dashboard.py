@@ -1,9 +1,10 @@
-"""The managers' dashboard in a real headless Chromium, driven over the DevTools protocol: a
-manager signs in, the charts fill, and the numbers shown are the hub's own statistics."""
+"""The managers' dashboard in a real headless Chromium, driven by Playwright: a manager signs in,
+the charts fill, and the numbers shown are the hub's own statistics. Playwright drives Debian's
+chromium (``executable_path``); it never downloads a browser of its own."""
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import random
 import re
@@ -13,10 +14,10 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from playwright.async_api import CDPSession, Page, async_playwright
 
 from device_sim.device import SimDevice
 from hub.store import Database
-from tests.cdp import Browser
 from tests.conftest import Hub, start_hub
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -24,6 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 SHANGHAI = timezone(timedelta(hours=8))  # the hub's default time zone, CARDHUB_TIMEZONE unset
 DAY = date(2026, 11, 25)
 WAIT_S = 20.0
+WAIT_MS = WAIT_S * 1000  # Playwright counts its timeouts in milliseconds
 
 MERCHANTS = [("canteen-1", "第一食堂", "dining"), ("canteen-2", "第二食堂", "dining"),
              ("market", "校园超市", "supermarket")]
@@ -35,7 +37,7 @@ MEAL_PEAKS_MIN = (7 * 60 + 30, 12 * 60, 18 * 60)  # breakfast, lunch and dinner 
 PURCHASES = 150
 
 # What the page shows, read from its machine-readable attributes.
-READ_PAGE = """(() => {
+READ_PAGE = """() => {
   const body = document.body.dataset, canvas = document.getElementById("per-minute");
   const merchants = {};
   for (const cell of document.querySelectorAll("#meals [data-merchant]")) {
@@ -60,7 +62,7 @@ READ_PAGE = """(() => {
              +row.dataset.in, +row.dataset.out, +row.dataset.declined]),
     url: location.href, cookie: document.cookie, local: JSON.stringify(localStorage),
   };
-})()"""
+}"""
 
 
 @pytest.fixture
@@ -83,12 +85,43 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[Browser]:
-    browser = await Browser.launch(str(chromium), tmp_path / "chromium-profile", width=1280, height=1800)
-    try:
-        yield browser
-    finally:
-        await browser.close()
+async def page(chromium: Path) -> AsyncIterator[Page]:
+    """One page of a fresh headless chromium, as tall as the desktop dashboard."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium)
+        try:
+            yield await browser.new_page(viewport={"width": 1280, "height": 1800})
+        finally:
+            await browser.close()
+
+
+async def wait_for(page: Page, expression: str) -> object:
+    """Polls a JavaScript expression until it is truthy; returns its value.
+
+    It is polled as the body of a function: Playwright compiles a function once, from DevTools,
+    where the dashboard's Content-Security-Policy (no 'unsafe-eval') does not apply, but it would
+    ``eval`` a bare expression again on every animation frame, which that policy refuses."""
+    handle = await page.wait_for_function(f"() => {expression}", timeout=WAIT_MS)
+    return await handle.json_value()
+
+
+async def as_a_phone(page: Page) -> CDPSession:
+    """The same page, still signed in, turned into a 400 px phone screen at twice the pixel density.
+
+    Playwright fixes the pixel ratio and mobile mode when a context is made; a DevTools session of
+    our own changes them on the open page, so the chart has to redraw itself at the new size."""
+    devtools = await page.context.new_cdp_session(page)
+    await devtools.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 400, "height": 900, "deviceScaleFactor": 2, "mobile": True})
+    return devtools
+
+
+async def phone_screenshot(devtools: CDPSession, path: Path) -> None:
+    """A PNG of the whole phone page at its pixel density. ``page.screenshot`` would capture it
+    with the metrics of Playwright's own session (1×), not those ``as_a_phone`` set."""
+    shot = await devtools.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def at(minute_of_day: int) -> datetime:
@@ -134,27 +167,30 @@ async def campus_day(hub: Hub) -> None:
     await hub.settle()
 
 
-async def sign_in_and_pick_the_day(browser: Browser, url: str, token: str) -> None:
-    await browser.navigate(url)
-    await browser.wait_for("!document.getElementById('signin-view').hidden", WAIT_S)
-    await browser.evaluate(f"""document.getElementById("token").value = {json.dumps(token)};
-        document.getElementById("signin").requestSubmit(); true""")
-    await browser.wait_for("document.body.dataset.loaded === '1'", WAIT_S)
-    await browser.evaluate(f"""(() => {{ const input = document.getElementById("date");
-        input.value = "{DAY.isoformat()}"; return input.dispatchEvent(new Event("change")); }})()""")
-    await browser.wait_for(f"document.body.dataset.date === '{DAY.isoformat()}'", WAIT_S)
+async def sign_in(page: Page, token: str) -> None:
+    await page.fill("#token", token)
+    await page.click("#signin [type=submit]")
+
+
+async def sign_in_and_pick_the_day(page: Page, url: str, token: str) -> None:
+    await page.goto(url)
+    await wait_for(page, "!document.getElementById('signin-view').hidden")
+    await sign_in(page, token)
+    await wait_for(page, "document.body.dataset.loaded === '1'")
+    await page.fill("#date", DAY.isoformat())  # sets the value and fires input and change
+    await wait_for(page, f"document.body.dataset.date === '{DAY.isoformat()}'")
 
 
 def yuan(fen: int) -> str:
     return f"¥{fen // 100:,}.{fen % 100:02d}"
 
 
-async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub, browser: Browser) -> None:
+async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub, page: Page) -> None:
     await campus_day(hub)
     token = hub.token("manager")
     url = str(hub.client.make_url("/dashboard"))
-    await sign_in_and_pick_the_day(browser, url, token)
-    shown = await browser.evaluate(READ_PAGE)
+    await sign_in_and_pick_the_day(page, url, token)
+    shown = await page.evaluate(READ_PAGE)
 
     start = datetime.combine(DAY, time(0), tzinfo=SHANGHAI)
     query = urlencode({"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "by": "merchant"})
@@ -170,21 +206,20 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     assert token not in shown["url"] and shown["url"] == url
     assert token not in shown["cookie"] and token not in shown["local"]
 
-    await browser.wait_for("+document.body.dataset.refreshes >= 3", WAIT_S)  # it keeps polling
-    assert int(await browser.wait_for("document.getElementById('tree-size').dataset.treeSize", WAIT_S)) > 0
-    assert re.fullmatch("[0-9a-f]{16}…", await browser.evaluate("document.getElementById('root-hash').textContent"))
-    await browser.screenshot(ARTIFACTS / "dashboard.png")
-    await browser.evaluate("document.getElementById('lang').click(); true")
-    assert await browser.evaluate("document.querySelector('h1').textContent") == "One-card hub · Logistics dashboard"
-    await browser.viewport(400, 900, mobile=True)
-    await browser.wait_for("document.getElementById('per-minute').width <= 800", WAIT_S)  # the chart resized
-    await browser.screenshot(ARTIFACTS / "dashboard-phone-en.png")
+    await wait_for(page, "+document.body.dataset.refreshes >= 3")  # it keeps polling
+    assert int(await wait_for(page, "document.getElementById('tree-size').dataset.treeSize")) > 0
+    assert re.fullmatch("[0-9a-f]{16}…", await page.evaluate("document.getElementById('root-hash').textContent"))
+    await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+    await page.click("#lang")
+    assert await page.evaluate("document.querySelector('h1').textContent") == "One-card hub · Logistics dashboard"
+    devtools = await as_a_phone(page)
+    await wait_for(page, "document.getElementById('per-minute').width <= 800")  # the chart resized
+    await phone_screenshot(devtools, ARTIFACTS / "dashboard-phone-en.png")
 
 
-async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, browser: Browser) -> None:
-    await browser.navigate(str(hub.client.make_url("/dashboard")))
-    await browser.evaluate(f"""document.getElementById("token").value = {json.dumps(hub.token("cardholder", "s1"))};
-        document.getElementById("signin").requestSubmit(); true""")
-    message = await browser.wait_for("document.getElementById('signin-message').textContent", WAIT_S)
+async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, page: Page) -> None:
+    await page.goto(str(hub.client.make_url("/dashboard")))
+    await sign_in(page, hub.token("cardholder", "s1"))
+    message = await wait_for(page, "document.getElementById('signin-message').textContent")
     assert "manager" in message
-    assert await browser.evaluate("[sessionStorage.length, document.getElementById('board').hidden]") == [0, True]
+    assert await page.evaluate("[sessionStorage.length, document.getElementById('board').hidden]") == [0, True]
