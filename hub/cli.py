@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
         elif args.command == "sim":
             from device_sim.sim import run_sim
-
             from hub.spawn import wait_answering
 
             asyncio.run(wait_answering(args.url, HUB_WAIT_S))  # `cardhub serve … &` may still be starting

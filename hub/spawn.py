@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import aiohttp
 from hub.config import ConfigError
 
 READY_TIMEOUT_S = 90
+WAITING_NOTICE_AFTER = 5  # attempts, 0.2 s apart: nothing is said of a hub answering within a second
 
 
 async def wait_ready(url: str, hub: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -66,13 +69,15 @@ async def wait_answering(url: str, timeout_s: float) -> None:
     ``timeout_s``; then a ConfigError."""
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        while True:
+        for attempt in itertools.count():
             try:
                 async with session.get(url + "/healthz"):
                     return
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
                 if time.monotonic() > deadline:
                     raise ConfigError(f"no hub answers at {url}: start one (cardhub serve), or pass its --url") from None
+            if attempt == WAITING_NOTICE_AFTER:
+                print(f"waiting for the hub at {url} to answer (at most {timeout_s:g} s)", file=sys.stderr)
             await asyncio.sleep(0.2)
 
 
