@@ -72,7 +72,8 @@ def print_report(report: SimReport, console: Console) -> None:
     gates = f", {report.gates.events:,} gate swipes" if report.gates else ""
     plural = {"student": "students", "staff": "staff", "visitor": "visitors"}
     kinds = ", ".join(f"{n:,} {plural.get(k, k)}" for k, n in sorted(people.items()))
-    console.print(f"\n[bold]cardhub — campus day {campus.day} ({campus.tz.key})[/]: "
+    # Two lines: as one, it wrapped mid-phrase in an 80-column terminal.
+    console.print(f"\n[bold]cardhub — campus day {campus.day} ({campus.tz.key})[/]:\n"
                   f"{len(campus.cardholders):,} cardholders ({kinds}), {len(campus.pos)} POS devices{gates}",
                   highlight=False)
     for table in (_consumption(report), _declines(report), _faults(report), _throughput(report)):

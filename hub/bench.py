@@ -456,21 +456,21 @@ def _histogram_quantile(before: dict[float, float], after: dict[float, float], q
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="use this PostgreSQL (libpq URI) instead of an embedded one")
-    parser.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
+    parser.add_argument("--url", help="use this PostgreSQL (libpq URI) (default: an embedded one in --data-dir)")
+    parser.add_argument("--data-dir", type=Path, help="the hub's data (default: a fresh temporary directory)")
     parser.add_argument("--devices", type=int, default=200, help="D: devices uploading at once")
     parser.add_argument("--accounts", type=int, default=5000, help="A: accounts (each with a card)")
     parser.add_argument("--batch", type=int, default=20, help="B: events per upload in the sustained phase")
     parser.add_argument("--seconds", type=float, default=30, help="T: length of the sustained phase")
     parser.add_argument("--max-rate", type=int, default=8000, help="events pre-signed per second of T")
     parser.add_argument("--online-rate", type=int, default=1000, help="single-event requests per second")
-    parser.add_argument("--online-seconds", type=int, default=10)
-    parser.add_argument("--naive-seconds", type=float, default=10)
+    parser.add_argument("--online-seconds", type=int, default=10, help="length of the online phase")
+    parser.add_argument("--naive-seconds", type=float, default=10, help="length of the naive path's run")
     parser.add_argument("--overload", type=float, default=2.0,
                         help="offer this many times the sustained rate after the online phase (0: skip)")
-    parser.add_argument("--overload-seconds", type=float, default=10)
-    parser.add_argument("--json", type=Path, help="where to write the figures (default ./bench.json)")
-    parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency (CSV)")
+    parser.add_argument("--overload-seconds", type=float, default=10, help="length of the overload phase")
+    parser.add_argument("--json", type=Path, help="where to write the figures (default: ./bench.json; with --flood ./bench-flood.json)")
+    parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency to this CSV file (default: none)")
     from hub.bench_flood import add_flood_arguments
 
     add_flood_arguments(parser)

