@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.keys import load_or_create_key, read_token
+from hub.service.keys import load_or_create_key, read_token
 
 CLI = [sys.executable, "-c", "from hub.cli import main; main()"]
 

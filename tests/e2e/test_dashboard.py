@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 
 from device_sim.device import SimDevice
-from hub.store import Database
+from hub.storage.store import Database
 from tests.cdp import Browser
 from tests.conftest import Hub, start_hub
 
