@@ -45,9 +45,9 @@ from domain.wire import (
     verify_document,
     verify_envelope,
 )
-from hub.runner.projector import PROJECTIONS, VIEW_POOL
 from hub.storage.store import Database
 from projections.base import flush_together
+from projections.catalogue import PROJECTIONS, VIEW_POOL
 from projections.failures import one_line
 
 console = Console()

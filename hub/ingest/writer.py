@@ -39,7 +39,7 @@ import psycopg
 from eventsourcing import persistence
 
 from domain.application import CampusCard, Item, UploadOutcome, rejected
-from hub.service.metrics import Metrics
+from hub.ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class IngestWriter:
         self,
         app: CampusCard,
         loop: asyncio.AbstractEventLoop,
-        metrics: Metrics,
+        metrics: IngestMetrics,
         *,
         queue_max_uploads: int,
         batch_max_events: int,

@@ -26,24 +26,11 @@ from eventsourcing.utils import Environment, EnvType
 
 from domain.application import CampusCard
 from hub.storage import store
-from projections.access import AccessProjection, AccessView
-from projections.audit import AuditProjection, AuditView
 from projections.base import STORE_FAULTS, BatchingProjection, View, flush_together
-from projections.directory import DirectoryProjection, DirectoryView
+from projections.catalogue import PROJECTIONS, VIEW_POOL
 from projections.failures import FailureLog, one_line
-from projections.ledger import LedgerProjection, LedgerView
-from projections.stats import StatsProjection, StatsView
 
 log = logging.getLogger(__name__)
-
-PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
-    (LedgerProjection, LedgerView),
-    (DirectoryProjection, DirectoryView),
-    (AccessProjection, AccessView),
-    (AuditProjection, AuditView),
-    (StatsProjection, StatsView),
-)
-
 
 @dataclass(eq=False)
 class _Slot:
@@ -282,11 +269,6 @@ class SharedRunner:
         for slot in self.slots:
             slot.view.datastore.close()
         self.app.close()
-
-
-# A view is written by one thread and waited on by another: it needs few connections (the
-# library's default pool opens five per view, and there is a view per projection in each process).
-VIEW_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"}
 
 
 def _view(projection_class: type[Projection[Any]], view_class: type[View], env: EnvType) -> View:

@@ -16,10 +16,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from domain.application import CampusCard
 from hub.service import responses
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
-from hub.runner.projector import PROJECTIONS
 from hub.service.query import Body, PageQuery, documented, query
 from hub.service.typedefs import APPLICATION, METRICS, POOL, WRITER
 from projections import failures as failures_table
+from projections.catalogue import PROJECTIONS
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
 EVENTS_TABLE = f"{CampusCard.name}_events"
