@@ -3,22 +3,13 @@ No bearer token: signatures authenticate."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from domain.application import CampusCard, Item
-from domain.wire import (
-    HOTLIST_PREFIX,
-    Envelope,
-    InvalidEnvelope,
-    parse_envelope,
-    sign_document,
-)
+from domain.wire import HOTLIST_PREFIX, sign_document
+from hub.ingest import pipeline
 from hub.service import responses
 from hub.service.http import Problem, json_response, read_body
 from hub.service.keys import hub_public_key_b64
@@ -26,7 +17,6 @@ from hub.service.query import SinceQuery, documented, query
 from hub.service.schemas import UploadIn
 from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, SETTINGS, VERIFIERS, WRITER
 
-INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones in threads
 routes = web.RouteTableDef()
 
 
@@ -41,68 +31,9 @@ async def upload_events(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", "events: at least one event is required", field="events")
     if len(body.events) > settings.upload_max_events:
         raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
-    writer = request.app[WRITER]
-    writer.admit(len(body.events), device_id)  # an overloaded hub refuses before parsing or verifying
-    try:
-        items = await _prepare(request, device_id, body.events)
-    except BaseException:
-        writer.release(len(body.events), device_id)
-        raise
-    outcome = await writer.upload(device_id, items)
+    outcome = await pipeline.upload(request.app[WRITER], request.app[APPLICATION], request.app[VERIFIERS],
+                                    request.app[METRICS], device_id, body.events)
     return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
-
-
-def _parse(value: Any) -> Item:
-    """One event of the (already well-formed JSON) upload; a bad one is an ``invalid`` result."""
-    try:
-        return Item(parse_envelope(value))
-    except InvalidEnvelope as exc:
-        return Item(exc)
-
-
-async def _prepare(request: web.Request, device_id: str, raws: Sequence[Any]) -> list[Item]:
-    """Parses an upload's envelopes and checks their signatures before the writer sees them,
-    off its critical path: on the event loop for a small upload, in a verifier thread for a
-    large one, so that one device's large uploads do not hold up everyone's small ones."""
-    application = request.app[APPLICATION]
-    if len(raws) <= INLINE_VERIFY_MAX:
-        items, checked = _parse_and_verify(application, device_id, raws)
-    else:
-        loop = asyncio.get_running_loop()
-        items, checked = await loop.run_in_executor(
-            request.app[VERIFIERS], _parse_and_verify, application, device_id, raws
-        )
-    request.app[METRICS].signature_checks.inc(checked)
-    return items
-
-
-def _parse_and_verify(application: CampusCard, device_id: str, raws: Sequence[Any]) -> tuple[list[Item], int]:
-    items = [_parse(raw) for raw in raws]
-    key = application.device_keys.get(device_id)
-    if key is None:  # a device the writer has not seen yet: the writer checks, in the same order
-        return items, 0
-    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1))
-
-
-def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int) -> int:
-    """Checks signatures in the upload's (``seq``) order, up to the first event that will be
-    rejected: a bad signature or an invalid envelope; the writer answers the events after it
-    ``not_processed`` without checking them (DESIGN §9: a forged upload costs one verification).
-    Events below the device's last known ``next_seq`` are resends: the writer finds them by
-    comparing with the stored envelope and verifies only one that differs (DESIGN §8: hash
-    before signature). Sets each checked item's ``sig_ok``; returns how many it checked."""
-    checked = 0
-    for item in items:
-        envelope = item.envelope
-        if not isinstance(envelope, Envelope):
-            break
-        if envelope.seq < next_seq:
-            continue
-        checked += 1
-        item.sig_ok = envelope.verify(key)
-        if not item.sig_ok:
-            break
-    return checked
 
 
 @routes.get("/v1/devices/{device_id}/hotlist")
