@@ -17,7 +17,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 Statement = tuple[Composed, dict[str, Any]]
 
 # The database is down or the connection broke (the library wraps psycopg's errors in its
-# own): not a projection's fault, so the runner stops and is started again (hub.projector).
+# own): not a projection's fault, so the runner stops and is started again (hub.runner.projector).
 # Anything else a projection's code or statements raise is that projection's failure.
 STORE_FAULTS: tuple[type[BaseException], ...] = (
     persistence.OperationalError, persistence.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError,
@@ -111,7 +111,7 @@ TView = TypeVar("TView", bound=View)
 class BatchingProjection(Projection[TView], Generic[TView]):
     """Stages the statements of consecutive events; ``flush`` writes them in one transaction
     with the tracking record of the last one. Whoever runs the projection decides when to
-    flush (``hub.projector`` does when the subscription has nothing more already fetched)."""
+    flush (``hub.runner.projector`` does when the subscription has nothing more already fetched)."""
 
     def __init__(self, view: TView, settings: Mapping[str, str] | None = None) -> None:
         """``settings``: the hub's settings a projection may depend on (``CARDHUB_*``)."""

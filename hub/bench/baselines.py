@@ -13,8 +13,8 @@ from pathlib import Path
 from device_sim.device import SimDevice
 from domain.application import CampusCard, Item
 from domain.wire import parse_envelope, public_key_from_b64, verify_envelope
-from hub.service.app import application_env
 from hub.bench.report import Phase
+from hub.service.app import application_env
 from hub.storage.store import Database
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -28,10 +28,10 @@ from rich.table import Table
 
 from device_sim.client import HubClient
 from device_sim.device import SimDevice
-from hub.bench.run import AT, Processes, _body, _caught_up, _lean, _online, _seed
 from hub.bench.baselines import card_uid
 from hub.bench.overload import MAX_UPLOAD_EVENTS, send
 from hub.bench.report import Phase
+from hub.bench.run import AT, Processes, _body, _caught_up, _lean, _online, _seed
 
 console = Console()
 FLOOD_PRESIGN_PER_S = 6000  # flood events signed per second of the flood (more than the hub takes here)

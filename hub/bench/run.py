@@ -30,11 +30,11 @@ from device_sim.device import SimDevice
 from domain.application import CampusCard
 from domain.devices import SwipeLog
 from hub.bench.baselines import card_uid, ceiling, embedded_url, naive
+from hub.bench.loadgen import LeanClient
 from hub.bench.overload import overload, send
 from hub.bench.report import Phase, print_report
-from hub.service.keys import issue_token, load_key
-from hub.bench.loadgen import LeanClient
 from hub.bench.spawn import free_port, wait_ready
+from hub.service.keys import issue_token, load_key
 
 console = Console()
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -5,7 +5,7 @@ statistics tables with the rows that N approved purchases leave there — spread
 5,000 cards, 3 canteens, a supermarket and laundry, meal-period arrivals — then times each
 query over real HTTP, median of several runs. Prints figures; asserts nothing.
 
-    python benchmarks/stats_read.py [--events 1000000] [--days 60] [--runs 15]
+    python -m hub.bench.stats_read [--events 1000000] [--days 60] [--runs 15]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub.service.app import create_app
 from hub.config import Settings
+from hub.service.app import create_app
 from hub.service.keys import issue_token
-from hub.storage.store import Database, EmbeddedPostgres
 from hub.service.typedefs import HUB_KEY
+from hub.storage.store import Database, EmbeddedPostgres
 
 TZ = ZoneInfo("Asia/Shanghai")
 FIRST_DAY = date(2026, 9, 1)

@@ -1,8 +1,8 @@
 """What decoding an upload body costs per event: the strict JSON decoder of DESIGN §9
-(``hub.http.decode_json`` + ``msgspec.convert``) and the envelope parser, on a typical
+(``hub.service.http.decode_json`` + ``msgspec.convert``) and the envelope parser, on a typical
 1-event and a 1,000-event body, against plain msgspec decoding. Prints figures; asserts nothing.
 
-    python benchmarks/upload_decode.py
+    python -m hub.bench.upload_decode
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ from aiohttp import web
 
 from domain.application import CampusCard
 from hub.audit import audit_log
+from hub.config import Settings
 from hub.ingest import recorder
+from hub.ingest.writer import IngestWriter
+from hub.runner.projector import Projector
+from hub.service.http import problem_middleware
+from hub.service.keys import load_or_create_key
+from hub.service.metrics import Metrics
+from hub.service.openapi import openapi
 from hub.service.routes import access as routes_access
 from hub.service.routes import admin as routes_admin
 from hub.service.routes import audit as routes_audit
@@ -23,17 +30,10 @@ from hub.service.routes import dashboard as routes_dashboard
 from hub.service.routes import devices as routes_devices
 from hub.service.routes import reads as routes_reads
 from hub.service.routes import stats as routes_stats
-from hub.config import Settings
-from hub.service.http import problem_middleware
-from hub.service.keys import load_or_create_key
-from hub.service.metrics import Metrics
-from hub.service.openapi import openapi
-from hub.runner.projector import Projector
+from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
 from hub.storage import store
 from hub.storage.store import Database
 from hub.storage.writer_lock import OtherWriter, WriterLock
-from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
-from hub.ingest.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 SUPERVISE_SECONDS = 1.0

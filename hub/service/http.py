@@ -13,12 +13,12 @@ import msgspec
 from aiohttp import web
 
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
+from hub.ingest.writer import Overloaded, WriterFailed
 from hub.service.keys import Principal, TokenError, read_token
 from hub.service.query import check_request
 from hub.service.schemas import SAFE_TEXT
-from hub.storage.store import STORE_ERRORS
 from hub.service.typedefs import HUB_KEY
-from hub.ingest.writer import Overloaded, WriterFailed
+from hub.storage.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

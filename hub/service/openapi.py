@@ -1,5 +1,5 @@
 """The hub's OpenAPI 3.1 document, served at ``/openapi.json``, generated from the router and
-each handler's ``@documented`` declaration (``hub.query``): a route cannot be served
+each handler's ``@documented`` declaration (``hub.service.query``): a route cannot be served
 undocumented (``document`` raises), nor documented without being served."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Query strings and path parameters at the edge (DESIGN §6, §9), and the declared shape of
-every route, which ``hub.openapi`` turns into the document.
+every route, which ``hub.service.openapi`` turns into the document.
 
 Every route's handler is ``@documented``: its query Struct, body Struct, answers and whether
 it takes a token. The middleware calls ``check_request`` before the handler, so every query
@@ -44,7 +44,7 @@ DIGITS_RE = re.compile(r"[0-9]{1,19}")
 # aiohttp 3.14 added typed request keys (and warns on str keys); the project allows aiohttp >= 3.10.
 QUERY_KEY: Any = web.RequestKey("query", object) if hasattr(web, "RequestKey") else "cardhub.query"
 
-# Path parameter → its id type (hub.schemas); a route whose path names another is a bug.
+# Path parameter → its id type (hub.service.schemas); a route whose path names another is a bug.
 PATH_TYPES: dict[str, Any] = {
     "account_id": AccountId, "device_id": DeviceId, "card_uid": CardUid, "merchant_id": MerchantId,
     "zone": Zone,
@@ -189,7 +189,7 @@ def documented(summary: str, *, responses: Mapping[int, Any], query: type[Query]
                content: Mapping[int, Mapping[str, Any]] | None = None) -> Callable[[T], T]:
     """Declares a handler's query, body and answers (status → response Struct, ``Body`` or None
     for a problem). Problems of auth (401, 403), the store (503), the body (400, 413, 422), the
-    query (422) and the path (404) are added by ``hub.openapi`` from these flags."""
+    query (422) and the path (404) are added by ``hub.service.openapi`` from these flags."""
     operation = Operation(summary, responses, query, body, auth, store, content or {})
 
     def register(handler: T) -> T:
@@ -200,7 +200,7 @@ def documented(summary: str, *, responses: Mapping[int, Any], query: type[Query]
 
 
 def check_request(request: web.Request) -> None:
-    """Called by the middleware before every handler: raises ``hub.http.Problem``."""
+    """Called by the middleware before every handler: raises ``hub.service.http.Problem``."""
     if request.raw_path.find("?") >= 0 and _bad_text(request):
         raise _problem(422, "invalid", "the query string holds a control character or bytes that are not UTF-8",
                       field=_bad_name(request))
@@ -218,7 +218,7 @@ def check_request(request: web.Request) -> None:
 
 @functools.cache
 def _path_check(name: str) -> Callable[[str], bool]:
-    """The id type's own bounds (``hub.schemas``), as msgspec checks them, compiled once:
+    """The id type's own bounds (``hub.service.schemas``), as msgspec checks them, compiled once:
     ``msgspec.convert`` per request costs ~1.4 µs, this ~0.2 µs."""
     info = msgspec.inspect.type_info(PATH_TYPES[name])
     info = info.type if isinstance(info, msgspec.inspect.Metadata) else info
@@ -253,7 +253,7 @@ def decode_query(query: Any, operation: Operation) -> Query:
 
 
 def _problem(status: int, code: str, detail: str, *, field: str | None) -> Exception:
-    from hub.service.http import Problem  # hub.http's middleware imports this module
+    from hub.service.http import Problem  # hub.service.http's middleware imports this module
 
     return Problem(status, code, detail, field=field)
 

@@ -1,4 +1,4 @@
-"""The shapes of the hub's JSON answers, declared for the OpenAPI document (``hub.openapi``).
+"""The shapes of the hub's JSON answers, declared for the OpenAPI document (``hub.service.openapi``).
 
 Handlers build their answers as dicts; schemathesis checks in the suite that every answer
 matches the shape declared here. Fields a route leaves out when they do not apply have a

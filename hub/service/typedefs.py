@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.application import CampusCard
 from hub.config import Settings
-from hub.service.metrics import Metrics
-from hub.runner.projector import Projector
 from hub.ingest.writer import IngestWriter
+from hub.runner.projector import Projector
+from hub.service.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)

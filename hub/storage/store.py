@@ -46,7 +46,7 @@ class StoreUnavailable(Exception):
 
 
 # What the drivers raise when the server is gone, starting, shutting down or out of disk:
-# answered 503 store_unavailable, never 500 (hub.http). psycopg's OperationalError covers
+# answered 503 store_unavailable, never 500 (hub.service.http). psycopg's OperationalError covers
 # connection failures, pool timeouts, admin/crash shutdown and DiskFull (class 53).
 STORE_ERRORS: tuple[type[BaseException], ...] = (
     StoreUnavailable,
@@ -265,7 +265,7 @@ def _alive(process: psutil.Process) -> bool:
 # Writes: a burst's pages stay in shared buffers (an eighth of the memory, 128 MB to 1 GB)
 # instead of being evicted by the committing backends, and what a backend does evict is
 # handed to the kernel's writeback at once (backend_flush_after) rather than left dirty in
-# its page cache; see hub/writeback.py for the pages PostgreSQL leaves there all the same.
+# its page cache; see hub/storage/writeback.py for the pages PostgreSQL leaves there all the same.
 # Autovacuum: after a 5-minute burst (1 M swipes) it vacuumed the freshly filled view tables
 # during the online phase that followed: 4 s with bursts of 100–200 MB/s to the disk, and the
 # commits' WAL flushes waited behind them (p99 203–213 ms in that phase). At a fifth of the I/O

@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from device_sim.device import SimDevice
-from hub.service.keys import issue_token, load_key
 from hub.bench.spawn import free_port
+from hub.service.keys import issue_token, load_key
 from hub.storage.store import EmbeddedPostgres
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

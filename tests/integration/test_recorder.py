@@ -9,8 +9,8 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.application import CampusCard
-from hub.service.app import application_env
 from hub.ingest.recorder import ArrayInsertRecorder
+from hub.service.app import application_env
 from hub.storage.store import Database
 
 
