@@ -46,7 +46,7 @@ from domain.wire import (
     verify_envelope,
 )
 from hub.storage.store import Database
-from projections.base import flush_together
+from projections.base import View, flush_together
 from projections.catalogue import PROJECTIONS, VIEW_POOL
 from projections.failures import one_line
 
@@ -127,7 +127,7 @@ def verify(
             _check_saved(snapshot, saved_checkpoint, latest, roots, hub_key, saved_check)
         _check_books(sums, replay, books)
         for cls, view_class in PROJECTIONS:
-            for table in _tables(snapshot, view_class):
+            for table in _replayed_tables(view_class):
                 check = report.add(f"view {cls.name}: {table} = replay", "rows")
                 _compare(snapshot, replay.connection, table, scratch_schema, check)
     finally:
@@ -350,15 +350,8 @@ def _check_books(sums: _Sums, replay: _Replay, check: Check) -> None:
         check.fail(f"off by {sums.credits - (balances + sums.purchases - sums.reversals)} fen: {check.detail}")
 
 
-def _tables(conn: psycopg.Connection[Any], view_class: type) -> list[str]:
-    names = []
-    for statement in view_class.tables:
-        words = statement.split()
-        if words[:2] == ["CREATE", "TABLE"]:
-            name = words[5].split(".")[1].split("(")[0]
-            if name not in NOT_REPLAYED:
-                names.append(name)
-    return names
+def _replayed_tables(view_class: type[View]) -> list[str]:
+    return [name for name in view_class.tables if name not in NOT_REPLAYED]
 
 
 def _primary_key(conn: psycopg.Connection[Any], table: str) -> list[str]:
