@@ -33,7 +33,7 @@ _AFTER_LAST_INSTANT = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC)
 
 # DESIGN §9: no text field holds a control character (Unicode Cc) or a bidirectional control.
 # One character class, in a syntax Python's re and JSON Schema (ECMA 262) read alike, so the
-# request schemas (hub/schemas.py) are built from the same text as this module's check.
+# request schemas (hub/service/schemas.py) are built from the same text as this module's check.
 UNSAFE_CHARS = r"\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _UNSAFE_RE = re.compile(f"[{UNSAFE_CHARS}]")
 

@@ -1,1 +1,1 @@
-"""The hub: the aiohttp service, its ingest writer, storage start-up, and the CLI."""
+"""The hub, in rooms (each ``__init__`` says what it may import): cli > bench > service > ingest | runner | audit > storage > config."""

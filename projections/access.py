@@ -20,24 +20,26 @@ from projections.base import BatchingProjection, View
 
 
 class AccessView(View):
-    tables = (
-        "CREATE TABLE IF NOT EXISTS {schema}.zones ("
-        " zone text PRIMARY KEY, name text NOT NULL, anti_passback boolean NOT NULL, version bigint NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS {schema}.access_rules ("
-        " rule_id text PRIMARY KEY, zone text NOT NULL, grp text NOT NULL, days text[] NOT NULL,"
-        " start_hhmm text NOT NULL, stop_hhmm text NOT NULL)",
+    tables = {
+        "zones": "CREATE TABLE IF NOT EXISTS {schema}.zones ("
+            " zone text PRIMARY KEY, name text NOT NULL, anti_passback boolean NOT NULL, version bigint NOT NULL)",
+        "access_rules": "CREATE TABLE IF NOT EXISTS {schema}.access_rules ("
+            " rule_id text PRIMARY KEY, zone text NOT NULL, grp text NOT NULL, days text[] NOT NULL,"
+            " start_hhmm text NOT NULL, stop_hhmm text NOT NULL)",
+        "access_log": "CREATE TABLE IF NOT EXISTS {schema}.access_log ("
+            " notification_id bigint PRIMARY KEY, zone text, device_id text NOT NULL, seq bigint NOT NULL,"
+            " card_uid text NOT NULL, account_id text, direction text NOT NULL, decision text NOT NULL,"
+            " reason text, flags text[] NOT NULL, offline boolean NOT NULL, at text NOT NULL,"
+            " occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL)",
+        "occupancy": "CREATE TABLE IF NOT EXISTS {schema}.occupancy ("
+            " zone text NOT NULL, account_id text NOT NULL, since timestamptz NOT NULL, device_id text NOT NULL,"
+            " PRIMARY KEY (zone, account_id))",
+    }
+    indexes = (
         "CREATE INDEX IF NOT EXISTS access_rules_by_zone ON {schema}.access_rules (zone)",
-        "CREATE TABLE IF NOT EXISTS {schema}.access_log ("
-        " notification_id bigint PRIMARY KEY, zone text, device_id text NOT NULL, seq bigint NOT NULL,"
-        " card_uid text NOT NULL, account_id text, direction text NOT NULL, decision text NOT NULL,"
-        " reason text, flags text[] NOT NULL, offline boolean NOT NULL, at text NOT NULL,"
-        " occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL)",
         "CREATE INDEX IF NOT EXISTS access_log_by_zone ON {schema}.access_log (zone, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS access_log_by_account ON {schema}.access_log (account_id, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS access_log_by_card ON {schema}.access_log (card_uid, notification_id DESC)",
-        "CREATE TABLE IF NOT EXISTS {schema}.occupancy ("
-        " zone text NOT NULL, account_id text NOT NULL, since timestamptz NOT NULL, device_id text NOT NULL,"
-        " PRIMARY KEY (zone, account_id))",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -23,23 +23,25 @@ from projections.base import BatchingProjection, View
 
 
 class AuditView(View):
-    tables = (
-        "CREATE TABLE IF NOT EXISTS {schema}.audit_leaves ("
-        " leaf_index bigint PRIMARY KEY, notification_id bigint NOT NULL UNIQUE)",
-        "CREATE TABLE IF NOT EXISTS {schema}.audit_nodes ("
-        " level smallint NOT NULL, node_index bigint NOT NULL, hash bytea NOT NULL,"
-        " PRIMARY KEY (level, node_index))",
-        "CREATE TABLE IF NOT EXISTS {schema}.audit_swipes ("
-        " notification_id bigint PRIMARY KEY, device_id text NOT NULL, seq bigint NOT NULL,"
-        " card_uid text NOT NULL, account_id text, occurred_at timestamptz NOT NULL)",
+    tables = {
+        "audit_leaves": "CREATE TABLE IF NOT EXISTS {schema}.audit_leaves ("
+            " leaf_index bigint PRIMARY KEY, notification_id bigint NOT NULL UNIQUE)",
+        "audit_nodes": "CREATE TABLE IF NOT EXISTS {schema}.audit_nodes ("
+            " level smallint NOT NULL, node_index bigint NOT NULL, hash bytea NOT NULL,"
+            " PRIMARY KEY (level, node_index))",
+        "audit_swipes": "CREATE TABLE IF NOT EXISTS {schema}.audit_swipes ("
+            " notification_id bigint PRIMARY KEY, device_id text NOT NULL, seq bigint NOT NULL,"
+            " card_uid text NOT NULL, account_id text, occurred_at timestamptz NOT NULL)",
+        # Signed by the hub, not derived from events: not part of the replayed views.
+        "audit_checkpoints": "CREATE TABLE IF NOT EXISTS {schema}.audit_checkpoints ("
+            " tree_size bigint PRIMARY KEY, root_hash text NOT NULL, issued_at text NOT NULL, sig text NOT NULL)",
+    }
+    indexes = (
         "CREATE INDEX IF NOT EXISTS audit_swipes_by_card ON {schema}.audit_swipes (card_uid, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS audit_swipes_by_device ON {schema}.audit_swipes (device_id, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS audit_swipes_by_account"
         " ON {schema}.audit_swipes (account_id, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS audit_swipes_by_time ON {schema}.audit_swipes (occurred_at)",
-        # Signed by the hub, not derived from events: not part of the replayed views.
-        "CREATE TABLE IF NOT EXISTS {schema}.audit_checkpoints ("
-        " tree_size bigint PRIMARY KEY, root_hash text NOT NULL, issued_at text NOT NULL, sig text NOT NULL)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -17,17 +17,19 @@ from projections.base import BatchingProjection, View
 
 
 class DirectoryView(View):
-    tables = (
-        "CREATE TABLE IF NOT EXISTS {schema}.cards ("
-        " card_uid text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, account_id text NOT NULL,"
-        " status text NOT NULL,"
-        " hotlist_version bigint NOT NULL DEFAULT 0)",
+    tables = {
+        "cards": "CREATE TABLE IF NOT EXISTS {schema}.cards ("
+            " card_uid text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, account_id text NOT NULL,"
+            " status text NOT NULL,"
+            " hotlist_version bigint NOT NULL DEFAULT 0)",
+        "devices": "CREATE TABLE IF NOT EXISTS {schema}.devices ("
+            " device_id text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, kind text NOT NULL,"
+            " merchant_id text, zone text, location text, revoked boolean NOT NULL DEFAULT false)",
+        "merchants": "CREATE TABLE IF NOT EXISTS {schema}.merchants ("
+            " merchant_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL)",
+    }
+    indexes = (
         "CREATE INDEX IF NOT EXISTS cards_by_hotlist_version ON {schema}.cards (hotlist_version)",
-        "CREATE TABLE IF NOT EXISTS {schema}.devices ("
-        " device_id text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, kind text NOT NULL,"
-        " merchant_id text, zone text, location text, revoked boolean NOT NULL DEFAULT false)",
-        "CREATE TABLE IF NOT EXISTS {schema}.merchants ("
-        " merchant_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,6 +1,6 @@
 """Where a projection that failed is recorded, for the hub's ``/healthz`` and ``/metrics``.
 
-The projections run in a process of their own (``hub.projector``); the hub's HTTP process
+The projections run in a process of their own (``hub.runner.projector``); the hub's HTTP process
 reads this table, beside the views and their tracking records, in the same database: it
 survives a restart of either process, and a read of it is one query that also tells whether
 the database is reachable. A row's ``position``/``error`` are set while the projection is

@@ -27,16 +27,18 @@ class LedgerView(View):
     """Money is ``numeric``: a balance or a sum of amounts an older hub accepted (2^53−1 fen
     each) may leave the 64-bit range, and the view must still hold it exactly."""
 
-    tables = (
-        "CREATE TABLE IF NOT EXISTS {schema}.balances ("
-        " account_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL,"
-        " subsidy_fen numeric NOT NULL DEFAULT 0, cash_fen numeric NOT NULL DEFAULT 0)",
-        "CREATE TABLE IF NOT EXISTS {schema}.transactions ("
-        " notification_id bigint PRIMARY KEY, account_id text NOT NULL, kind text NOT NULL,"
-        " amount_fen numeric NOT NULL, subsidy_fen numeric NOT NULL, cash_fen numeric NOT NULL,"
-        " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen numeric,"
-        " card_uid text, device_id text, seq bigint, merchant_id text, ref text,"
-        " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
+    tables = {
+        "balances": "CREATE TABLE IF NOT EXISTS {schema}.balances ("
+            " account_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL,"
+            " subsidy_fen numeric NOT NULL DEFAULT 0, cash_fen numeric NOT NULL DEFAULT 0)",
+        "transactions": "CREATE TABLE IF NOT EXISTS {schema}.transactions ("
+            " notification_id bigint PRIMARY KEY, account_id text NOT NULL, kind text NOT NULL,"
+            " amount_fen numeric NOT NULL, subsidy_fen numeric NOT NULL, cash_fen numeric NOT NULL,"
+            " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen numeric,"
+            " card_uid text, device_id text, seq bigint, merchant_id text, ref text,"
+            " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
+    }
+    indexes = (
         "CREATE INDEX IF NOT EXISTS transactions_by_account"
         " ON {schema}.transactions (account_id, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS transactions_by_merchant ON {schema}.transactions (merchant_id, occurred_at)",

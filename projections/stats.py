@@ -88,26 +88,28 @@ class StatsView(View):
     """Amounts are ``numeric`` (sums of hostile amounts leave the 64-bit range); counts are
     ``bigint``: each is at most the number of events."""
 
-    tables = (
-        "CREATE TABLE IF NOT EXISTS {schema}.stats_sales ("
-        " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
-        " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
-        " card_uid text NOT NULL, count bigint NOT NULL, amount_fen numeric NOT NULL,"
-        " PRIMARY KEY (hour_start, merchant_id, device_id, card_uid, meal, category))",
-        "CREATE INDEX IF NOT EXISTS stats_sales_by_merchant ON {schema}.stats_sales (merchant_id, hour_start)",
+    tables = {
+        "stats_sales": "CREATE TABLE IF NOT EXISTS {schema}.stats_sales ("
+            " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
+            " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
+            " card_uid text NOT NULL, count bigint NOT NULL, amount_fen numeric NOT NULL,"
+            " PRIMARY KEY (hour_start, merchant_id, device_id, card_uid, meal, category))",
         # The same sums without the card: what counts and amounts are read from (a few rows an hour).
-        "CREATE TABLE IF NOT EXISTS {schema}.stats_hourly ("
-        " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
-        " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
-        " count bigint NOT NULL, amount_fen numeric NOT NULL,"
-        " PRIMARY KEY (hour_start, merchant_id, device_id, meal, category))",
-        "CREATE TABLE IF NOT EXISTS {schema}.stats_minutes ("
-        " local_day date NOT NULL, minute smallint NOT NULL, merchant_id text NOT NULL,"
-        " count bigint NOT NULL, amount_fen numeric NOT NULL, PRIMARY KEY (local_day, merchant_id, minute))",
-        "CREATE TABLE IF NOT EXISTS {schema}.stats_gates ("
-        " hour_start timestamptz NOT NULL, local_day date NOT NULL, zone text NOT NULL,"
-        " direction text NOT NULL, decision text NOT NULL, count bigint NOT NULL,"
-        " PRIMARY KEY (hour_start, zone, direction, decision))",
+        "stats_hourly": "CREATE TABLE IF NOT EXISTS {schema}.stats_hourly ("
+            " hour_start timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
+            " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
+            " count bigint NOT NULL, amount_fen numeric NOT NULL,"
+            " PRIMARY KEY (hour_start, merchant_id, device_id, meal, category))",
+        "stats_minutes": "CREATE TABLE IF NOT EXISTS {schema}.stats_minutes ("
+            " local_day date NOT NULL, minute smallint NOT NULL, merchant_id text NOT NULL,"
+            " count bigint NOT NULL, amount_fen numeric NOT NULL, PRIMARY KEY (local_day, merchant_id, minute))",
+        "stats_gates": "CREATE TABLE IF NOT EXISTS {schema}.stats_gates ("
+            " hour_start timestamptz NOT NULL, local_day date NOT NULL, zone text NOT NULL,"
+            " direction text NOT NULL, decision text NOT NULL, count bigint NOT NULL,"
+            " PRIMARY KEY (hour_start, zone, direction, decision))",
+    }
+    indexes = (
+        "CREATE INDEX IF NOT EXISTS stats_sales_by_merchant ON {schema}.stats_sales (merchant_id, hour_start)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

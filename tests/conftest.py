@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from device_sim.device import SimDevice
-from hub.app import create_app
 from hub.config import Settings
-from hub.keys import issue_token
-from hub.store import Database, EmbeddedPostgres
-from hub.typedefs import APPLICATION, HUB_KEY, PROJECTOR
+from hub.service.app import create_app
+from hub.service.keys import issue_token
+from hub.service.typedefs import APPLICATION, HUB_KEY, PROJECTOR
+from hub.storage.store import Database, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")

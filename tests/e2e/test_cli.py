@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from hub.keys import load_or_create_key, read_token
+from hub.service.keys import load_or_create_key, read_token
 from tests.e2e.processes import free_port, ready, start, wait_gone
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
 

@@ -22,9 +22,9 @@ import psutil
 import pytest
 
 from device_sim.device import SimDevice
-from hub.keys import issue_token, load_key
-from hub.spawn import free_port
-from hub.store import EmbeddedPostgres
+from hub.bench.spawn import free_port
+from hub.service.keys import issue_token, load_key
+from hub.storage.store import EmbeddedPostgres
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 CARD = "ABCDEF01"

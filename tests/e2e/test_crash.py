@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from device_sim.device import SimDevice
-from hub.store import EmbeddedPostgres
+from hub.storage.store import EmbeddedPostgres
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 CARD = "ABCDEF01"

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import CDPSession, Page, async_playwright
 
 from device_sim.device import SimDevice
-from hub.store import Database
+from hub.storage.store import Database
 from tests.conftest import Hub, start_hub
 
 CHROMIUM = Path("/usr/bin/chromium")

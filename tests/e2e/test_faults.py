@@ -29,7 +29,7 @@ START_CASH = 10_000_000
 
 
 def test_the_library_hooks_the_hub_bounds_are_there() -> None:
-    """hub.store.fast_reconnects and hub.recorder.bound_retries reach into psycopg_pool and eventsourcing."""
+    """hub.storage.store.fast_reconnects and hub.ingest.recorder.bound_retries reach into psycopg_pool and eventsourcing."""
     assert hasattr(psycopg_pool.base.AttemptWithBackoff, "INITIAL_DELAY")
     assert hasattr(psycopg_pool.base.AttemptWithBackoff, "DELAY_BACKOFF")
     for name in ("select_events", "select_notifications", "max_notification_id"):

@@ -29,8 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from device_sim.device import SimDevice
-from hub.keys import issue_token, load_or_create_key
-from hub.store import Database
+from hub.service.keys import issue_token, load_or_create_key
+from hub.storage.store import Database
 from tests.e2e.test_crash import CLI, free_port
 
 EXAMPLES_PER_OPERATION = 25  # per operation: 15 that fit the document, 10 that do not (where anything can be negated)

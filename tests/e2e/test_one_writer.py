@@ -15,8 +15,8 @@ import aiohttp
 import psycopg
 import pytest
 
-from hub.store import Database
-from hub.writer_lock import WriterLock
+from hub.storage.store import Database
+from hub.storage.writer_lock import WriterLock
 from tests.e2e.processes import CLI, free_port, ready, start
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
 

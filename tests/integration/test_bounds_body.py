@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from device_sim.device import SimDevice
 from domain.wire import GENESIS_PREV, sign_envelope
-from hub.store import Database
+from hub.storage.store import Database
 from tests.conftest import Hub, start_hub
 
 # A refused input writes nothing, so the refusals share one hub (one event loop for the module);

@@ -14,8 +14,8 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 
-from hub.query import Cursor
-from hub.store import Database
+from hub.service.query import Cursor
+from hub.storage.store import Database
 from tests.conftest import Hub, start_hub
 
 # One seeded hub for the module: every case refuses, so none changes what the next one sees.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hub.typedefs import APPLICATION
+from hub.service.typedefs import APPLICATION
 from tests.conftest import Hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from hub.config import Settings
-from hub.store import EMBEDDED_SETTINGS, Database, EmbeddedPostgres, _normal, open_database
-from hub.writeback import WritebackPacer
+from hub.storage.store import EMBEDDED_SETTINGS, Database, EmbeddedPostgres, _normal, open_database
+from hub.storage.writeback import WritebackPacer
 
 
 def test_embedded_server_runs_with_the_settings_that_need_a_restart(pg_server: Database) -> None:

@@ -15,7 +15,7 @@ import psycopg
 
 from device_sim.device import SimDevice
 from domain.application import CampusCard
-from hub.store import Database
+from hub.storage.store import Database
 from tests.conftest import Hub, start_hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 
-from hub.openapi import UnknownRoute, document
+from hub.service.openapi import UnknownRoute, document
 from tests.conftest import Hub
 
 PROBLEM = "application/problem+json"

@@ -17,11 +17,11 @@ import pytest
 from device_sim.device import SimDevice
 from domain.application import CampusCard, Item
 from domain.wire import b64decode, event_hash, parse_envelope, signing_input
-from hub import audit_log
-from hub.app import application_env
-from hub.store import Database
-from hub.typedefs import APPLICATION, HUB_KEY, POOL, PROJECTOR
-from hub.verify import verify
+from hub.audit import audit_log
+from hub.audit.verify import verify
+from hub.service.app import application_env
+from hub.service.typedefs import APPLICATION, HUB_KEY, POOL, PROJECTOR
+from hub.storage.store import Database
 from projections.base import clean_params, clean_text
 from tests.conftest import Hub, start_hub
 

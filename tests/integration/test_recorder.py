@@ -9,9 +9,9 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.application import CampusCard
-from hub.app import application_env
-from hub.recorder import ArrayInsertRecorder
-from hub.store import Database
+from hub.ingest.recorder import ArrayInsertRecorder
+from hub.service.app import application_env
+from hub.storage.store import Database
 
 
 def test_array_insert_refuses_a_second_event_for_a_version_and_keeps_the_order(database: Database) -> None:

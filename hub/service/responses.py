@@ -1,0 +1,370 @@
+"""The shapes of the hub's JSON answers, declared for the OpenAPI document (``hub.service.openapi``).
+
+Handlers build their answers as dicts; schemathesis checks in the suite that every answer
+matches the shape declared here. Fields a route leaves out when they do not apply have a
+default (not required); extra fields are allowed, so a new field is not a breaking change."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Answer(msgspec.Struct):
+    pass
+
+
+class Problem(Answer):
+    """RFC 9457 problem details; ``field`` names the input at fault."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+
+
+class Merchant(Answer):
+    merchant_id: str
+    name: str
+    category: str
+
+
+class Device(Answer):
+    device_id: str
+    kind: str
+    public_key: str
+    merchant_id: str | None
+    zone: str | None
+    location: str | None
+    revoked: bool
+
+
+class Account(Answer):
+    account_id: str
+    name: str
+    category: str
+    groups: list[str]
+    daily_limit: int | None
+    valid_from: str | None
+    valid_until: str | None
+
+
+class Card(Answer):
+    card_uid: str
+    account_id: str
+    status: str
+
+
+class Balance(Answer):
+    account_id: str
+    cash: int
+    subsidy: int
+    total: int
+
+
+class Credit(Answer):
+    account_id: str
+    kind: Literal["topup", "subsidy"]
+    amount: int
+    ref: str
+    balance: Balance
+
+
+class UploadResult(Answer):
+    seq: int | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    decision: str | None = None
+    reason: str | None = None
+    balance: int | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class UploadAnswer(Answer):
+    results: list[UploadResult]
+    next_seq: int
+
+
+class Hotlist(Answer):
+    version: int
+    full: bool
+    added: list[str]
+    removed: list[str]
+    issued_at: str
+    sig: str
+
+
+class HubKey(Answer):
+    public_key: str
+
+
+class Transaction(Answer):
+    kind: str
+    amount: int
+    subsidy: int
+    cash: int
+    balance: int | None
+    recorded_at: str
+    ref: str | None = None
+    decision: str | None = None
+    card: str | None = None
+    device: str | None = None
+    seq: int | None = None
+    merchant_id: str | None = None
+    at: str | None = None
+    flags: list[str] = []
+    reason: str | None = None
+
+
+class Transactions(Answer):
+    items: list[Transaction]
+    next: str | None
+
+
+class Checkpoint(Answer):
+    tree_size: int
+    root_hash: str
+    issued_at: str
+    sig: str
+
+
+class Leaves(Answer):
+    start: int
+    leaves: list[str]
+
+
+class Proof(Answer):
+    hashes: list[str]
+
+
+class AuditEvent(Answer):
+    envelope: dict[str, Any]
+    result: dict[str, Any]
+    recorded_at: str
+    leaf_index: int | None
+
+
+class AuditEvents(Answer):
+    items: list[AuditEvent]
+    next: str | None
+
+
+class Sums(Answer):
+    count: int
+    amount: int
+
+
+class DeviceSettlement(Answer):
+    device_id: str
+    purchases: Sums
+    reversals: Sums
+    net: int
+
+
+class Settlement(Answer):
+    merchant_id: str
+    date: str
+    time_zone: str
+    purchases: Sums
+    reversals: Sums
+    net: int
+    devices: list[DeviceSettlement]
+
+
+class ZoneAnswer(Answer):
+    zone: str
+    name: str
+    anti_passback: bool
+
+
+class Rule(Answer):
+    rule_id: str
+    zone: str
+    group: str
+    days: list[str]
+    start: str = msgspec.field(name="from")
+    stop: str = msgspec.field(name="to")
+
+
+class Inside(Answer):
+    account_id: str
+    since: str
+    device: str
+
+
+class Occupancy(Answer):
+    zone: str
+    anti_passback: bool
+    count: int
+    inside: list[Inside]
+
+
+class GateRule(Answer):
+    rule_id: str
+    group: str
+    days: list[str]
+    start: str = msgspec.field(name="from")
+    stop: str = msgspec.field(name="to")
+
+
+class DeviceRules(Answer):
+    device: str
+    zone: str | None
+    anti_passback: bool
+    time_zone: str
+    rules: list[GateRule]
+    version: int
+    hotlist_version: int
+    issued_at: str
+    sig: str
+
+
+class AccessEntry(Answer):
+    zone: str | None
+    device: str
+    seq: int
+    card: str
+    account_id: str | None
+    direction: str
+    decision: str
+    flags: list[str]
+    offline: bool
+    at: str
+    recorded_at: str
+    reason: str | None = None
+
+
+class AccessLog(Answer):
+    items: list[AccessEntry]
+    next: str | None
+
+
+class Totals(Answer):
+    count: int
+    amount: int
+    cards: int
+
+
+class Group(Answer):
+    key: str | int
+    count: int
+    amount: int
+    cards: int
+
+
+class Consumption(Answer):
+    start: str | None = msgspec.field(name="from")
+    end: str | None = msgspec.field(name="to")
+    by: str
+    groups: list[Group]
+    total: Totals
+    merchant: str | None = None
+
+
+class DashboardMerchant(Answer):
+    merchant_id: str
+    name: str
+    category: str
+    count: int
+    amount: int
+    cards: int
+
+
+class DashboardMeal(Answer):
+    merchant_id: str | None
+    meal: str | None
+    count: int
+    amount: int
+    cards: int
+
+
+class DashboardWindow(Answer):
+    device_id: str | None
+    merchant_id: str | None
+    location: str | None
+    count: int
+    amount: int
+
+
+class DashboardCategory(Answer):
+    key: str | None
+    count: int
+    amount: int
+    cards: int
+
+
+class PerMinute(Answer):
+    merchant_id: str
+    minute: int
+    count: int
+    amount: int
+
+
+class Gates(Answer):
+    zone: str
+    name: str
+    declined: int
+    gates_in: int = msgspec.field(name="in")
+    gates_out: int = msgspec.field(name="out")
+
+
+class Lag(Answer):
+    store_position: int
+    lag_events: int
+
+
+class DashboardCheckpoint(Answer):
+    tree_size: int
+    root_hash: str
+    issued_at: str
+
+
+class Dashboard(Answer):
+    date: str
+    time_zone: str
+    generated_at: str
+    merchants: list[DashboardMerchant]
+    meals: list[DashboardMeal]
+    windows: list[DashboardWindow]
+    categories: list[DashboardCategory]
+    total: Totals
+    per_minute: list[PerMinute]
+    gates: list[Gates]
+    projections: Lag
+    checkpoint: DashboardCheckpoint | None
+
+
+class ProjectionPosition(Answer):
+    position: int
+    lag_events: int
+    lag_seconds: float
+
+
+class HealthProblem(Answer):
+    """A projection that failed on an event (``position``) or lags more than 5 s."""
+
+    projection: str
+    position: int
+    error: str
+    lag_seconds: float
+    failed_at: str | None = None
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    store_position: int
+    projections: dict[str, ProjectionPosition]
+    writer_queue: int
+    problems: list[HealthProblem] | None = None
+
+
+class Document(Answer):
+    """This OpenAPI document."""
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]

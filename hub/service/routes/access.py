@@ -1,0 +1,120 @@
+"""Access control routes (DESIGN §3): zones and rules (card office), the signed rules a gate
+downloads to decide offline, the access log, and who is inside an anti-passback zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from domain.access import Zone
+from domain.wire import RULES_PREFIX, sign_document
+from hub.service import responses
+from hub.service.http import Problem, authorize, json_response, read_body
+from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
+from hub.service.schemas import AccessRuleIn, ZoneIn
+from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
+
+CARD_OFFICE = ("admin", "operator")
+ACCESS_READERS = ("admin", "operator", "auditor")
+routes = web.RouteTableDef()
+
+
+def zone_json(zone: Zone) -> dict[str, Any]:
+    return {"zone": zone.zone, "name": zone.name, "anti_passback": zone.anti_passback}
+
+
+@routes.post("/v1/zones")
+@documented("Create an access zone", body=ZoneIn, responses={201: responses.ZoneAnswer, 409: None})
+async def create_zone(request: web.Request) -> web.Response:
+    authorize(request, *CARD_OFFICE)
+    body = await read_body(request, ZoneIn)
+    zone = await request.app[WRITER].run(
+        lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback)))
+    return json_response(zone, status=201)
+
+
+@routes.post("/v1/access-rules")
+@documented("Add an access rule to a zone", body=AccessRuleIn, responses={201: responses.Rule, 404: None, 409: None})
+async def create_rule(request: web.Request) -> web.Response:
+    """Goes through the writer, so the next online gate decision already applies it."""
+    authorize(request, *CARD_OFFICE)
+    body = await read_body(request, AccessRuleIn)
+    rule = await request.app[WRITER].run(
+        lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop))
+    return json_response(rule, status=201)
+
+
+@routes.get("/v1/devices/{device_id}/rules")
+@documented("Signed access rules of a gate's zone; 304 when not newer than `since`", query=SinceQuery, auth=False,
+            responses={200: responses.DeviceRules, 304: Body(None), 404: None})
+async def device_rules(request: web.Request) -> web.Response:
+    """The gate's zone, its rules and the hotlist version, signed by the hub. ``version`` is
+    the later of the zone's and the hotlist's; ``?since=`` that version answers 304."""
+    device_id = request.match_info["device_id"]
+    since = query(request, SinceQuery).since
+    async with request.app[POOL].acquire() as conn:
+        device = await conn.fetchrow(
+            "SELECT zone FROM devices WHERE device_id = $1 AND NOT revoked AND kind = 'gate'", device_id)
+        if device is None:
+            raise Problem(404, "not_found", f"device {device_id} is not a registered gate, or is revoked")
+        zone = await conn.fetchrow("SELECT * FROM zones WHERE zone = $1", device["zone"])
+        rules = await conn.fetch("SELECT * FROM access_rules WHERE zone = $1 ORDER BY rule_id", device["zone"])
+        hotlist_version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
+    zone_version = zone["version"] if zone else 0
+    version = max(zone_version, hotlist_version)
+    if since is not None and since >= version:
+        return web.Response(status=304)
+    body = {
+        "device": device_id, "zone": device["zone"], "anti_passback": bool(zone and zone["anti_passback"]),
+        "time_zone": request.app[SETTINGS].timezone,
+        "rules": [{"rule_id": r["rule_id"], "group": r["grp"], "days": list(r["days"]),
+                   "from": r["start_hhmm"], "to": r["stop_hhmm"]} for r in rules],
+        "version": version, "hotlist_version": hotlist_version,
+        "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    return json_response(sign_document(RULES_PREFIX, body, request.app[HUB_KEY]))
+
+
+@routes.get("/v1/access-log")
+@documented("Gate swipes with their decisions, newest first", query=AccessLogQuery,
+            responses={200: responses.AccessLog})
+async def access_log(request: web.Request) -> web.Response:
+    authorize(request, *ACCESS_READERS)
+    page = query(request, AccessLogQuery)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM access_log WHERE notification_id < $1"
+            " AND ($2::text IS NULL OR zone = $2) AND ($3::text IS NULL OR account_id = $3)"
+            " AND ($4::text IS NULL OR card_uid = $4)"
+            " AND ($5::timestamptz IS NULL OR occurred_at >= $5) AND ($6::timestamptz IS NULL OR occurred_at < $6)"
+            " ORDER BY notification_id DESC LIMIT $7",
+            page.before, page.zone, page.account, page.card, page.start, page.end, page.limit + 1,
+        )
+    items = [{
+        "zone": r["zone"], "device": r["device_id"], "seq": r["seq"], "card": r["card_uid"],
+        "account_id": r["account_id"], "direction": r["direction"], "decision": r["decision"],
+        **({"reason": r["reason"]} if r["reason"] else {}), "flags": list(r["flags"]),
+        "offline": r["offline"], "at": r["at"], "recorded_at": r["recorded_at"].isoformat(),
+    } for r in rows[: page.limit]]
+    return json_response({"items": items, "next": page.next_cursor(rows)})
+
+
+@routes.get("/v1/zones/{zone}/occupancy")
+@documented("Who is inside an anti-passback zone", responses={200: responses.Occupancy, 404: None})
+async def occupancy(request: web.Request) -> web.Response:
+    """Who is inside an anti-passback zone now (passed in, not out)."""
+    authorize(request, *ACCESS_READERS)
+    zone = request.match_info["zone"]
+    async with request.app[POOL].acquire() as conn:
+        found = await conn.fetchrow("SELECT anti_passback FROM zones WHERE zone = $1", zone)
+        if found is None:
+            raise Problem(404, "not_found", f"zone {zone} not found")
+        rows = await conn.fetch(
+            "SELECT account_id, since, device_id FROM occupancy WHERE zone = $1 ORDER BY since DESC", zone)
+    return json_response({
+        "zone": zone, "anti_passback": found["anti_passback"], "count": len(rows),
+        "inside": [{"account_id": r["account_id"], "since": r["since"].isoformat(), "device": r["device_id"]}
+                   for r in rows],
+    })

@@ -1,0 +1,182 @@
+"""Audit routes (DESIGN §4), for auditors and admins, and merchant settlement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from domain import merkle
+from domain.wire import b64encode, leaf_bytes
+from hub.audit import audit_log
+from hub.service import responses
+from hub.service.http import Problem, authorize, json_response
+from hub.service.query import (
+    AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
+)
+from hub.service.routes.reads import EVENTS_TABLE
+from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+
+AUDITORS = ("admin", "auditor")
+MAX_LEAVES = 1000
+routes = web.RouteTableDef()
+
+
+async def _size(conn: Any, wanted: int, name: str) -> None:
+    size = await audit_log.tree_size(conn)
+    if wanted > size:
+        raise Problem(422, "invalid", f"{name}: the tree has {size} leaves", field=name)
+
+
+@routes.get("/v1/audit/checkpoint")
+@documented("The latest signed checkpoint of the Merkle log", responses={200: responses.Checkpoint})
+async def checkpoint(request: web.Request) -> web.Response:
+    authorize(request, *AUDITORS)
+    async with request.app[POOL].acquire() as conn:
+        latest = await audit_log.latest_checkpoint(conn)
+    if latest is None:  # the hub issues one at start; a race with start-up only
+        latest = await audit_log.issue_checkpoint(request.app[POOL], request.app[HUB_KEY])
+    return json_response(latest)
+
+
+@routes.get("/v1/audit/leaves")
+@documented("Leaf bytes [start, end), at most 1000", query=LeavesQuery, responses={200: responses.Leaves})
+async def leaves(request: web.Request) -> web.Response:
+    authorize(request, *AUDITORS)
+    q = query(request, LeavesQuery)
+    start, end = q.start, q.end
+    if end <= start:
+        raise Problem(422, "invalid", "end: must be greater than start", field="end")
+    if end - start > MAX_LEAVES:
+        raise Problem(422, "invalid", f"end: at most {MAX_LEAVES} leaves at a time", field="end")
+    async with request.app[POOL].acquire() as conn:
+        await _size(conn, end, "end")
+        rows = await conn.fetch(
+            f"SELECT e.originator_id, e.originator_version, e.topic, e.state FROM audit_leaves l"
+            f" JOIN {EVENTS_TABLE} e USING (notification_id)"
+            " WHERE l.leaf_index >= $1 AND l.leaf_index < $2 ORDER BY l.leaf_index", start, end,
+        )
+    if len(rows) != end - start:
+        raise Problem(500, "audit_log_damaged", "leaves of the audit log have no stored event")
+    return json_response({"start": start, "leaves": [
+        b64encode(leaf_bytes(str(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"])))
+        for r in rows
+    ]})
+
+
+@routes.get("/v1/audit/proofs/inclusion")
+@documented("RFC 9162 inclusion proof", query=InclusionQuery, responses={200: responses.Proof})
+async def inclusion(request: web.Request) -> web.Response:
+    authorize(request, *AUDITORS)
+    q = query(request, InclusionQuery)
+    index, size = q.index, q.tree_size
+    if index >= size:
+        raise Problem(422, "invalid", "index: must be less than tree_size", field="index")
+    async with request.app[POOL].acquire() as conn:
+        await _size(conn, size, "tree_size")
+        proof = await audit_log.with_nodes(conn, lambda get: merkle.inclusion_proof(index, size, get))
+    return json_response({"hashes": [h.hex() for h in proof]})
+
+
+@routes.get("/v1/audit/proofs/consistency")
+@documented("RFC 9162 consistency proof", query=ConsistencyQuery, responses={200: responses.Proof})
+async def consistency(request: web.Request) -> web.Response:
+    authorize(request, *AUDITORS)
+    q = query(request, ConsistencyQuery)
+    first, second = q.first, q.second
+    if first > second:
+        raise Problem(422, "invalid", "first: must not exceed second", field="first")
+    async with request.app[POOL].acquire() as conn:
+        await _size(conn, second, "second")
+        proof = await audit_log.with_nodes(conn, lambda get: merkle.consistency_proof(first, second, get))
+    return json_response({"hashes": [h.hex() for h in proof]})
+
+
+@routes.get("/v1/audit/events")
+@documented("Device envelopes as signed, with their results, newest first", query=AuditEventsQuery,
+            responses={200: responses.AuditEvents})
+async def events(request: web.Request) -> web.Response:
+    """Device envelopes exactly as signed, with their results, newest first."""
+    authorize(request, *AUDITORS)
+    page = query(request, AuditEventsQuery)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT s.notification_id, l.leaf_index, e.state FROM audit_swipes s"
+            f" JOIN {EVENTS_TABLE} e USING (notification_id)"
+            " LEFT JOIN audit_leaves l USING (notification_id)"
+            " WHERE s.notification_id < $1"
+            " AND ($2::text IS NULL OR s.card_uid = $2) AND ($3::text IS NULL OR s.device_id = $3)"
+            " AND ($4::text IS NULL OR s.account_id = $4)"
+            " AND ($5::timestamptz IS NULL OR s.occurred_at >= $5) AND ($6::timestamptz IS NULL OR s.occurred_at < $6)"
+            " ORDER BY s.notification_id DESC LIMIT $7",
+            page.before, page.card, page.device, page.account, page.start, page.end, page.limit + 1,
+        )
+    items = []
+    for row in rows[: page.limit]:
+        state = json.loads(bytes(row["state"]))
+        items.append({"envelope": state["envelope"], "result": state["result"],
+                      "recorded_at": state["recorded_at"], "leaf_index": row["leaf_index"]})
+    return json_response({"items": items, "next": page.next_cursor(rows)})
+
+
+@routes.get("/v1/merchants/{merchant_id}/settlement")
+@documented("A merchant's approved purchases and reversals on one local day (JSON, or CSV with format=csv"
+            " or Accept: text/csv)", query=SettlementQuery, responses={200: responses.Settlement, 404: None},
+            content={200: {"text/csv": {"type": "string"}}})
+async def settlement(request: web.Request) -> web.Response:
+    """One local day of a merchant's approved purchases and reversals, per device and in all."""
+    merchant_id = request.match_info["merchant_id"]
+    authorize(request, *AUDITORS, "merchant", merchant=merchant_id)
+    zone = request.app[SETTINGS].zone()
+    q = query(request, SettlementQuery)
+    day = q.date or datetime.now(zone).date()
+    start = datetime.combine(day, time(), zone)
+    end = datetime.combine(day + timedelta(days=1), time(), zone)
+    async with request.app[POOL].acquire() as conn:
+        if not await conn.fetchval("SELECT 1 FROM merchants WHERE merchant_id = $1", merchant_id):
+            raise Problem(404, "not_found", f"merchant {merchant_id} not found")
+        rows = await conn.fetch(
+            "SELECT device_id,"
+            " count(*) FILTER (WHERE kind = 'purchase') AS purchases,"
+            " coalesce(sum(-amount_fen) FILTER (WHERE kind = 'purchase'), 0) AS purchase_fen,"
+            " count(*) FILTER (WHERE kind = 'reversal') AS reversals,"
+            " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0) AS reversal_fen"
+            " FROM transactions WHERE merchant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
+            " AND decision = 'approved' AND amount_fen <> 0 GROUP BY device_id ORDER BY device_id",
+            merchant_id, start, end,
+        )
+    devices = [_settled(r["device_id"], r) for r in rows]
+    total = _settled(None, {k: sum(r[k] for r in rows) for k in ("purchases", "purchase_fen", "reversals", "reversal_fen")})
+    body = {"merchant_id": merchant_id, "date": day.isoformat(), "time_zone": str(zone), **total, "devices": devices}
+    if q.format == "csv" or (q.format is None and "text/csv" in request.headers.get("Accept", "")):
+        return _csv(body)
+    return json_response(body)
+
+
+def _settled(device_id: str | None, row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {} if device_id is None else {"device_id": device_id}
+    out.update({
+        "purchases": {"count": row["purchases"], "amount": row["purchase_fen"]},
+        "reversals": {"count": row["reversals"], "amount": row["reversal_fen"]},
+        "net": row["purchase_fen"] - row["reversal_fen"],
+    })
+    return out
+
+
+def _csv(body: dict[str, Any]) -> web.Response:
+    """One row per device and a total row; amounts in fen."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["merchant_id", "date", "time_zone", "device_id", "purchases", "purchases_fen",
+                     "reversals", "reversals_fen", "net_fen"])
+    for row in [*body["devices"], {**body, "device_id": "TOTAL"}]:
+        writer.writerow([body["merchant_id"], body["date"], body["time_zone"], row["device_id"],
+                         row["purchases"]["count"], row["purchases"]["amount"],
+                         row["reversals"]["count"], row["reversals"]["amount"], row["net"]])
+    name = f"settlement-{body['merchant_id']}-{body['date']}.csv"
+    return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})

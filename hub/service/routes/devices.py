@@ -1,0 +1,72 @@
+"""Device routes (DESIGN §2): signed uploads, the signed hotlist, the hub's public key.
+No bearer token: signatures authenticate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from domain.wire import HOTLIST_PREFIX, sign_document
+from hub.ingest import pipeline
+from hub.service import responses
+from hub.service.http import Problem, json_response, read_body
+from hub.service.keys import hub_public_key_b64
+from hub.service.query import SinceQuery, documented, query
+from hub.service.schemas import UploadIn
+from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, SETTINGS, VERIFIERS, WRITER
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/devices/{device_id}/events")
+@documented("Upload signed device events (protocol v1)", body=UploadIn, auth=False,
+            responses={200: responses.UploadAnswer})
+async def upload_events(request: web.Request) -> web.Response:
+    device_id = request.match_info["device_id"]
+    settings = request.app[SETTINGS]
+    body = await read_body(request, UploadIn)
+    if not body.events:
+        raise Problem(422, "invalid", "events: at least one event is required", field="events")
+    if len(body.events) > settings.upload_max_events:
+        raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
+    outcome = await pipeline.upload(request.app[WRITER], request.app[APPLICATION], request.app[VERIFIERS],
+                                    request.app[METRICS], device_id, body.events)
+    return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
+
+
+@routes.get("/v1/devices/{device_id}/hotlist")
+@documented("Signed hotlist, whole or since a version", query=SinceQuery, auth=False,
+            responses={200: responses.Hotlist, 404: None})
+async def hotlist(request: web.Request) -> web.Response:
+    device_id = request.match_info["device_id"]
+    since = query(request, SinceQuery).since
+    async with request.app[POOL].acquire() as conn:
+        known = await conn.fetchval(
+            "SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked", device_id
+        )
+        if not known:
+            raise Problem(404, "not_found", f"device {device_id} is not registered or is revoked")
+        version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
+        full = since is None or since > version
+        if full:
+            rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE status <> 'active' ORDER BY card_uid")
+        else:
+            rows = await conn.fetch(
+                "SELECT card_uid, status FROM cards WHERE hotlist_version > $1 ORDER BY card_uid", since
+            )
+    body: dict[str, Any] = {
+        "version": version,
+        "full": full,
+        "added": [r["card_uid"] for r in rows if r["status"] != "active"],
+        "removed": [] if full else [r["card_uid"] for r in rows if r["status"] == "active"],
+        "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    return json_response(sign_document(HOTLIST_PREFIX, body, request.app[HUB_KEY]))
+
+
+@routes.get("/v1/hub/key")
+@documented("The hub's Ed25519 public key", auth=False, store=False, responses={200: responses.HubKey})
+async def hub_key(request: web.Request) -> web.Response:
+    return json_response({"public_key": hub_public_key_b64(request.app[HUB_KEY])})

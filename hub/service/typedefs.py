@@ -1,0 +1,24 @@
+"""Typed keys of the aiohttp application (the resources ``create_app`` builds)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from domain.application import CampusCard
+from hub.config import Settings
+from hub.ingest.writer import IngestWriter
+from hub.runner.projector import Projector
+from hub.service.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)
+METRICS = web.AppKey("metrics", Metrics)
+APPLICATION = web.AppKey("application", CampusCard)
+WRITER = web.AppKey("writer", IngestWriter)
+PROJECTOR = web.AppKey("projector", Projector)
+POOL = web.AppKey("pool", asyncpg.Pool)
+VERIFIERS = web.AppKey("verifiers", ThreadPoolExecutor)
