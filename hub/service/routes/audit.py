@@ -18,8 +18,8 @@ from hub.service.http import Problem, authorize, json_response
 from hub.service.query import (
     AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
 )
-from hub.service.routes.reads import EVENTS_TABLE
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+from projections.queries import EVENTS_TABLE
 
 AUDITORS = ("admin", "auditor")
 MAX_LEAVES = 1000

@@ -15,9 +15,9 @@ import asyncpg
 from aiohttp import web
 
 from hub.service import responses
+from hub.service.health import positions
 from hub.service.http import Problem, authenticate, authorize, json_response
 from hub.service.query import ConsumptionQuery, DashboardQuery, documented, query
-from hub.service.routes.reads import positions
 from hub.service.typedefs import POOL, SETTINGS
 
 STATS_READERS = ("admin", "auditor", "manager")
