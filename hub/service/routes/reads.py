@@ -1,4 +1,4 @@
-"""Read routes over the views (asyncpg), health, metrics."""
+"""Read routes over the ledger's views (``projections.ledger_queries``), health, metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.query import Body, PageQuery, documented, query
 from hub.service.typedefs import METRICS, POOL, WRITER
+from projections import ledger_queries
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
 routes = web.RouteTableDef()
@@ -24,9 +25,7 @@ routes = web.RouteTableDef()
 async def balance(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     authorize(request, *ACCOUNT_READERS, account=account_id)
-    row = await request.app[POOL].fetchrow(
-        "SELECT subsidy_fen, cash_fen FROM balances WHERE account_id = $1", account_id
-    )
+    row = await ledger_queries.balance(request.app[POOL], account_id)
     if row is None:
         raise Problem(404, "not_found", f"account {account_id} not found")
     return json_response({
@@ -42,17 +41,10 @@ async def transactions(request: web.Request) -> web.Response:
     authorize(request, *ACCOUNT_READERS, account=account_id)
     page = query(request, PageQuery)
     async with request.app[POOL].acquire() as conn:
-        if not await conn.fetchval("SELECT 1 FROM balances WHERE account_id = $1", account_id):
-            raise Problem(404, "not_found", f"account {account_id} not found")
-        rows = await conn.fetch(
-            "SELECT * FROM transactions WHERE account_id = $1 AND notification_id < $2"
-            " AND ($3::timestamptz IS NULL OR coalesce(occurred_at, recorded_at) >= $3)"
-            " AND ($4::timestamptz IS NULL OR coalesce(occurred_at, recorded_at) < $4)"
-            " ORDER BY notification_id DESC LIMIT $5",
-            account_id, page.before, page.start, page.end, page.limit + 1,
-        )
-    items = [_transaction_json(r) for r in rows[: page.limit]]
-    return json_response({"items": items, "next": page.next_cursor(rows)})
+        found = await ledger_queries.transactions(conn, account_id, page.keyset, page.start, page.end)
+    if found is None:
+        raise Problem(404, "not_found", f"account {account_id} not found")
+    return json_response({"items": [_transaction_json(r) for r in found.rows], "next": page.next_cursor(found)})
 
 
 def _transaction_json(row: Any) -> dict[str, Any]:
