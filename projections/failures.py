@@ -15,11 +15,10 @@ from typing import Any
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
 
+from projections.queries import Connection
+
 TABLE = "projection_failures"
 ERROR_MAX_CHARS = 500
-
-# For the hub's asyncpg reads (in the default schema, like the views it reads).
-READ_SQL = f"SELECT projection, position, error, failures, failed_at FROM {TABLE} ORDER BY projection"
 
 
 def one_line(exc: BaseException) -> str:
@@ -65,3 +64,11 @@ class FailureLog:
             curs.execute(self._sql("SELECT projection, position FROM {table} WHERE position IS NOT NULL"))
             rows: list[Any] = curs.fetchall()
         return {row["projection"]: int(row["position"]) for row in rows}
+
+
+async def recorded(conn: Connection, timeout: float) -> list[Any]:
+    """Every projection's row (``projection``, ``position``, ``error``, ``failures``,
+    ``failed_at``), by name: the hub's read (in the default schema, like the views it reads).
+    Raises the driver's error for a missing table before the projections' process made it."""
+    return await conn.fetch(f"SELECT projection, position, error, failures, failed_at FROM {TABLE}"  # noqa: S608
+                            " ORDER BY projection", timeout=timeout)

@@ -32,6 +32,9 @@ def test_import_contracts_hold() -> None:
     ("hub/audit/verify.py", "from hub.runner import projector", "hub.audit is not allowed to import hub.runner"),
     ("hub/service/app.py", "import device_sim.device", "Illegal imports of protected package device_sim"),
     ("projections/base.py", "import device_sim.device", "Illegal imports of protected package device_sim"),
+    ("projections/queries.py", "import asyncpg", "projections is not allowed to import asyncpg"),
+    ("hub/service/routes/stats.py", "from hub.service.routes import reads",
+     "hub.service.routes.stats is not allowed to import hub.service.routes.reads"),
     ("hub/stray.py", '"""A module in no room."""', "The following modules are not listed as layers"),
 ])
 def test_import_contracts_fail_when_broken(tmp_path: Path, module: str, line: str, broken: str) -> None:

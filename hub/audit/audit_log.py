@@ -1,46 +1,26 @@
-"""Reads of the stored Merkle tree (roots and proofs from O(log n) rows) and the signed
-checkpoints the hub issues while the tree grows (DESIGN §4)."""
+"""The signed checkpoints the hub issues while the Merkle tree grows (DESIGN §4); the stored
+tree is read by ``projections.audit_queries`` (roots and proofs from O(log n) rows)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain import merkle
 from domain.wire import CHECKPOINT_PREFIX, sign_document
+from projections import audit_queries
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Get = Callable[[int, int], bytes]
-
-
-async def tree_size(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_leaves"))
-
-
-async def with_nodes(conn: asyncpg.Connection, compute: Callable[[Get], T]) -> T:
-    """Runs a tree computation over stored nodes, reading every node it needs in one query."""
-    wanted = merkle.nodes_read(compute)
-    rows = await conn.fetch(
-        "SELECT level, node_index, hash FROM audit_nodes"
-        " WHERE (level, node_index) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-        [level for level, _ in wanted], [index for _, index in wanted],
-    ) if wanted else []
-    nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in rows}
-    if len(nodes) != len(wanted):
-        raise LookupError(f"audit log: {len(wanted) - len(nodes)} tree nodes missing")
-    return compute(lambda level, index: nodes[(level, index)])
 
 
 async def root_hash(conn: asyncpg.Connection, size: int) -> bytes:
-    return await with_nodes(conn, lambda get: merkle.root_hash(size, get))
+    return await audit_queries.with_nodes(conn, lambda get: merkle.root_hash(size, get))
 
 
 def checkpoint_json(row: Any) -> dict[str, Any]:
@@ -49,7 +29,7 @@ def checkpoint_json(row: Any) -> dict[str, Any]:
 
 
 async def latest_checkpoint(conn: asyncpg.Connection) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+    row = await audit_queries.latest_checkpoint(conn)
     return checkpoint_json(row) if row else None
 
 
@@ -57,8 +37,8 @@ async def issue_checkpoint(pool: asyncpg.Pool, key: Ed25519PrivateKey) -> dict[s
     """Signs the tree as the audit projection has it now (or returns the checkpoint of
     that size if there is one already)."""
     async with pool.acquire() as conn:
-        size = await tree_size(conn)
-        existing = await conn.fetchrow("SELECT * FROM audit_checkpoints WHERE tree_size = $1", size)
+        size = await audit_queries.tree_size(conn)
+        existing = await audit_queries.checkpoint(conn, size)
         if existing:
             return checkpoint_json(existing)
         body = {
@@ -84,7 +64,7 @@ async def issue_checkpoints(pool: asyncpg.Pool, key: Ed25519PrivateKey, *, every
         await asyncio.sleep(min(1.0, every_s))
         try:
             async with pool.acquire() as conn:
-                size = await tree_size(conn)
+                size = await audit_queries.tree_size(conn)
             grown = size - last["tree_size"]
             if grown > 0 and (time.monotonic() - issued >= every_s or grown >= every_events):
                 last = await issue_checkpoint(pool, key)

@@ -49,9 +49,9 @@ from hub.storage.store import Database
 from projections.base import View, flush_together
 from projections.catalogue import PROJECTIONS, VIEW_POOL
 from projections.failures import one_line
+from projections.queries import EVENTS_TABLE
 
 console = Console()
-EVENTS_TABLE = f"{CampusCard.name}_events"
 NOT_REPLAYED = {"audit_checkpoints"}  # signed by the hub, not derived from events
 FLUSH_EVERY = 2000
 

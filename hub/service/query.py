@@ -33,6 +33,7 @@ from aiohttp import web
 
 from domain.wire import RFC3339_RE
 from hub.service.schemas import AccountId, CardUid, DeviceId, MerchantId, Zone
+from projections.queries import Keyset, Page
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound="Query")
@@ -150,9 +151,14 @@ class PageQuery(Query):
         """Rows strictly before this position (``notification_id``) make the page."""
         return MAX_POSITION if self.cursor is None else int(self.cursor)
 
-    def next_cursor(self, rows: list[Any]) -> str | None:
-        """Given ``limit + 1`` rows by ``notification_id`` descending: the cursor of the next page."""
-        return Cursor.encode(rows[self.limit - 1]["notification_id"]) if len(rows) > self.limit else None
+    @property
+    def keyset(self) -> Keyset:
+        """The page asked for, as the views' queries take it (``projections.queries.fetch_page``)."""
+        return Keyset(self.before, self.limit)
+
+    def next_cursor(self, page: Page) -> str | None:
+        """The cursor of the page after ``page``, None when it was the last."""
+        return None if page.next_before is None else Cursor.encode(page.next_before)
 
 
 @dataclass(frozen=True)

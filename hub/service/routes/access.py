@@ -1,5 +1,6 @@
 """Access control routes (DESIGN §3): zones and rules (card office), the signed rules a gate
-downloads to decide offline, the access log, and who is inside an anti-passback zone."""
+downloads to decide offline, the access log, and who is inside an anti-passback zone (read by
+``projections.access_queries``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hub.service.http import Problem, authorize, json_response, read_body
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
+from projections import access_queries
 
 CARD_OFFICE = ("admin", "operator")
 ACCESS_READERS = ("admin", "operator", "auditor")
@@ -55,23 +57,19 @@ async def device_rules(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
     since = query(request, SinceQuery).since
     async with request.app[POOL].acquire() as conn:
-        device = await conn.fetchrow(
-            "SELECT zone FROM devices WHERE device_id = $1 AND NOT revoked AND kind = 'gate'", device_id)
-        if device is None:
-            raise Problem(404, "not_found", f"device {device_id} is not a registered gate, or is revoked")
-        zone = await conn.fetchrow("SELECT * FROM zones WHERE zone = $1", device["zone"])
-        rules = await conn.fetch("SELECT * FROM access_rules WHERE zone = $1 ORDER BY rule_id", device["zone"])
-        hotlist_version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
-    zone_version = zone["version"] if zone else 0
-    version = max(zone_version, hotlist_version)
+        gate = await access_queries.gate_rules(conn, device_id)
+    if gate is None:
+        raise Problem(404, "not_found", f"device {device_id} is not a registered gate, or is revoked")
+    zone = gate.zone_row
+    version = max(zone["version"] if zone else 0, gate.hotlist_version)
     if since is not None and since >= version:
         return web.Response(status=304)
     body = {
-        "device": device_id, "zone": device["zone"], "anti_passback": bool(zone and zone["anti_passback"]),
+        "device": device_id, "zone": gate.zone, "anti_passback": bool(zone and zone["anti_passback"]),
         "time_zone": request.app[SETTINGS].timezone,
         "rules": [{"rule_id": r["rule_id"], "group": r["grp"], "days": list(r["days"]),
-                   "from": r["start_hhmm"], "to": r["stop_hhmm"]} for r in rules],
-        "version": version, "hotlist_version": hotlist_version,
+                   "from": r["start_hhmm"], "to": r["stop_hhmm"]} for r in gate.rules],
+        "version": version, "hotlist_version": gate.hotlist_version,
         "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     return json_response(sign_document(RULES_PREFIX, body, request.app[HUB_KEY]))
@@ -83,22 +81,15 @@ async def device_rules(request: web.Request) -> web.Response:
 async def access_log(request: web.Request) -> web.Response:
     authorize(request, *ACCESS_READERS)
     page = query(request, AccessLogQuery)
-    async with request.app[POOL].acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM access_log WHERE notification_id < $1"
-            " AND ($2::text IS NULL OR zone = $2) AND ($3::text IS NULL OR account_id = $3)"
-            " AND ($4::text IS NULL OR card_uid = $4)"
-            " AND ($5::timestamptz IS NULL OR occurred_at >= $5) AND ($6::timestamptz IS NULL OR occurred_at < $6)"
-            " ORDER BY notification_id DESC LIMIT $7",
-            page.before, page.zone, page.account, page.card, page.start, page.end, page.limit + 1,
-        )
+    found = await access_queries.access_log(request.app[POOL], page.keyset, zone=page.zone, account=page.account,
+                                            card=page.card, start=page.start, end=page.end)
     items = [{
         "zone": r["zone"], "device": r["device_id"], "seq": r["seq"], "card": r["card_uid"],
         "account_id": r["account_id"], "direction": r["direction"], "decision": r["decision"],
         **({"reason": r["reason"]} if r["reason"] else {}), "flags": list(r["flags"]),
         "offline": r["offline"], "at": r["at"], "recorded_at": r["recorded_at"].isoformat(),
-    } for r in rows[: page.limit]]
-    return json_response({"items": items, "next": page.next_cursor(rows)})
+    } for r in found.rows]
+    return json_response({"items": items, "next": page.next_cursor(found)})
 
 
 @routes.get("/v1/zones/{zone}/occupancy")
@@ -108,13 +99,11 @@ async def occupancy(request: web.Request) -> web.Response:
     authorize(request, *ACCESS_READERS)
     zone = request.match_info["zone"]
     async with request.app[POOL].acquire() as conn:
-        found = await conn.fetchrow("SELECT anti_passback FROM zones WHERE zone = $1", zone)
-        if found is None:
-            raise Problem(404, "not_found", f"zone {zone} not found")
-        rows = await conn.fetch(
-            "SELECT account_id, since, device_id FROM occupancy WHERE zone = $1 ORDER BY since DESC", zone)
+        found = await access_queries.occupancy(conn, zone)
+    if found is None:
+        raise Problem(404, "not_found", f"zone {zone} not found")
     return json_response({
-        "zone": zone, "anti_passback": found["anti_passback"], "count": len(rows),
+        "zone": zone, "anti_passback": found.anti_passback, "count": len(found.inside),
         "inside": [{"account_id": r["account_id"], "since": r["since"].isoformat(), "device": r["device_id"]}
-                   for r in rows],
+                   for r in found.inside],
     })

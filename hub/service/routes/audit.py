@@ -1,11 +1,12 @@
-"""Audit routes (DESIGN §4), for auditors and admins, and merchant settlement."""
+"""Audit routes (DESIGN §4), for auditors and admins, and merchant settlement; the audit views
+are read by ``projections.audit_queries``, settlement by ``projections.ledger_queries``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,8 +19,9 @@ from hub.service.http import Problem, authorize, json_response
 from hub.service.query import (
     AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
 )
-from hub.service.routes.reads import EVENTS_TABLE
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+from projections import audit_queries, directory_queries, ledger_queries
+from projections.queries import local_day
 
 AUDITORS = ("admin", "auditor")
 MAX_LEAVES = 1000
@@ -27,7 +29,7 @@ routes = web.RouteTableDef()
 
 
 async def _size(conn: Any, wanted: int, name: str) -> None:
-    size = await audit_log.tree_size(conn)
+    size = await audit_queries.tree_size(conn)
     if wanted > size:
         raise Problem(422, "invalid", f"{name}: the tree has {size} leaves", field=name)
 
@@ -55,11 +57,7 @@ async def leaves(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", f"end: at most {MAX_LEAVES} leaves at a time", field="end")
     async with request.app[POOL].acquire() as conn:
         await _size(conn, end, "end")
-        rows = await conn.fetch(
-            f"SELECT e.originator_id, e.originator_version, e.topic, e.state FROM audit_leaves l"
-            f" JOIN {EVENTS_TABLE} e USING (notification_id)"
-            " WHERE l.leaf_index >= $1 AND l.leaf_index < $2 ORDER BY l.leaf_index", start, end,
-        )
+        rows = await audit_queries.leaves(conn, start, end)
     if len(rows) != end - start:
         raise Problem(500, "audit_log_damaged", "leaves of the audit log have no stored event")
     return json_response({"start": start, "leaves": [
@@ -78,7 +76,7 @@ async def inclusion(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", "index: must be less than tree_size", field="index")
     async with request.app[POOL].acquire() as conn:
         await _size(conn, size, "tree_size")
-        proof = await audit_log.with_nodes(conn, lambda get: merkle.inclusion_proof(index, size, get))
+        proof = await audit_queries.with_nodes(conn, lambda get: merkle.inclusion_proof(index, size, get))
     return json_response({"hashes": [h.hex() for h in proof]})
 
 
@@ -92,7 +90,7 @@ async def consistency(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", "first: must not exceed second", field="first")
     async with request.app[POOL].acquire() as conn:
         await _size(conn, second, "second")
-        proof = await audit_log.with_nodes(conn, lambda get: merkle.consistency_proof(first, second, get))
+        proof = await audit_queries.with_nodes(conn, lambda get: merkle.consistency_proof(first, second, get))
     return json_response({"hashes": [h.hex() for h in proof]})
 
 
@@ -103,24 +101,14 @@ async def events(request: web.Request) -> web.Response:
     """Device envelopes exactly as signed, with their results, newest first."""
     authorize(request, *AUDITORS)
     page = query(request, AuditEventsQuery)
-    async with request.app[POOL].acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT s.notification_id, l.leaf_index, e.state FROM audit_swipes s"
-            f" JOIN {EVENTS_TABLE} e USING (notification_id)"
-            " LEFT JOIN audit_leaves l USING (notification_id)"
-            " WHERE s.notification_id < $1"
-            " AND ($2::text IS NULL OR s.card_uid = $2) AND ($3::text IS NULL OR s.device_id = $3)"
-            " AND ($4::text IS NULL OR s.account_id = $4)"
-            " AND ($5::timestamptz IS NULL OR s.occurred_at >= $5) AND ($6::timestamptz IS NULL OR s.occurred_at < $6)"
-            " ORDER BY s.notification_id DESC LIMIT $7",
-            page.before, page.card, page.device, page.account, page.start, page.end, page.limit + 1,
-        )
+    found = await audit_queries.swipes(request.app[POOL], page.keyset, card=page.card, device=page.device,
+                                       account=page.account, start=page.start, end=page.end)
     items = []
-    for row in rows[: page.limit]:
+    for row in found.rows:
         state = json.loads(bytes(row["state"]))
         items.append({"envelope": state["envelope"], "result": state["result"],
                       "recorded_at": state["recorded_at"], "leaf_index": row["leaf_index"]})
-    return json_response({"items": items, "next": page.next_cursor(rows)})
+    return json_response({"items": items, "next": page.next_cursor(found)})
 
 
 @routes.get("/v1/merchants/{merchant_id}/settlement")
@@ -134,21 +122,10 @@ async def settlement(request: web.Request) -> web.Response:
     zone = request.app[SETTINGS].zone()
     q = query(request, SettlementQuery)
     day = q.date or datetime.now(zone).date()
-    start = datetime.combine(day, time(), zone)
-    end = datetime.combine(day + timedelta(days=1), time(), zone)
     async with request.app[POOL].acquire() as conn:
-        if not await conn.fetchval("SELECT 1 FROM merchants WHERE merchant_id = $1", merchant_id):
+        if not await directory_queries.merchant_exists(conn, merchant_id):
             raise Problem(404, "not_found", f"merchant {merchant_id} not found")
-        rows = await conn.fetch(
-            "SELECT device_id,"
-            " count(*) FILTER (WHERE kind = 'purchase') AS purchases,"
-            " coalesce(sum(-amount_fen) FILTER (WHERE kind = 'purchase'), 0) AS purchase_fen,"
-            " count(*) FILTER (WHERE kind = 'reversal') AS reversals,"
-            " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0) AS reversal_fen"
-            " FROM transactions WHERE merchant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
-            " AND decision = 'approved' AND amount_fen <> 0 GROUP BY device_id ORDER BY device_id",
-            merchant_id, start, end,
-        )
+        rows = await ledger_queries.settlement(conn, merchant_id, *local_day(day, zone))
     devices = [_settled(r["device_id"], r) for r in rows]
     total = _settled(None, {k: sum(r[k] for r in rows) for k in ("purchases", "purchase_fen", "reversals", "reversal_fen")})
     body = {"merchant_id": merchant_id, "date": day.isoformat(), "time_zone": str(zone), **total, "devices": devices}

@@ -1,5 +1,5 @@
-"""Device routes (DESIGN §2): signed uploads, the signed hotlist, the hub's public key.
-No bearer token: signatures authenticate."""
+"""Device routes (DESIGN §2): signed uploads, the signed hotlist (read by
+``projections.directory_queries``), the hub's public key. No bearer token: signatures authenticate."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hub.service.keys import hub_public_key_b64
 from hub.service.query import SinceQuery, documented, query
 from hub.service.schemas import UploadIn
 from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, SETTINGS, VERIFIERS, WRITER
+from projections import directory_queries
 
 routes = web.RouteTableDef()
 
@@ -43,24 +44,15 @@ async def hotlist(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
     since = query(request, SinceQuery).since
     async with request.app[POOL].acquire() as conn:
-        known = await conn.fetchval(
-            "SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked", device_id
-        )
-        if not known:
-            raise Problem(404, "not_found", f"device {device_id} is not registered or is revoked")
-        version = await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
-        full = since is None or since > version
-        if full:
-            rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE status <> 'active' ORDER BY card_uid")
-        else:
-            rows = await conn.fetch(
-                "SELECT card_uid, status FROM cards WHERE hotlist_version > $1 ORDER BY card_uid", since
-            )
+        found = await directory_queries.hotlist(conn, device_id, since)
+    if found is None:
+        raise Problem(404, "not_found", f"device {device_id} is not registered or is revoked")
+    rows = found.rows
     body: dict[str, Any] = {
-        "version": version,
-        "full": full,
+        "version": found.version,
+        "full": found.full,
         "added": [r["card_uid"] for r in rows if r["status"] != "active"],
-        "removed": [] if full else [r["card_uid"] for r in rows if r["status"] == "active"],
+        "removed": [] if found.full else [r["card_uid"] for r in rows if r["status"] == "active"],
         "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     return json_response(sign_document(HOTLIST_PREFIX, body, request.app[HUB_KEY]))

@@ -1,0 +1,55 @@
+"""Reads of the directory's views (``projections.directory``): merchants, devices, the hotlist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from projections.queries import Connection
+
+
+async def merchant_exists(conn: Connection, merchant_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM merchants WHERE merchant_id = $1", merchant_id))
+
+
+async def merchants(conn: Connection) -> list[Any]:
+    """Every merchant's ``merchant_id``, ``name`` and ``category``, by id."""
+    return await conn.fetch("SELECT merchant_id, name, category FROM merchants ORDER BY merchant_id")
+
+
+async def pos_locations(conn: Connection) -> dict[str, str]:
+    """Each point-of-sale device's location."""
+    return dict(await conn.fetch("SELECT device_id, location FROM devices WHERE kind = 'pos'"))
+
+
+async def gate_zone(conn: Connection, device_id: str) -> Any:
+    """The registered, unrevoked gate's row (``zone``), or None."""
+    return await conn.fetchrow(
+        "SELECT zone FROM devices WHERE device_id = $1 AND NOT revoked AND kind = 'gate'", device_id)
+
+
+async def hotlist_version(conn: Connection) -> int:
+    """The notification id of the hotlist's latest change, 0 before any."""
+    return await conn.fetchval("SELECT coalesce(max(hotlist_version), 0) FROM cards")
+
+
+@dataclass(frozen=True, slots=True)
+class Hotlist:
+    version: int
+    full: bool  # every card not active; else the cards changed since the version asked
+    rows: list[Any]  # card_uid, status, by card
+
+
+async def hotlist(conn: Connection, device_id: str, since: int | None) -> Hotlist | None:
+    """The hotlist for a registered, unrevoked device: whole when ``since`` is None or newer than
+    the hotlist, else its changes after ``since``; None for any other device."""
+    if not await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked", device_id):
+        return None
+    version = await hotlist_version(conn)
+    full = since is None or since > version
+    if full:
+        rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE status <> 'active' ORDER BY card_uid")
+    else:
+        rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE hotlist_version > $1 ORDER BY card_uid",
+                                since)
+    return Hotlist(version, full, rows)

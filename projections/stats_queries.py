@@ -1,0 +1,127 @@
+"""Reads of the statistics views (``projections.stats``): consumption grouped by one dimension,
+and one local day of aggregates for the dashboard (with the directory's merchants and point-of-
+sale locations and the latest audit checkpoint).
+
+Queries given a pool run their independent reads on a connection each, side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from projections import audit_queries, directory_queries
+from projections.queries import Connection, local_day
+
+# by → the column of stats_hourly and stats_sales it groups by
+GROUPINGS = {
+    "merchant": "merchant_id", "device": "device_id", "hour": "local_hour", "meal": "meal",
+    "category": "category", "day": "local_day",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    sums: list[Any]  # per key (``key``, ``count``, ``amount``), and the total (``is_total``)
+    cards: dict[Any, int]  # key → distinct cards
+    total_cards: int
+
+
+async def consumption(pool: Connection, by: str, start: datetime | None, end: datetime | None,
+                      merchant: str | None) -> Consumption:
+    """Net purchases in the hours ``[start, end)`` (either bound None for none), of one merchant
+    or all, grouped ``by`` a key of ``GROUPINGS``."""
+    conditions, args = [], []
+    for clause, value in (("hour_start >= $%d", start), ("hour_start < $%d", end), ("merchant_id = $%d", merchant)):
+        if value is not None:
+            args.append(value)
+            conditions.append(clause % len(args))
+    column, where = GROUPINGS[by], " AND ".join(conditions) or "true"
+    sums, cards, total_cards = await asyncio.gather(
+        pool.fetch(
+            f"SELECT GROUPING({column}) AS is_total, {column} AS key, coalesce(sum(count), 0)::bigint AS count,"
+            f" coalesce(sum(amount_fen), 0) AS amount FROM stats_hourly WHERE {where}"  # noqa: S608
+            f" GROUP BY GROUPING SETS (({column}), ())",
+            *args,
+        ),
+        pool.fetch(
+            f"SELECT {column} AS key, count(*) AS cards FROM (SELECT DISTINCT {column}, card_uid FROM stats_sales"
+            f" WHERE {where} AND count > 0) AS c GROUP BY {column}",  # noqa: S608
+            *args,
+        ),
+        pool.fetchval(
+            f"SELECT count(DISTINCT card_uid) FROM stats_sales WHERE {where} AND count > 0", *args,  # noqa: S608
+        ),
+    )
+    return Consumption(sums, {r["key"]: r["cards"] for r in cards}, total_cards)
+
+
+# GROUPING(merchant_id, meal, device_id, category): a bit set for each column *not* grouped by.
+SALES_SETS = {0b0111: "merchant", 0b0011: "meal", 0b0101: "device", 0b1110: "category", 0b1111: "total"}
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardDay:
+    sales: dict[str, list[Any]]  # a key of SALES_SETS' values → its rows (the columns it groups by, count, amount)
+    cards: dict[tuple[Any, ...], int]  # (merchant, meal, category), None where not grouped by → distinct cards
+    merchants: list[Any]
+    locations: dict[str, str]  # point-of-sale device → location
+    minutes: list[Any]  # merchant_id, minute of the day, count, amount_fen; by merchant and minute
+    gates: list[Any]  # per zone (and its name): approved ``in``, ``out``, and ``declined``
+    checkpoint: Any  # the latest audit checkpoint, or None
+
+
+async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
+    """Everything the dashboard shows of one local day in ``tz``."""
+    span = local_day(day, tz)
+    sales, cards, merchants, locations, minutes, gates, checkpoint = await asyncio.gather(
+        pool.fetch(
+            "SELECT GROUPING(merchant_id, meal, device_id, category) AS g, merchant_id, meal, device_id, category,"
+            " sum(count)::bigint AS count, sum(amount_fen) AS amount FROM stats_hourly"
+            " WHERE hour_start >= $1 AND hour_start < $2"
+            " GROUP BY GROUPING SETS ((merchant_id), (merchant_id, meal), (merchant_id, device_id), (category), ())",
+            *span,
+        ),
+        pool.fetch(
+            "SELECT GROUPING(merchant_id, meal, category) AS g, merchant_id, meal, category,"
+            " count(DISTINCT card_uid) AS cards FROM (SELECT DISTINCT merchant_id, meal, category, card_uid"
+            " FROM stats_sales WHERE hour_start >= $1 AND hour_start < $2 AND count > 0) AS c"
+            " GROUP BY GROUPING SETS ((merchant_id), (merchant_id, meal), (category), ())",
+            *span,
+        ),
+        directory_queries.merchants(pool),
+        directory_queries.pos_locations(pool),
+        pool.fetch(
+            "SELECT merchant_id, minute, count, amount_fen FROM stats_minutes WHERE local_day = $1"
+            " ORDER BY merchant_id, minute", day,
+        ),
+        _gates(pool, *span),
+        audit_queries.latest_checkpoint(pool),
+    )
+    by_set: dict[str, list[Any]] = {}
+    for row in sales:
+        by_set.setdefault(SALES_SETS.get(row["g"], ""), []).append(row)
+    return DashboardDay(by_set, {(r["merchant_id"], r["meal"], r["category"]): r["cards"] for r in cards},
+                        merchants, locations, minutes, gates, checkpoint)
+
+
+async def _gates(pool: Connection, start: datetime, end: datetime) -> list[Any]:
+    return await pool.fetch(
+        "SELECT g.zone, z.name,"
+        " coalesce(sum(count) FILTER (WHERE decision = 'approved' AND direction = 'in'), 0)::bigint AS in,"
+        " coalesce(sum(count) FILTER (WHERE decision = 'approved' AND direction = 'out'), 0)::bigint AS out,"
+        " coalesce(sum(count) FILTER (WHERE decision <> 'approved'), 0)::bigint AS declined"
+        " FROM stats_gates g LEFT JOIN zones z USING (zone)"
+        " WHERE hour_start >= $1 AND hour_start < $2 GROUP BY g.zone, z.name ORDER BY g.zone",
+        start, end,
+    )
+
+
+async def day_with_sales(pool: Connection, today: date, tz: ZoneInfo) -> date:
+    """``today`` if it has sales, else the local day of the latest sale (``today`` if none)."""
+    if await pool.fetchval("SELECT 1 FROM stats_sales WHERE hour_start >= $1 LIMIT 1", local_day(today, tz)[0]):
+        return today
+    latest = await pool.fetchval("SELECT max(hour_start) FROM stats_sales")
+    return latest.astimezone(tz).date() if latest is not None else today
