@@ -1,4 +1,4 @@
-"""Every projection replayed into a scratch schema, and each replayed table compared with its live view row by row."""
+"""Every projection replayed into a scratch schema, and each of its tables compared with the live one."""
 
 from __future__ import annotations
 

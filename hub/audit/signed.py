@@ -1,4 +1,4 @@
-"""What was signed: each device's envelopes and chain, the hub's checkpoints and the consistency between them."""
+"""What was signed: each device's envelopes and chain, the hub's checkpoints and their consistency."""
 
 from __future__ import annotations
 

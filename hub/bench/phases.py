@@ -1,4 +1,4 @@
-"""The phases of ``cardhub bench``: seeding and pre-signing, then sustained upload, paced online singles, overload and after."""
+"""The phases of ``cardhub bench``: seeding, pre-signing, sustained upload, online singles, overload and after."""
 
 from __future__ import annotations
 

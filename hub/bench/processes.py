@@ -1,4 +1,4 @@
-"""What each process of a bench run used: CPU seconds of the hub, of its projections' process and of PostgreSQL, and the hub's RSS."""
+"""What a bench run's processes used: CPU seconds of the hub, its projections and PostgreSQL; the hub's RSS."""
 
 from __future__ import annotations
 

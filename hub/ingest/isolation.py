@@ -1,4 +1,4 @@
-"""When a batch fails (DESIGN §9): the store's fault told from an upload's, the event at fault found, faults logged sparingly.
+"""A failing batch (DESIGN §9): the store's fault told from an upload's, the event at fault found, faults logged.
 
 A batch that fails for any reason but an unreachable store is retried in halves, so
 the other uploads commit and only the upload at fault fails; within it, the events before the

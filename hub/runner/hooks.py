@@ -1,4 +1,4 @@
-"""The runner's hooks into eventsourcing's subscription (9.5's ``ListenNotifySubscription``), each with a fallback.
+"""The runner's hooks into eventsourcing's subscription (9.5's ``ListenNotifySubscription``), with fallbacks.
 
 Each reads or replaces one of the library's private parts; if that part is not there, the hook
 logs a warning and the runner goes on as the library would, only slower

@@ -1,4 +1,4 @@
-"""The shared runner: every projection behind one subscription, in one thread, each failing and recovering alone."""
+"""The shared runner: every projection behind one subscription, in one thread, each failing alone."""
 
 from __future__ import annotations
 
