@@ -119,7 +119,7 @@ TView = TypeVar("TView", bound=View)
 class BatchingProjection(Projection[TView], Generic[TView]):
     """Stages the statements of consecutive events; ``flush`` writes them in one transaction
     with the tracking record of the last one. Whoever runs the projection decides when to
-    flush (``hub.runner.projector`` does when the subscription has nothing more already fetched)."""
+    flush (``hub.runner.shared`` does when the subscription has nothing more already fetched)."""
 
     def __init__(self, view: TView, settings: Mapping[str, str] | None = None) -> None:
         """``settings``: the hub's settings a projection may depend on (``CARDHUB_*``)."""

@@ -30,8 +30,9 @@ from device_sim.client import HubClient
 from device_sim.device import SimDevice
 from hub.bench.baselines import card_uid
 from hub.bench.overload import MAX_UPLOAD_EVENTS, send
+from hub.bench.phases import AT, caught_up, lean_client, measure_online, seed, upload_body
+from hub.bench.processes import Processes
 from hub.bench.report import Phase
-from hub.bench.run import AT, Processes, _body, _caught_up, _lean, _online, _seed
 
 console = Console()
 FLOOD_PRESIGN_PER_S = 6000  # flood events signed per second of the flood (more than the hub takes here)
@@ -45,8 +46,8 @@ async def measure_flood(args: argparse.Namespace, url: str, token: str, procs: P
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
         client = HubClient(session, url, token)
         with console.status(f"registering {args.devices} devices and {args.accounts} accounts"):
-            singles = await _seed(client, args.devices, args.accounts, "bench")
-            (flooder,) = await _seed(client, 1, 0, "flood")
+            singles = await seed(client, args.devices, args.accounts, "bench")
+            (flooder,) = await seed(client, 1, 0, "flood")
         seconds = args.flood_seconds
         per_device = int(args.flood_rate * seconds * 3 / args.devices) + 4
         with console.status(f"pre-signing {per_device * args.devices + FLOOD_PRESIGN_PER_S * int(seconds):,} events"):
@@ -58,12 +59,12 @@ async def measure_flood(args: argparse.Namespace, url: str, token: str, procs: P
         gc.collect()
         gc.freeze()  # the pre-signed events live to the end: keep the client's collector off them
         paced = argparse.Namespace(online_rate=args.flood_rate, online_seconds=seconds)
-        await _caught_up(session, url)
-        quiet = await _online(session, url, singles, paced, procs)
+        await caught_up(session, url)
+        quiet = await measure_online(session, url, singles, paced, procs)
         quiet.name, quiet.offered = "quiet", f"single swipes paced at {args.flood_rate}/s, nothing else"
-        await _caught_up(session, url)
+        await caught_up(session, url)
         flood, during = await _flood(session, url, singles, flooder, paced, procs)
-        await _caught_up(session, url)
+        await caught_up(session, url)
         idle, held = await _idle(session, url, singles, paced, procs, args.idle_connections)
     return {
         "cores": os.cpu_count(), "load_average": os.getloadavg(),
@@ -77,7 +78,7 @@ async def measure_flood(args: argparse.Namespace, url: str, token: str, procs: P
 async def _flood(session: aiohttp.ClientSession, url: str, singles: list[SimDevice], flooder: SimDevice,
                  paced: argparse.Namespace, procs: Processes) -> tuple[Phase, Phase]:
     flood = Phase("flood", f"one device, batches of {MAX_UPLOAD_EVENTS:,} events back to back")
-    client = _lean(url)
+    client = lean_client(url)
     stop = asyncio.Event()
 
     signed, flooder.pending = flooder.pending, []
@@ -88,7 +89,7 @@ async def _flood(session: aiohttp.ClientSession, url: str, singles: list[SimDevi
             # The device holds one batch at a time here: acknowledging is then cheap for the
             # client, which shares the machine with the hub it measures.
             flooder.pending = signed[sent:sent + MAX_UPLOAD_EVENTS]
-            status = await send(client, flooder, _body(flooder.pending), flood)
+            status = await send(client, flooder, upload_body(flooder.pending), flood)
             if status not in (200, 503):
                 flood.errors += 1
                 return
@@ -97,7 +98,7 @@ async def _flood(session: aiohttp.ClientSession, url: str, singles: list[SimDevi
     t0 = time.perf_counter()
     task = asyncio.create_task(loop())
     await asyncio.sleep(0.5)  # the flood is under way before the single swipes start
-    during = await _online(session, url, singles, paced, procs)
+    during = await measure_online(session, url, singles, paced, procs)
     during.name, during.offered = "during flood", f"single swipes paced at {paced.online_rate}/s beside the flood"
     stop.set()
     await task
@@ -119,7 +120,7 @@ async def _idle(session: aiohttp.ClientSession, url: str, singles: list[SimDevic
             if refused >= CONNECT_FAILURES_MAX:
                 break  # the hub's backlog is full: it is not accepting
     await asyncio.sleep(1.0)  # the hub accepts them (or runs out of descriptors)
-    phase = await _online(session, url, singles, paced, procs, request_timeout_s=REQUEST_TIMEOUT_S)
+    phase = await measure_online(session, url, singles, paced, procs, request_timeout_s=REQUEST_TIMEOUT_S)
     phase.name, phase.offered = ("idle connections", f"single swipes paced at {paced.online_rate}/s, "
                                  f"{len(held):,} idle connections open; unanswered in {REQUEST_TIMEOUT_S:g} s = error")
     open_at_end = sum(_still_open(s) for s in held)

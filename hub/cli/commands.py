@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
 def audit_verify(settings: Settings, checkpoint: Path | None, hub_key: str | None) -> int:
     """Exit status 0 when every check passes, 1 on any mismatch."""
     from hub.storage.store import open_database
-    from hub.audit.verify import VerifyError, load_checkpoint, print_report, verify
+    from hub.audit.signed import VerifyError, load_checkpoint
+    from hub.audit.report import print_report
+    from hub.audit.verify import verify
 
     try:
         if hub_key:

@@ -46,7 +46,7 @@ async def _fresh_checkpoint(url: str, token: str, timeout_s: float = 5.0) -> Non
 def _audit(data_dir: Path) -> bool:
     """``cardhub audit verify`` on the demo's database, while the hub keeps running."""
     from hub.storage.store import open_database
-    from hub.audit.verify import print_report as print_audit
+    from hub.audit.report import print_report as print_audit
     from hub.audit.verify import verify
 
     console.print("\n[bold]Audit[/]: re-checking every signature, chain, total and view from the event store")

@@ -13,7 +13,8 @@ import msgspec
 from aiohttp import web
 
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
-from hub.ingest.writer import Overloaded, WriterFailed
+from hub.ingest.isolation import WriterFailed
+from hub.ingest.lanes import Overloaded
 from hub.service.keys import Principal, TokenError, read_token
 from hub.service.query import check_request
 from hub.service.schemas import SAFE_TEXT

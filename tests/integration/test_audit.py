@@ -22,7 +22,8 @@ from device_sim.device import SimDevice
 from domain import merkle
 from domain.wire import CHECKPOINT_PREFIX, public_key_from_b64, verify_document
 from hub.audit import audit_log
-from hub.audit.verify import Report, verify
+from hub.audit.report import Report
+from hub.audit.verify import verify
 from hub.service.typedefs import HUB_KEY, POOL
 from hub.storage.store import Database
 from tests.conftest import Hub, start_hub

@@ -1,4 +1,4 @@
-"""The projection runner reaches into eventsourcing's subscription (``hub.runner.projector``:
+"""The projection runner reaches into eventsourcing's subscription (``hub.runner.hooks``:
 the buffers of fetched pages, the pull thread's "notified" flag). Were the library to rename
 them, the runner would fall back, silently but for a log line, to writing each event alone and
 waiting as long as the library does; this test fails instead. (eventsourcing is pinned below
@@ -17,7 +17,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.projection import ApplicationSubscription
 
 from domain.application import CampusCard
-from hub.runner.projector import _coalesce_pulls, _CoalescingEvent, _fetched_but_unprocessed, _next_within
+from hub.runner.hooks import _coalesce_pulls, _CoalescingEvent, _fetched_but_unprocessed, _next_within
 from hub.service.app import application_env
 from hub.storage.store import Database
 
@@ -41,7 +41,7 @@ def _check_hooks(subscription: ApplicationSubscription, app: CampusCard, caplog:
     assert isinstance(inner._notifications_queue, queue.Queue)
     assert isinstance(inner._has_been_notified, threading.Event)
     assert isinstance(inner._has_been_stopped, bool)
-    with caplog.at_level(logging.WARNING, logger="hub.runner.projector"):
+    with caplog.at_level(logging.WARNING, logger="hub.runner.hooks"):
         has_more = _fetched_but_unprocessed(subscription)
         next_within = _next_within(subscription)
         _coalesce_pulls(subscription, 0.001)

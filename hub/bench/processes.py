@@ -1,0 +1,70 @@
+"""What a bench run's processes used: CPU seconds of the hub, its projections and PostgreSQL; the hub's RSS."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from hub.bench.report import Phase
+
+
+class Processes:
+    """CPU seconds and RSS of the hub process, of its projections' process and of the
+    PostgreSQL server."""
+
+    def __init__(self, hub_pid: int, pg_pid: int | None) -> None:
+        self.hub = psutil.Process(hub_pid)
+        self.pg_pid = pg_pid
+        self.peak_rss = 0
+        self.rss_samples: list[tuple[float, int]] = []
+
+    def _pg(self) -> list[psutil.Process]:
+        if self.pg_pid is None:
+            return []
+        try:
+            root = psutil.Process(self.pg_pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu(self) -> tuple[float, float | None]:
+        times = self.hub.cpu_times()
+        hub = times.user + times.system
+        if self.pg_pid is None:
+            return hub, None
+        return hub, _cpu_of(self._pg())
+
+    def snapshot(self) -> tuple[float, float | None, float]:
+        hub, pg = self.cpu()
+        return hub, pg, self.projections_cpu()
+
+    def charge(self, phase: Phase, before: tuple[float, float | None, float]) -> None:
+        """Sets the phase's CPU seconds: what each process used since ``before``."""
+        hub, pg, projections = self.snapshot()
+        phase.hub_cpu_s = round(hub - before[0], 1)
+        phase.pg_cpu_s = round(pg - before[1], 1) if pg is not None and before[1] is not None else None
+        phase.projections_cpu_s = round(projections - before[2], 1)
+
+    def projections_cpu(self) -> float:
+        """The hub's child processes: the projections (and multiprocessing's tracker)."""
+        try:
+            return _cpu_of(self.hub.children(recursive=True))
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    def sample_rss(self) -> None:
+        rss = self.hub.memory_info().rss
+        self.peak_rss = max(self.peak_rss, rss)
+        self.rss_samples.append((time.monotonic(), rss))
+
+
+def _cpu_of(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
