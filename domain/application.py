@@ -26,6 +26,7 @@ from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
+from domain.facts import Rejection, UploadResult
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
@@ -43,7 +44,7 @@ class Item:
 
 @dataclass(slots=True)
 class UploadOutcome:
-    results: list[dict[str, Any]]
+    results: list[UploadResult]
     next_seq: int
 
 
@@ -334,7 +335,7 @@ class CampusCard(Application):
         device_id: str,
         items: Sequence[Item],
     ) -> UploadOutcome:
-        results: list[dict[str, Any]] = []
+        results: list[UploadResult] = []
         device: Device | None = workspace.find(ids.device_id(device_id))
         log: SwipeLog | None = workspace.find(ids.swipe_log_id(device_id))
         if device is not None:
@@ -358,7 +359,7 @@ class CampusCard(Application):
         device: Device,
         log: SwipeLog,
         item: Item,
-    ) -> dict[str, Any]:
+    ) -> UploadResult:
         env = item.envelope
         if isinstance(env, InvalidEnvelope):
             return _rejected(item, "invalid", detail=str(env))
@@ -370,7 +371,9 @@ class CampusCard(Application):
             stored = recorded.get((device.device_id, env.seq)) or self._stored_swipe(device.device_id, env.seq)
             assert stored is not None, (device.device_id, env.seq)
             if stored.envelope == env.raw:
-                return {**stored.result, "status": "duplicate"}
+                duplicate = stored.result.copy()
+                duplicate["status"] = "duplicate"
+                return duplicate
             if not self._signature_ok(device, item):
                 return _rejected(item, "bad_signature")
             return _rejected(item, "seq_conflict")
@@ -419,15 +422,15 @@ class CampusCard(Application):
         return None
 
 
-def rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+def rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
     """The result of an event that is not stored (DESIGN §2), with its ``seq`` where known."""
     return _rejected(item, code, detail)
 
 
-def _rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+def _rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
     env = item.envelope
     seq = env.seq if isinstance(env, Envelope) else _raw_seq(env)
-    result: dict[str, Any] = {"seq": seq, "status": "rejected", "code": code}
+    result = Rejection(seq=seq, status="rejected", code=code)
     if detail is not None:
         result["detail"] = detail
     return result
