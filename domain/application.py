@@ -60,7 +60,7 @@ class Workspace:
         self.pending = 0
 
     def changed(self, events: int = 1) -> None:
-        """Counts new events, at most ``events`` (a subclass may save them in chunks)."""
+        """Counts new events (``events`` may be an upper bound); a subclass may save in chunks."""
         self.pending += events
 
     def find(self, aggregate_id: UUID) -> Any | None:
