@@ -7,17 +7,16 @@ single writer changes the aggregates.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.utils import EnvType
 
 from domain import ids
@@ -26,6 +25,7 @@ from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
+from domain.facts import Rejection, UploadResult
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
@@ -43,18 +43,12 @@ class Item:
 
 @dataclass(slots=True)
 class UploadOutcome:
-    results: list[dict[str, Any]]
+    results: list[UploadResult]
     next_seq: int
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# Events written by one save(). Larger inserts can stall psycopg's pipeline against the
-# server (seen here at ~1,000 events: client and server both blocked writing), so a big
-# batch is saved in chunks; the requests are still answered only after the last one.
-MAX_EVENTS_PER_SAVE = 250
 
 
 class Workspace:
@@ -66,10 +60,8 @@ class Workspace:
         self.pending = 0
 
     def changed(self, events: int = 1) -> None:
-        """Counts new events; saves what is pending once a chunk is full."""
+        """Counts new events (``events`` may be an upper bound); a subclass may save in chunks."""
         self.pending += events
-        if self.pending >= MAX_EVENTS_PER_SAVE:
-            self.save()
 
     def find(self, aggregate_id: UUID) -> Any | None:
         if aggregate_id not in self.loaded:
@@ -80,16 +72,16 @@ class Workspace:
         return self.loaded[aggregate_id]
 
     def save(self) -> None:
-        """Saves every pending event (a failed save evicts, see ``CampusCard.save``)."""
+        """Saves every pending event."""
         changed = [a for a in self.loaded.values() if a.pending_events]
         if changed:
             self.app.save(*changed)
         self.pending = 0
 
-    def forget(self) -> None:
-        """Drops every aggregate of this workspace from the cache: after a failure they may
-        hold changes that were never stored."""
-        self.app.evict(self.loaded)
+    def discard(self) -> None:
+        """The command failed: what it changed goes with this workspace, never stored. (The
+        library's repository hands out copies of what it caches; a subclass whose cache hands
+        out its very objects drops them from the cache here.)"""
 
 
 class CampusCard(Application):
@@ -97,6 +89,7 @@ class CampusCard(Application):
 
     name = "cardhub"
     snapshotting_intervals = {Account: 200, SwipeLog: 500}  # noqa: RUF012
+    workspace_class: ClassVar[type[Workspace]] = Workspace
 
     def __init__(
         self,
@@ -108,44 +101,6 @@ class CampusCard(Application):
         super().__init__(env)
         self.tz = timezone or ZoneInfo("Asia/Shanghai")
         self.clock = clock
-        # device id -> public key, for callers that verify signatures before the writer does.
-        self.device_keys: dict[str, Ed25519PublicKey] = {}
-        # device id -> the next seq after the last batch: a hint for callers, so that a resend
-        # (seq below it) is compared with the stored envelope before any signature is checked.
-        self.next_seqs: dict[str, int] = {}
-
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """Saves; on failure drops the aggregates from the cache, which may hand out the very
-        objects commands change (DEEPCOPY_FROM_AGGREGATE_CACHE=n), so that the next command
-        reloads them from the store."""
-        try:
-            return super().save(*objs, **kwargs)
-        except BaseException:
-            self.evict(o.id for o in objs if isinstance(o, Aggregate))
-            raise
-
-    def _take_snapshots(self, processing_event: ProcessingEvent) -> None:
-        """Snapshots the aggregates that crossed their interval, from the objects just saved
-        and in one insert. (The library re-reads each aggregate from the store instead: many
-        devices crossing 500 swipes together stalled the writer for over a second.)"""
-        if self.snapshots is None:
-            return
-        due: dict[UUID, Aggregate] = {}
-        for event in processing_event.events:
-            aggregate = processing_event.aggregates.get(event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate)) if aggregate is not None else None
-            if interval and event.originator_version % interval == 0:
-                due[event.originator_id] = aggregate
-        if due:
-            self.snapshots.put([Snapshot.take(aggregate) for aggregate in due.values()])
-
-    def evict(self, aggregate_ids: Any) -> None:
-        cache = self.repository.cache
-        if cache is None:
-            return
-        for aggregate_id in list(aggregate_ids):
-            with contextlib.suppress(KeyError):
-                cache.get(aggregate_id, evict=True)
 
     def _now(self) -> str:
         return self.clock().isoformat()
@@ -315,15 +270,13 @@ class CampusCard(Application):
         """Decides every event of every upload against one workspace and stores the whole
         batch in one transaction. If the save fails nothing is stored and the caller must
         answer no upload as accepted."""
-        workspace = Workspace(self)
+        workspace = self.workspace_class(self)
         recorded: dict[tuple[str, int], Referenced] = {}
         try:
             outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
             workspace.save()
         except BaseException:
-            workspace.forget()
-            for device_id, _ in uploads:  # the hint may run ahead of what was stored
-                self.next_seqs.pop(device_id, None)
+            workspace.discard()
             raise
         return outcomes
 
@@ -334,11 +287,9 @@ class CampusCard(Application):
         device_id: str,
         items: Sequence[Item],
     ) -> UploadOutcome:
-        results: list[dict[str, Any]] = []
+        results: list[UploadResult] = []
         device: Device | None = workspace.find(ids.device_id(device_id))
         log: SwipeLog | None = workspace.find(ids.swipe_log_id(device_id))
-        if device is not None:
-            self._device_key(device)  # lets the hub verify this device's next uploads early
         for item in items:
             if results and results[-1]["status"] == "rejected":
                 results.append(_rejected(item, "not_processed"))
@@ -347,8 +298,6 @@ class CampusCard(Application):
                 results.append(_rejected(item, "unknown_device"))
                 continue
             results.append(self._record_one(workspace, recorded, device, log, item))
-        if log is not None:
-            self.next_seqs[device_id] = log.next_seq
         return UploadOutcome(results=results, next_seq=log.next_seq if log else 1)
 
     def _record_one(
@@ -358,7 +307,7 @@ class CampusCard(Application):
         device: Device,
         log: SwipeLog,
         item: Item,
-    ) -> dict[str, Any]:
+    ) -> UploadResult:
         env = item.envelope
         if isinstance(env, InvalidEnvelope):
             return _rejected(item, "invalid", detail=str(env))
@@ -370,7 +319,9 @@ class CampusCard(Application):
             stored = recorded.get((device.device_id, env.seq)) or self._stored_swipe(device.device_id, env.seq)
             assert stored is not None, (device.device_id, env.seq)
             if stored.envelope == env.raw:
-                return {**stored.result, "status": "duplicate"}
+                duplicate = stored.result.copy()
+                duplicate["status"] = "duplicate"
+                return duplicate
             if not self._signature_ok(device, item):
                 return _rejected(item, "bad_signature")
             return _rejected(item, "seq_conflict")
@@ -406,10 +357,8 @@ class CampusCard(Application):
         return item.sig_ok
 
     def _device_key(self, device: Device) -> Ed25519PublicKey:
-        key = self.device_keys.get(device.device_id)
-        if key is None:
-            key = self.device_keys[device.device_id] = public_key_from_b64(device.public_key)
-        return key
+        """The device's public key, decoded from its registration (a subclass may keep them)."""
+        return public_key_from_b64(device.public_key)
 
     def _stored_swipe(self, device_id: str, seq: int) -> Referenced | None:
         """One read, for the rare resend or reversal: the swipe stored for ``seq``."""
@@ -419,15 +368,15 @@ class CampusCard(Application):
         return None
 
 
-def rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+def rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
     """The result of an event that is not stored (DESIGN §2), with its ``seq`` where known."""
     return _rejected(item, code, detail)
 
 
-def _rejected(item: Item, code: str, detail: str | None = None) -> dict[str, Any]:
+def _rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
     env = item.envelope
     seq = env.seq if isinstance(env, Envelope) else _raw_seq(env)
-    result: dict[str, Any] = {"seq": seq, "status": "rejected", "code": code}
+    result = Rejection(seq=seq, status="rejected", code=code)
     if detail is not None:
         result["detail"] = detail
     return result

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
 from domain.errors import Conflict
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import GENESIS_PREV
 
 MERCHANT_CATEGORIES = ("dining", "supermarket", "laundry", "other")
@@ -63,6 +62,15 @@ class SwipeLog(Aggregate):
     """A device's chain: the envelope of ``seq`` is stored at version ``seq + 1``, so the
     event store itself refuses a second envelope for a stored seq (deterministic ids)."""
 
+    class Recorded(Aggregate.Event):
+        """One stored swipe; its state is hashed into the audit log (shapes: ``domain.facts``)."""
+
+        envelope: SignedEnvelope
+        event_hash: str
+        result: SwipeResult
+        facts: SwipeFacts
+        recorded_at: str
+
     @staticmethod
     def create_id(device_id: str) -> object:
         return ids.swipe_log_id(device_id)
@@ -76,10 +84,10 @@ class SwipeLog(Aggregate):
 
     def record(
         self,
-        envelope: dict[str, Any],
+        envelope: SignedEnvelope,
         event_hash: str,
-        result: dict[str, Any],
-        facts: dict[str, Any],
+        result: SwipeResult,
+        facts: SwipeFacts,
         recorded_at: str,
     ) -> None:
         """Appends a swipe that passed the chain checks, with the hub's result."""
@@ -90,16 +98,16 @@ class SwipeLog(Aggregate):
             recorded_at=recorded_at,
         )
 
-    @event("Recorded")
+    @event(Recorded)
     def _recorded(
         self,
-        envelope: dict[str, Any],
+        envelope: SignedEnvelope,
         event_hash: str,
-        result: dict[str, Any],
-        facts: dict[str, Any],
+        result: SwipeResult,
+        facts: SwipeFacts,
         recorded_at: str,
     ) -> None:
         self.next_seq = envelope["seq"] + 1
         self.head_hash = event_hash
-        if facts.get("refunded_seq") is not None:
+        if facts["refunded_seq"] is not None:
             self.reversed_seqs.append(facts["refunded_seq"])

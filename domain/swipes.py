@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.access import Zone, admits
 from domain.accounts import Account, Split
 from domain.cards import ACTIVE, Card
 from domain.devices import Device, SwipeLog
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import Envelope
 
 APPROVED, DECLINED = "approved", "declined"
@@ -25,9 +25,9 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)  # DESIGN §9
 class Referenced:
     """The stored purchase a reversal points at (same device, ``ref_seq``)."""
 
-    envelope: dict[str, Any]
-    result: dict[str, Any]
-    facts: dict[str, Any]
+    envelope: SignedEnvelope
+    result: SwipeResult
+    facts: SwipeFacts
 
 
 @dataclass(slots=True)
@@ -59,7 +59,7 @@ def card_decline_reason(ctx: SwipeContext) -> str | None:
     return None
 
 
-def decide(ctx: SwipeContext) -> tuple[dict[str, Any], dict[str, Any]]:
+def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
     """Returns (result, facts) for an envelope that passed the chain checks and moves money."""
     env = ctx.envelope
     if env.type == "purchase":
@@ -69,21 +69,22 @@ def decide(ctx: SwipeContext) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         decision, reason, split = _gate(ctx)
     _flag_clock_skew(ctx)
-    result: dict[str, Any] = {"seq": env.seq, "status": "accepted", "decision": decision}
+    # Built in this order, key by key, as the hub has always stored them: the audit log hashes the bytes.
+    result = SwipeResult(seq=env.seq, status="accepted", decision=decision)
     if reason is not None:
         result["reason"] = reason
     if ctx.account is not None:
         result["balance"] = ctx.account.total_fen
-    facts: dict[str, Any] = {
-        "account_id": ctx.account.account_id if ctx.account is not None else None,
-        "merchant_id": ctx.device.merchant_id,
-        "zone": ctx.device.zone,
-        "local_day": ctx.local_day,
-        "subsidy_fen": split.subsidy_fen if split else 0,
-        "cash_fen": split.cash_fen if split else 0,
-        "flags": ctx.flags,
-        "refunded_seq": env.ref_seq if env.type == "reversal" and split is not None else None,
-    }
+    facts = SwipeFacts(
+        account_id=ctx.account.account_id if ctx.account is not None else None,
+        merchant_id=ctx.device.merchant_id,
+        zone=ctx.device.zone,
+        local_day=ctx.local_day,
+        subsidy_fen=split.subsidy_fen if split else 0,
+        cash_fen=split.cash_fen if split else 0,
+        flags=ctx.flags,
+        refunded_seq=env.ref_seq if env.type == "reversal" and split is not None else None,
+    )
     # For statistics: who paid (cardholder category, not the person) and, on a refund,
     # when the voided purchase happened, so it is netted where it was counted.
     if ctx.account is not None:
@@ -123,8 +124,8 @@ def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
         and account is not None
         and ref.envelope["type"] == "purchase"
         and ref.envelope["card"] == env.card
-        and ref.result.get("decision") == APPROVED
-        and ref.facts.get("account_id") == account.account_id
+        and ref.result["decision"] == APPROVED
+        and ref.facts["account_id"] == account.account_id
         and ref.facts["subsidy_fen"] + ref.facts["cash_fen"] > 0
         and env.ref_seq not in ctx.log.reversed_seqs
     )

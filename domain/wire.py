@@ -12,12 +12,15 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from domain.facts import SignedEnvelope
 
 EVENT_PREFIX = b"cardhub/event/v1\n"
 HOTLIST_PREFIX = b"cardhub/hotlist/v1\n"
@@ -66,11 +69,11 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signing_input(envelope: dict[str, Any]) -> bytes:
+def signing_input(envelope: Mapping[str, Any]) -> bytes:
     return EVENT_PREFIX + canonical({k: v for k, v in envelope.items() if k != "sig"})
 
 
-def event_hash(envelope: dict[str, Any]) -> str:
+def event_hash(envelope: Mapping[str, Any]) -> str:
     """Hex SHA-256 of the signing input: the next envelope's ``prev``."""
     return hashlib.sha256(signing_input(envelope)).hexdigest()
 
@@ -111,7 +114,7 @@ def sign_envelope(envelope: dict[str, Any], key: Ed25519PrivateKey) -> dict[str,
     return {**unsigned, "sig": b64encode(key.sign(signing_input(unsigned)))}
 
 
-def verify_envelope(envelope: dict[str, Any], key: Ed25519PublicKey) -> bool:
+def verify_envelope(envelope: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
     try:
         sig = b64decode(envelope["sig"])
         key.verify(sig, signing_input(envelope))
@@ -148,7 +151,7 @@ class InvalidEnvelope(ValueError):
 class Envelope:
     """A well-formed envelope; ``raw`` is the object exactly as received and signed."""
 
-    raw: dict[str, Any]
+    raw: SignedEnvelope
     device: str
     seq: int
     prev: str
@@ -272,7 +275,7 @@ def _parse_envelope(obj: Any) -> Envelope:
     assert sig is not None
     signed = signing_input(obj)
     return Envelope(
-        raw=obj, device=device, seq=seq, prev=prev, occurred_at=occurred_at, type=kind,
+        raw=cast(SignedEnvelope, obj), device=device, seq=seq, prev=prev, occurred_at=occurred_at, type=kind,
         card=card, amount_fen=amount, ref_seq=ref_seq, direction=direction, offline=offline,
         decision=decision, hash=hashlib.sha256(signed).hexdigest(), signing_input=signed, sig=sig,
     )

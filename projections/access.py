@@ -98,10 +98,10 @@ class AccessProjection(BatchingProjection[AccessView]):
             self.stage(tracking)
             return
         row = {
-            "notification_id": tracking.notification_id, "zone": facts.get("zone"),
+            "notification_id": tracking.notification_id, "zone": facts["zone"],
             "device_id": envelope["device"], "seq": envelope["seq"], "card_uid": envelope["card"],
-            "account_id": facts.get("account_id"), "direction": envelope["direction"],
-            "decision": result["decision"], "reason": result.get("reason"), "flags": facts.get("flags", []),
+            "account_id": facts["account_id"], "direction": envelope["direction"],
+            "decision": result["decision"], "reason": result.get("reason"), "flags": facts["flags"],
             "offline": bool(envelope.get("offline")), "at": envelope["at"],
             "occurred_at": parse_rfc3339(envelope["at"]),
             "recorded_at": datetime.fromisoformat(domain_event.recorded_at),

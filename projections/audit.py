@@ -102,7 +102,7 @@ class AuditProjection(BatchingProjection[AuditView]):
         if isinstance(domain_event, SwipeLog.Recorded):
             envelope = domain_event.envelope
             self._swipes.append((notification.id, envelope["device"], envelope["seq"], envelope["card"],
-                                 domain_event.facts.get("account_id"), parse_rfc3339(envelope["at"])))
+                                 domain_event.facts["account_id"], parse_rfc3339(envelope["at"])))
         self.stage(tracking)
 
     def stage_batch(self) -> None:

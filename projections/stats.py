@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.persistence import Tracking
 
 from domain.devices import SwipeLog
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import parse_rfc3339
 from projections.base import BatchingProjection, View
 
@@ -172,17 +173,18 @@ class StatsProjection(BatchingProjection[StatsView]):
             self._swipe(domain_event.envelope, domain_event.result, domain_event.facts)
         self.stage(tracking)
 
-    def _swipe(self, envelope: dict[str, Any], result: dict[str, Any], facts: dict[str, Any]) -> None:
+    def _swipe(self, envelope: SignedEnvelope, result: SwipeResult, facts: SwipeFacts) -> None:
         kind = envelope["type"]
         if kind == "gate":
-            if facts.get("zone") is not None:
+            if facts["zone"] is not None:
                 at = LocalTime.of(parse_rfc3339(envelope["at"]), self.tz, self.meals)
                 self._gates[(at.hour_start, at.day, facts["zone"], envelope["direction"], result["decision"])] += 1
             return
         moved_fen = facts["subsidy_fen"] + facts["cash_fen"]
-        if result.get("decision") != "approved" or facts.get("account_id") is None or moved_fen <= 0:
+        if result["decision"] != "approved" or facts["account_id"] is None or moved_fen <= 0:
             return  # declined, or recorded without moving money (unknown card, invalid refund)
         sign = 1 if kind == "purchase" else -1
+        # refunded_at, category: NotRequired (refunds and events stored before statistics lack them).
         when = envelope["at"] if kind == "purchase" else facts.get("refunded_at", envelope["at"])
         at = LocalTime.of(parse_rfc3339(when), self.tz, self.meals)
         merchant = facts["merchant_id"]

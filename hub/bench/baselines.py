@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from device_sim.device import SimDevice
-from domain.application import CampusCard, Item
+from domain.application import Item
 from domain.wire import parse_envelope, public_key_from_b64, verify_envelope
 from hub.bench.report import Phase
+from hub.ingest.application import IngestCampusCard
 from hub.service.app import application_env
 from hub.storage.store import Database
 
@@ -30,8 +31,8 @@ def naive(data_dir: Path, args: argparse.Namespace, device: SimDevice) -> Phase:
     """The path without batching: verify, load the aggregates, one save() per swipe."""
     phase = Phase("naive", "one save() per swipe, one thread")
     url = args.url or embedded_url(data_dir)
-    app = CampusCard(env={k: v for k, v in application_env(Database.from_url(url)).items()
-                          if not k.startswith("AGGREGATE_CACHE")})
+    app = IngestCampusCard(env={k: v for k, v in application_env(Database.from_url(url)).items()
+                                if not k.startswith("AGGREGATE_CACHE")})
     key = public_key_from_b64(device.public_key)
     for i in range(200_000):
         device.purchase(card_uid("naive", i % 50), 100, AT)

@@ -1,1 +1,1 @@
-"""The ingest path of device uploads: the pipeline (admit, parse, verify, enqueue), the writer thread, its lanes, its isolation of a failing batch and its event recorder; may import storage, config, domain."""
+"""The ingest path of device uploads: the pipeline (admit, parse, verify, enqueue), the writer thread, its lanes, its isolation of a failing batch, its application (the domain's, tuned) and its event recorder; may import storage, config, domain."""

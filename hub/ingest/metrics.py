@@ -4,9 +4,10 @@ writer's queue and batches. ``hub.service.metrics.Metrics`` adds the service's o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from domain.facts import UploadResult
 
 
 class IngestMetrics:
@@ -37,7 +38,7 @@ class IngestMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2), registry=r,
         )
 
-    def count_results(self, results: Iterable[dict[str, Any]]) -> None:
+    def count_results(self, results: Iterable[UploadResult]) -> None:
         for result in results:
-            outcome = result.get("decision") or result.get("code") or ""
+            outcome = result["code"] if result["status"] == "rejected" else result["decision"]
             self.events.labels(result["status"], outcome).inc()

@@ -12,15 +12,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from domain.application import CampusCard, Item, UploadOutcome
+from domain.application import Item, UploadOutcome
 from domain.wire import Envelope, InvalidEnvelope, parse_envelope
+from hub.ingest.application import IngestCampusCard
 from hub.ingest.metrics import IngestMetrics
 from hub.ingest.writer import IngestWriter
 
 INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones in threads
 
 
-async def upload(writer: IngestWriter, application: CampusCard, verifiers: Executor, metrics: IngestMetrics,
+async def upload(writer: IngestWriter, application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
                  device_id: str, raws: Sequence[Any]) -> UploadOutcome:
     """Records one device's upload and returns its outcome, committed. An overloaded hub
     refuses (``Overloaded``) before parsing or verifying anything."""
@@ -41,7 +42,7 @@ def _parse(value: Any) -> Item:
         return Item(exc)
 
 
-async def _prepare(application: CampusCard, verifiers: Executor, metrics: IngestMetrics,
+async def _prepare(application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
                    device_id: str, raws: Sequence[Any]) -> list[Item]:
     """Parses an upload's envelopes and checks their signatures before the writer sees them,
     off its critical path: on the event loop for a small upload, in a verifier thread for a
@@ -55,7 +56,7 @@ async def _prepare(application: CampusCard, verifiers: Executor, metrics: Ingest
     return items
 
 
-def _parse_and_verify(application: CampusCard, device_id: str, raws: Sequence[Any]) -> tuple[list[Item], int]:
+def _parse_and_verify(application: IngestCampusCard, device_id: str, raws: Sequence[Any]) -> tuple[list[Item], int]:
     items = [_parse(raw) for raw in raws]
     key = application.device_keys.get(device_id)
     if key is None:  # a device the writer has not seen yet: the writer checks, in the same order

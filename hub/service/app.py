@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 from aiohttp import web
 
-from domain.application import CampusCard
 from hub.audit import audit_log
 from hub.config import Settings
 from hub.ingest import recorder
+from hub.ingest.application import IngestCampusCard
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
 from hub.service.http import problem_middleware
@@ -53,7 +53,7 @@ def application_env(database: Database) -> dict[str, str]:
         "AGGREGATE_CACHE_MAXSIZE": "500000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
         # The writer changes cached aggregates in place (no copy per swipe); a failed save
-        # evicts them (CampusCard.save), and handlers only see JSON made on the writer thread.
+        # evicts them (IngestCampusCard.save), and handlers only see JSON made on the writer thread.
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
         "POSTGRES_POOL_SIZE": "2",
         "APPLICATION_RECORDER_TOPIC": recorder.TOPIC,
@@ -86,7 +86,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         lock = WriterLock(database)
         await lock.acquire()  # before anything is written, even the tables
         env = application_env(database)
-        application = await asyncio.to_thread(CampusCard, env, timezone=settings.zone())
+        application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone())
         app[APPLICATION] = application
         application.recorder.datastore.pool.timeout = WRITER_POOL_WAIT_S
         if application.snapshots is not None:

@@ -8,8 +8,8 @@ import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from domain.application import CampusCard
 from hub.config import Settings
+from hub.ingest.application import IngestCampusCard
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
 from hub.service.metrics import Metrics
@@ -17,7 +17,7 @@ from hub.service.metrics import Metrics
 SETTINGS = web.AppKey("settings", Settings)
 HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)
 METRICS = web.AppKey("metrics", Metrics)
-APPLICATION = web.AppKey("application", CampusCard)
+APPLICATION = web.AppKey("application", IngestCampusCard)
 WRITER = web.AppKey("writer", IngestWriter)
 PROJECTOR = web.AppKey("projector", Projector)
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -19,6 +19,7 @@ from domain.application import CampusCard, Item
 from domain.wire import b64decode, event_hash, parse_envelope, signing_input
 from hub.audit import audit_log
 from hub.audit.verify import verify
+from hub.ingest.application import IngestCampusCard
 from hub.service.app import application_env
 from hub.service.typedefs import APPLICATION, HUB_KEY, POOL, PROJECTOR
 from hub.storage.store import Database
@@ -166,7 +167,7 @@ async def test_a_projection_lagging_over_5_s_is_degraded_then_ok_once_it_catches
 def _older_hub_wrote_poison(database: Database) -> SimDevice:
     """What a hub without the edge's checks stored (issue 11): NUL in names, a location and a
     top-up ref; a top-up of 2^53−1 fen; 1,100 offline purchases of 2^53−1 fen on a lost card."""
-    app = CampusCard(env=application_env(database))
+    app = IngestCampusCard(env=application_env(database))
     try:
         pos = SimDevice("pos-1", "pos")
         app.register_merchant("canteen-1", "第一\x00食堂", "dining")

@@ -13,13 +13,15 @@ from domain import ids
 from domain.application import CampusCard, Item
 from domain.errors import AlreadyExists, Conflict, NotFound
 from domain.wire import parse_envelope
+from hub.ingest.application import IngestCampusCard
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 CARD = "ABCDEF01"
 
 
-def campus(*, cash: int = 0, subsidy: int = 0, **account: object) -> tuple[CampusCard, SimDevice]:
-    app = CampusCard(env={"AGGREGATE_CACHE_MAXSIZE": "1000", "AGGREGATE_CACHE_FASTFORWARD": "n"})
+def campus(*, cash: int = 0, subsidy: int = 0, application: type[CampusCard] = CampusCard,
+           **account: object) -> tuple[CampusCard, SimDevice]:
+    app = application(env={"AGGREGATE_CACHE_MAXSIZE": "1000", "AGGREGATE_CACHE_FASTFORWARD": "n"})
     pos = SimDevice("pos-1", "pos")
     app.register_merchant("canteen-1", "第一食堂", "dining")
     app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1")
@@ -184,7 +186,7 @@ def test_replaying_the_events_gives_the_live_account_and_the_books_balance(steps
 
 
 def test_snapshots_are_taken_from_the_saved_aggregates_and_restore_them() -> None:
-    app, pos = campus(cash=10**9)
+    app, pos = campus(cash=10**9, application=IngestCampusCard)  # the writer's: it saves in chunks
     for _ in range(1200):
         pos.purchase(CARD, 1, NOON)
     send(app, pos)

@@ -1,0 +1,80 @@
+"""Stored shapes that changed are upcast by the library (``class_version``, ``upcast_vX_vY``):
+an account snapshot taken before gates has no ``zones_inside``; the in-memory store here,
+PostgreSQL in tests/integration/test_upcasting.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from eventsourcing.domain import Snapshot
+from eventsourcing.utils import get_topic
+
+from device_sim.device import SimDevice
+from domain import ids
+from domain.accounts import Account
+from domain.application import CampusCard, Item
+from domain.wire import parse_envelope
+
+MON_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def old_snapshot(account: Account, **state: Any) -> Snapshot:
+    """A snapshot of ``account`` as a hub without class versions took it: no ``class_version``,
+    and no ``zones_inside`` unless given."""
+    kept = {k: v for k, v in vars(account).items() if k not in ("_id", "_version", "_pending_events", "zones_inside")}
+    return Snapshot(  # type: ignore[call-arg]
+        originator_id=account.id, originator_version=account.version, timestamp=Snapshot.create_timestamp(),
+        topic=get_topic(Account), state={**kept, **state},
+    )
+
+
+def _campus() -> tuple[CampusCard, SimDevice]:
+    app = CampusCard()
+    gate = SimDevice("gate-1", "gate")
+    app.create_zone("dorm-1", "一号宿舍楼", anti_passback=True)
+    app.add_access_rule("dorm-1", "residents", ["mon"], "06:00", "23:00")
+    app.register_device("gate-1", "gate", gate.public_key, zone="dorm-1")
+    app.open_account("s1", "韩梅梅", "student", ["residents"])
+    app.issue_card("D0000001", "s1")
+    return app, gate
+
+
+def _swipe(app: CampusCard, gate: SimDevice, direction: str) -> dict[str, Any]:
+    envelope = gate.gate("D0000001", direction, MON_NOON)
+    [outcome] = app.record_swipes([("gate-1", [Item(parse_envelope(envelope))])])
+    gate.acknowledge(outcome.results)
+    return dict(outcome.results[0])
+
+
+def test_a_snapshot_from_before_gates_is_an_account_inside_no_zone() -> None:
+    app, gate = _campus()
+    account = app.get_account("s1")
+    app.snapshots.put([old_snapshot(account)])
+    [stored] = app.snapshots.recorder.select_events(account.id)
+    assert b"zones_inside" not in stored.state and b"class_version" not in stored.state
+    restored = app.repository.get(account.id)
+    assert restored.zones_inside == [] and restored.version == account.version
+    assert _swipe(app, gate, "in")["decision"] == "approved"
+    assert _swipe(app, gate, "in")["reason"] == "anti_passback"
+
+
+def test_a_snapshot_without_class_version_keeps_the_zones_it_has() -> None:
+    """Hubs with gates but before class versions took such snapshots: their zones stand."""
+    app, gate = _campus()
+    account = app.get_account("s1")
+    app.snapshots.put([old_snapshot(account, zones_inside=["dorm-1"])])  # replayed, the account is outside
+    assert app.repository.get(account.id).zones_inside == ["dorm-1"]
+    assert _swipe(app, gate, "in")["reason"] == "anti_passback"
+    assert _swipe(app, gate, "out")["decision"] == "approved"
+
+
+def test_a_snapshot_taken_now_is_version_2_and_restores_as_it_was() -> None:
+    app, gate = _campus()
+    assert _swipe(app, gate, "in")["decision"] == "approved"
+    account = app.get_account("s1")
+    snapshot = Snapshot.take(account)
+    assert snapshot.state["class_version"] == 2 and snapshot.state["zones_inside"] == ["dorm-1"]
+    restored = snapshot.mutate(None)
+    assert vars(restored) == vars(account)
+    assert app.repository.get(ids.account_id("s1")).zones_inside == ["dorm-1"]
