@@ -18,6 +18,7 @@ import psycopg
 from eventsourcing import persistence
 
 from domain.application import CampusCard, Item
+from domain.facts import UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class WriterFailed(Exception):
 class Isolated:
     """What committing the events of a failing part alone found."""
 
-    results: list[dict[str, Any]]  # of the events committed (up to a rejection, if one was decided)
+    results: list[UploadResult]  # of the events committed (up to a rejection, if one was decided)
     next_seq: int
     at: int  # the index in the part of the event at fault
     unreachable: Exception | None = None  # the store went away meanwhile: set, and nothing more was tried
@@ -47,7 +48,7 @@ def isolate(app: CampusCard, device_id: str, items: Sequence[Item], next_seq: in
     """Finds the event at fault among ``items`` (which failed together), on freshly loaded
     aggregates, by committing ever longer runs of the events before it (a binary search)."""
     lo, hi = 0, len(items)  # items[:lo] are committed; items[:hi] fail
-    results: list[dict[str, Any]] = []
+    results: list[UploadResult] = []
     while hi - lo > 1:
         mid = (lo + hi) // 2
         try:

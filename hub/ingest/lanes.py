@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.application import CampusCard, Item, UploadOutcome
+from domain.facts import UploadResult
 from hub.ingest.metrics import IngestMetrics
 
 # While single swipes are coming in (one was enqueued within SINGLES_RECENT_S), a micro-batch
@@ -50,7 +51,7 @@ class Upload:
     ticket: int = 0
     enqueued: float = field(default_factory=time.perf_counter)
     taken: int = 0  # items handed to the writer so far (a bulk upload is taken in chunks)
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[UploadResult] = field(default_factory=list)
     next_seq: int = 1
     finished: bool = False
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from domain.application import CampusCard, Item, UploadOutcome, rejected
+from domain.facts import UploadResult
 from hub.ingest.isolation import FaultLog, WriterFailed, isolate, unreachable
 from hub.ingest.lanes import Command, Lanes, Part, Upload
 from hub.ingest.metrics import IngestMetrics
@@ -146,7 +147,7 @@ class IngestWriter:
         for part, outcome in zip(parts, outcomes, strict=True):
             self._settle(part, outcome.results, outcome.next_seq, committed)
 
-    def _settle(self, part: Part, results: list[dict[str, Any]], next_seq: int, committed: float) -> None:
+    def _settle(self, part: Part, results: list[UploadResult], next_seq: int, committed: float) -> None:
         """Adds one part's committed results to its upload; answers it once it is complete."""
         upload = part.upload
         upload.results.extend(results)
@@ -185,7 +186,7 @@ class IngestWriter:
         self.metrics.count_results(upload.results)
         self._resolve(upload.future, value=UploadOutcome(results=upload.results, next_seq=upload.next_seq))
 
-    def _fail(self, upload: Upload, error: Exception, *, committed: list[dict[str, Any]] | None = None,
+    def _fail(self, upload: Upload, error: Exception, *, committed: list[UploadResult] | None = None,
               next_seq: int = 0) -> None:
         upload.finished = True
         if upload.results or committed:  # part of it is stored: say which, the rest is not

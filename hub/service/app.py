@@ -98,7 +98,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         app[PROJECTOR] = projector
         # min_size=0: asyncpg restores a floor of connections with a traceback per failed try.
         app[POOL] = await asyncpg.create_pool(
-            min_size=0, max_size=8, connect=store.connect_reads, init=routes_reads.decode_numeric_as_int,
+            min_size=0, max_size=8, connect=store.connect_reads, init=store.decode_numeric_as_int,
             **database.asyncpg_kwargs(),
         )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")

@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +73,16 @@ async def connect_reads(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         return await asyncpg.connect(*args, **kwargs)
     except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError) as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+
+
+async def decode_numeric_as_int(conn: asyncpg.Connection) -> None:
+    """The reads pool's ``init``: ``numeric`` values without a fraction (the views' money, and
+    sums of it) come back as ``int``, like the ``bigint`` they were, however large."""
+    await conn.set_type_codec("numeric", schema="pg_catalog", encoder=str, decoder=_numeric, format="text")
+
+
+def _numeric(text: str) -> int | Decimal:
+    return int(text) if text.lstrip("-").isdigit() else Decimal(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -120,13 +118,3 @@ async def metrics(request: web.Request) -> web.Response:
             m.projection_position.labels(name).set(position)
         m.store_position.set(health.store)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def decode_numeric_as_int(conn: asyncpg.Connection) -> None:
-    """The reads pool's ``init``: ``numeric`` values without a fraction (the views' money, and
-    sums of it) come back as ``int``, like the ``bigint`` they were, however large."""
-    await conn.set_type_codec("numeric", schema="pg_catalog", encoder=str, decoder=_numeric, format="text")
-
-
-def _numeric(text: str) -> int | Decimal:
-    return int(text) if text.lstrip("-").isdigit() else Decimal(text)
