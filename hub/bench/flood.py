@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import socket
 import time
@@ -32,7 +31,7 @@ from hub.bench.baselines import card_uid
 from hub.bench.overload import MAX_UPLOAD_EVENTS, send
 from hub.bench.phases import AT, caught_up, lean_client, measure_online, seed, upload_body
 from hub.bench.processes import Processes
-from hub.bench.report import Phase
+from hub.bench.report import Phase, fmt, write_figures
 
 console = Console()
 FLOOD_PRESIGN_PER_S = 6000  # flood events signed per second of the flood (more than the hub takes here)
@@ -153,7 +152,6 @@ def print_flood(results: dict[str, Any], args: argparse.Namespace) -> None:
     table.add_column("", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
-    fmt = lambda v, unit="": "—" if v is None else f"{v:,.1f}{unit}"  # noqa: E731
     for label, key, unit in [("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
                              ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
                              ("hub commit p99 ≤", "hub_commit_p99_ms", " ms"), ("seconds", "seconds", "")]:
@@ -167,9 +165,7 @@ def print_flood(results: dict[str, Any], args: argparse.Namespace) -> None:
     held = results["idle_connections_held"]
     console.print(f"idle connections: {held['opened']:,} opened ({held['not_connected']} could not connect), "
                   f"{held['open_at_end']:,} still open at the end of the phase")
-    out = args.json or Path("bench-flood.json")
-    out.write_text(json.dumps(results, indent=2, default=str))
-    console.print(f"written to {out}")
+    write_figures(results, args.json or Path("bench-flood.json"))
 
 
 def add_flood_arguments(parser: argparse.ArgumentParser) -> None:

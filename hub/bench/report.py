@@ -50,7 +50,7 @@ class Phase:
         return data
 
 
-def _fmt(value: float | None, unit: str = "") -> str:
+def fmt(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:,.1f}{unit}"
 
 
@@ -71,7 +71,7 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         ("seconds measured", "seconds", ""), ("recovery", "recovery_s", " s"),
     ]
     for label, key, unit in rows:
-        table.add_row(label, *(_fmt(p.get(key), unit) for p in phases))
+        table.add_row(label, *(fmt(p.get(key), unit) for p in phases))
     table.add_row("rejected or missed", *(str(p["errors"]) for p in phases))
     table.add_row("503 answers", *(str(p["shed"]) for p in phases))
     Console(width=max(console.width, 110)).print(table)
@@ -89,6 +89,10 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     rss = results["hub_rss_mb"]
     console.print(f"hub RSS: {rss['first']} MB before the sustained phase, {rss['after_tenth']} MB after a tenth "
                   f"of it, {rss['last']} MB at its end, peak {rss['peak']} MB")
-    out = args.json or Path("bench.json")
+    write_figures(results, args.json or Path("bench.json"))
+
+
+def write_figures(results: dict[str, Any], out: Path) -> None:
+    """The run's figures as JSON, where the report says."""
     out.write_text(json.dumps(results, indent=2, default=str))
     console.print(f"written to {out}")
