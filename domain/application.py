@@ -27,6 +27,7 @@ from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.swipes import Referenced, SwipeContext, decide
+from domain.tokens import TokenOffice
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
@@ -92,7 +93,7 @@ class Workspace:
         self.app.evict(self.loaded)
 
 
-class CampusCard(Application):
+class CampusCard(TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
