@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hub.service.keys import issue_token, load_key
+from hub.config import Settings
+from hub.service.token_office import issue_from_data_dir
 from tests.e2e.processes import free_port, start
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
 
@@ -69,7 +70,7 @@ async def test_the_hub_serves_https_with_a_self_signed_certificate(run_dir: Path
     try:
         await _https_ready(url, trusted, proc, log)
         assert f"listening on https://127.0.0.1:{port}" in log.read_text()
-        token = issue_token(load_key(data_dir), "admin")
+        token = issue_from_data_dir(Settings(data_dir=data_dir), "admin")
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {token}"}
             async with session.post(url + "/v1/merchants", ssl=trusted, headers=headers,
