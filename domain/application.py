@@ -27,6 +27,7 @@ from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, 
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.facts import Rejection, UploadResult
 from domain.swipes import Referenced, SwipeContext, decide
+from domain.tokens import TokenOffice
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
@@ -84,7 +85,7 @@ class Workspace:
         out its very objects drops them from the cache here.)"""
 
 
-class CampusCard(Application):
+class CampusCard(TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"

@@ -30,3 +30,8 @@ def merchant_id(merchant: str) -> UUID:
 
 def zone_id(zone: str) -> UUID:
     return uuid5(NAMESPACE, f"zone:{zone}")
+
+
+def token_id(jti: str) -> UUID:
+    """A bearer token's facts (issued, revoked), found from the ``jti`` the token carries."""
+    return uuid5(NAMESPACE, f"token:{jti}")

@@ -36,6 +36,8 @@ class Settings:
     checkpoint_events: int = 10_000  # CARDHUB_CHECKPOINT_EVENTS: … or after this many new events
     meals: str = DEFAULT_MEALS  # CARDHUB_MEALS: meal periods of the statistics, name=HH:MM-HH:MM,…
     idle_timeout_s: float = 15.0  # CARDHUB_IDLE_TIMEOUT_SECONDS: close a connection idle (or slow to send its headers) this long
+    tls_cert: Path | None = None  # serve --tls-cert: HTTPS with this PEM certificate chain …
+    tls_key: Path | None = None  # … and --tls-key, its private key (DESIGN §13)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -49,6 +51,8 @@ class Settings:
             idle_timeout_s=_number(env, "CARDHUB_IDLE_TIMEOUT_SECONDS", 15.0, float),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
         settings.zone()  # fail early on an unknown zone
         try:
             parse_meals(settings.meals)

@@ -30,14 +30,16 @@ async def gate_rules(conn: Connection, device_id: str) -> GateRules | None:
 
 
 async def access_log(conn: Connection, keyset: Keyset, *, zone: str | None, account: str | None,
-                     card: str | None, start: datetime | None, end: datetime | None) -> Page:
+                     card: str | None, start: datetime | None, end: datetime | None,
+                     zones: list[str] | None = None) -> Page:
     """A page of gate swipes, newest first, by the gate's clock in ``[start, end)``; each
-    filter that is not None narrows it."""
+    filter that is not None narrows it (``zones``: any of them, a warden's)."""
     return await fetch_page(
         conn,
         "SELECT * FROM access_log WHERE ($1::text IS NULL OR zone = $1) AND ($2::text IS NULL OR account_id = $2)"
-        f" AND ($3::text IS NULL OR card_uid = $3) AND {in_window('occurred_at', 4)}",
-        (zone, account, card, start, end), keyset,
+        f" AND ($3::text IS NULL OR card_uid = $3) AND {in_window('occurred_at', 4)}"
+        " AND ($6::text[] IS NULL OR zone = ANY($6))",
+        (zone, account, card, start, end, zones), keyset,
     )
 
 

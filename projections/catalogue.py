@@ -11,6 +11,7 @@ from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
 from projections.stats import StatsProjection, StatsView
+from projections.tokens import TokensProjection, TokensView
 
 PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (LedgerProjection, LedgerView),
@@ -18,6 +19,7 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (AccessProjection, AccessView),
     (AuditProjection, AuditView),
     (StatsProjection, StatsView),
+    (TokensProjection, TokensView),
 )
 
 # A view is written by one thread and waited on by another: it needs few connections (the

@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from device_sim.device import SimDevice
 from hub.config import Settings
 from hub.service.app import create_app
-from hub.service.keys import issue_token
-from hub.service.typedefs import APPLICATION, HUB_KEY, PROJECTOR
+from hub.service.token_keys import load_token_key
+from hub.service.token_office import TokenOffice
+from hub.service.typedefs import APPLICATION, PROJECTOR, SETTINGS
 from hub.storage.store import Database, EmbeddedPostgres
 
 
@@ -48,13 +49,19 @@ class Hub:
 
     client: TestClient
     app: web.Application
-    tokens: dict[str, str] = field(default_factory=dict)
+    database: Database
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def token(self, role: str = "admin", scope: str | None = None) -> str:
+        """A token of the hub's token key, recorded in its store as the command line records it."""
         key = (role, scope or "")
         if key not in self.tokens:
-            self.tokens[key] = issue_token(self.app[HUB_KEY], role, scope)
+            self.tokens[key] = self.new_token(role, scope)
         return self.tokens[key]
+
+    def new_token(self, role: str = "admin", scope: str | None = None, *, ttl_s: int = 8 * 3600) -> str:
+        with TokenOffice(self.database) as office:
+            return office.issue(load_token_key(self.app[SETTINGS].data_dir), role, scope, ttl_s=ttl_s)
 
     def auth(self, role: str = "admin", scope: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, scope)}"}
@@ -123,7 +130,7 @@ async def start_hub(database: Database, data_dir: Path, **settings: Any) -> Hub:
     app = create_app(Settings(data_dir=data_dir, **settings), database)
     client = TestClient(TestServer(app))
     await client.start_server()
-    return Hub(client, app)
+    return Hub(client, app, database)
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ from hub.bench.phases import (
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, print_report
 from hub.bench.spawn import free_port, wait_ready
-from hub.service.keys import issue_token, load_key
+from hub.config import Settings
+from hub.service.token_office import issue_from_data_dir
 
 console = Console()
 JSON = {"Content-Type": "application/json"}
@@ -62,7 +63,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
         procs = Processes(hub.pid, pg_pid)
-        token = issue_token(load_key(data_dir), "admin")
+        token = issue_from_data_dir(Settings.from_env(data_dir=data_dir, database_url=args.url), "admin")
         if args.flood:
             from hub.bench.flood import measure_flood
 

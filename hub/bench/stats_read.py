@@ -25,8 +25,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hub.config import Settings
 from hub.service.app import create_app
-from hub.service.keys import issue_token
-from hub.service.typedefs import HUB_KEY
+from hub.service.token_keys import load_token_key
+from hub.service.token_office import TokenOffice
 from hub.storage.store import Database, EmbeddedPostgres
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -88,7 +88,8 @@ async def _measure(database: Database, data_dir: Path, args: argparse.Namespace)
             rows = conn.execute("SELECT count(*) FROM stats_sales").fetchone()[0]
         print(f"filled stats_sales: {rows:,} rows for {args.events:,} purchases over {args.days} days"
               f" in {time.perf_counter() - started:.1f} s; {os.cpu_count()} cores")
-        token = issue_token(app[HUB_KEY], "manager")
+        with TokenOffice(database) as office:
+            token = office.issue(load_token_key(data_dir), "manager")
         day = FIRST_DAY + timedelta(days=args.days // 2)
         start = datetime.combine(day, dtime(0), tzinfo=TZ)
         one_day = f"from={start.isoformat()}&to={(start + timedelta(days=1)).isoformat()}".replace("+", "%2B")

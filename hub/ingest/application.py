@@ -26,6 +26,7 @@ from domain import ids
 from domain.application import CampusCard, Item, UploadOutcome, Workspace, utc_now
 from domain.devices import Device, SwipeLog
 from domain.swipes import Referenced
+from domain.tokens import Token
 
 # Events written by one save(). Larger inserts can stall psycopg's pipeline against the
 # server (seen here at ~1,000 events: client and server both blocked writing), so a big
@@ -79,6 +80,18 @@ class IngestCampusCard(CampusCard):
         except BaseException:
             self.evict(o.id for o in objs if isinstance(o, Aggregate))
             raise
+        finally:
+            # Tokens are written by other processes too (``cardhub token revoke``): never cached.
+            self.evict(o.id for o in objs if isinstance(o, Token))
+
+    def get_token(self, jti: str) -> Token:
+        """Always from the store, never the cache, which another process's revocation bypasses."""
+        token_id = ids.token_id(jti)
+        self.evict([token_id])
+        try:
+            return super().get_token(jti)
+        finally:
+            self.evict([token_id])
 
     def _take_snapshots(self, processing_event: ProcessingEvent) -> None:
         """Snapshots the aggregates that crossed their interval, from the objects just saved

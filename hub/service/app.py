@@ -30,7 +30,12 @@ from hub.service.routes import dashboard as routes_dashboard
 from hub.service.routes import devices as routes_devices
 from hub.service.routes import reads as routes_reads
 from hub.service.routes import stats as routes_stats
-from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, VERIFIERS, WRITER
+from hub.service.routes import tokens as routes_tokens
+from hub.service.token_keys import TokenKeyring
+from hub.service.token_registry import TokenRegistry
+from hub.service.typedefs import (
+    APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, TOKEN_KEYS, TOKENS, VERIFIERS, WRITER,
+)
 from hub.storage import store
 from hub.storage.store import Database
 from hub.storage.writer_lock import OtherWriter, WriterLock
@@ -65,7 +70,9 @@ def create_app(settings: Settings, database: Database) -> web.Application:
         middlewares=[problem_middleware], client_max_size=settings.body_max_bytes
     )
     app[SETTINGS] = settings
-    app[HUB_KEY] = load_or_create_key(settings.data_dir)
+    app[HUB_KEY] = load_or_create_key(settings.data_dir)  # hotlists, rules, checkpoints
+    app[TOKEN_KEYS] = TokenKeyring(settings.data_dir)  # bearer tokens (DESIGN §12)
+    app[TOKENS] = TokenRegistry()
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources(database))
     app.router.add_routes(routes_admin.routes)
@@ -75,6 +82,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_access.routes)
     app.router.add_routes(routes_stats.routes)
     app.router.add_routes(routes_dashboard.routes)
+    app.router.add_routes(routes_tokens.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 
@@ -115,6 +123,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
             asyncio.create_task(_outliving_outages("audit checkpoints", lambda: audit_log.issue_checkpoints(
                 app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
             ))),
+            asyncio.create_task(_outliving_outages("token revocations", lambda: app[TOKENS].follow(app[POOL]))),
         ]
         try:
             yield

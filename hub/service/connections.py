@@ -22,6 +22,7 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.config import Settings
+from hub.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,24 @@ def raise_open_file_limit() -> int:
 def server_options(settings: Settings) -> dict[str, Any]:
     """``web.run_app`` keyword arguments for the hub's connections."""
     return {"keepalive_timeout": settings.idle_timeout_s, "backlog": BACKLOG}
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context for ``--tls-cert``/``--tls-key`` (TLS 1.2 or later), or None for
+    plain HTTP. A file that is missing, unreadable or not a matching PEM pair is a ``ConfigError``."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"TLS: no such file: {exc.filename}") from None
+    except ssl.SSLError as exc:  # not PEM, or the key does not match the certificate
+        raise ConfigError(f"TLS: cannot use {settings.tls_cert} with {settings.tls_key}: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"TLS: cannot read {exc.filename or settings.tls_cert}: {exc.strerror or exc}") from None
+    return context
 
 
 def guard(app: web.Application) -> None:

@@ -15,10 +15,10 @@ from aiohttp import web
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.ingest.isolation import WriterFailed
 from hub.ingest.lanes import Overloaded
-from hub.service.keys import Principal, TokenError, read_token
-from hub.service.query import check_request
+from hub.service.keys import Principal, TokenError, TokenExpired, TokenRevoked, read_token
+from hub.service.query import OPERATIONS, check_request
 from hub.service.schemas import SAFE_TEXT
-from hub.service.typedefs import HUB_KEY
+from hub.service.typedefs import POOL, TOKEN_KEYS, TOKENS
 from hub.storage.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
 MAX_JSON_DEPTH = 32  # DESIGN §9: deeper nesting is malformed
 _NESTED = (dict, list)
 _ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89a-fA-F]")  # any surrogate, high or low
+# aiohttp 3.14 added typed request keys (and warns on str keys); the project allows aiohttp >= 3.10.
+PRINCIPAL_KEY: Any = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "cardhub.principal"
 
 
 class Problem(Exception):
@@ -109,6 +111,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every failure becomes a problem+json answer; no stack trace reaches a client."""
     try:
         check_request(request)  # the query string and path parameters, before any handler
+        operation = OPERATIONS.get(request.match_info.handler)
+        if operation is not None and operation.auth:
+            request[PRINCIPAL_KEY] = await bearer(request)
         response = await handler(request)
         if _store_fault.since is not None and response.status < 400:
             _store_fault.recovered()
@@ -245,31 +250,51 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     )
 
 
-def authenticate(request: web.Request) -> Principal:
+def _unauthenticated(detail: str) -> Problem:
+    return Problem(401, "unauthenticated", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def bearer(request: web.Request) -> Principal:
+    """The caller of a route that takes a token (DESIGN §5, §12): signed by a token key of this
+    hub, not expired, issued and not revoked; else ``401`` saying which."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "unauthenticated", "send Authorization: Bearer <token>",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise _unauthenticated("send Authorization: Bearer <token>")
     try:
-        return read_token(request.app[HUB_KEY], token.strip())
+        principal = read_token(request.app[TOKEN_KEYS], token.strip())
+        await request.app[TOKENS].check(request.app[POOL], principal)
+    except (TokenExpired, TokenRevoked) as exc:
+        raise _unauthenticated(f"{exc}: sign in again with a new one") from None
     except TokenError as exc:
-        raise Problem(401, "unauthenticated", f"invalid token: {exc}",
-                      headers={"WWW-Authenticate": "Bearer"}) from None
+        raise _unauthenticated(f"invalid token: {exc}") from None
+    return principal
+
+
+def authenticate(request: web.Request) -> Principal:
+    """The caller, as the middleware found it (``bearer``) for a route ``@documented`` with a token."""
+    principal = request.get(PRINCIPAL_KEY)
+    if principal is None:
+        raise _unauthenticated("send Authorization: Bearer <token>")
+    return principal
 
 
 def authorize(
-    request: web.Request, *roles: str, account: str | None = None, merchant: str | None = None
+    request: web.Request, *roles: str, account: str | None = None, merchant: str | None = None,
+    zone: str | None = None,
 ) -> Principal:
     """The caller, if its role is one of ``roles``; a scoped role must match the record.
 
-    ``cardholder`` passes only for its own ``account``, ``merchant`` for its own ``merchant``."""
+    ``cardholder`` passes only for its own ``account``, ``merchant`` for its own ``merchant``,
+    ``warden`` for a ``zone`` of its own."""
     principal = authenticate(request)
     allowed = principal.role in roles
     if principal.role == "cardholder":
         allowed = allowed and account is not None and principal.scope == account
     elif principal.role == "merchant":
         allowed = allowed and merchant is not None and principal.scope == merchant
+    elif principal.role == "warden":
+        allowed = allowed and zone is not None and zone in principal.zones
     if not allowed:
         raise Problem(403, "forbidden", f"role {principal.role} may not do this")
     return principal

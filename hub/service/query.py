@@ -32,7 +32,7 @@ import msgspec
 from aiohttp import web
 
 from domain.wire import RFC3339_RE
-from hub.service.schemas import AccountId, CardUid, DeviceId, MerchantId, Zone
+from hub.service.schemas import AccountId, CardUid, DeviceId, Jti, MerchantId, Zone
 from projections.queries import Keyset, Page
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ QUERY_KEY: Any = web.RequestKey("query", object) if hasattr(web, "RequestKey") e
 # Path parameter → its id type (hub.service.schemas); a route whose path names another is a bug.
 PATH_TYPES: dict[str, Any] = {
     "account_id": AccountId, "device_id": DeviceId, "card_uid": CardUid, "merchant_id": MerchantId,
-    "zone": Zone,
+    "zone": Zone, "jti": Jti,
 }
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000, description="page size, 1–1000")]

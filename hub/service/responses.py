@@ -337,6 +337,33 @@ class Dashboard(Answer):
     checkpoint: DashboardCheckpoint | None
 
 
+class Actor(Answer):
+    """Who acted: ``{"role", "scope", "jti"}`` for a token, ``{"role": "cli"}`` for the command line."""
+
+    role: str
+    scope: str | None = None
+    jti: str | None = None
+
+
+class TokenRecord(Answer):
+    """An issued token's record (never the token)."""
+
+    jti: str
+    role: str
+    scope: str | None
+    kid: str
+    issued_at: str
+    expires_at: str
+    issued_by: Actor
+    revoked_at: str | None
+    revoked_by: Actor | None
+
+
+class Tokens(Answer):
+    items: list[TokenRecord]
+    next: str | None
+
+
 class ProjectionPosition(Answer):
     position: int
     lag_events: int

@@ -30,6 +30,7 @@ Fen = Annotated[int, msgspec.Meta(ge=1, le=MAX_CREDIT_FEN)]
 DailyLimitFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_CREDIT_FEN)]
 Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=SAFE_TEXT)]
 Zone = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.-]{1,64}"))]
+Jti = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"))]
 PublicKey = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9+/]{1,96}={0,2}"))]
 # An RFC 3339 date-time with an offset; the handler also bounds its year (domain.wire.parse_instant).
 Instant = Annotated[str, msgspec.Meta(max_length=40, pattern=whole(RFC3339_PATTERN))]

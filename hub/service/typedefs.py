@@ -13,6 +13,8 @@ from hub.ingest.application import IngestCampusCard
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
 from hub.service.metrics import Metrics
+from hub.service.token_keys import TokenKeyring
+from hub.service.token_registry import TokenRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)
@@ -22,3 +24,5 @@ WRITER = web.AppKey("writer", IngestWriter)
 PROJECTOR = web.AppKey("projector", Projector)
 POOL = web.AppKey("pool", asyncpg.Pool)
 VERIFIERS = web.AppKey("verifiers", ThreadPoolExecutor)
+TOKEN_KEYS = web.AppKey("token_keys", TokenKeyring)
+TOKENS = web.AppKey("tokens", TokenRegistry)

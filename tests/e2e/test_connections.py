@@ -23,7 +23,8 @@ import pytest
 
 from device_sim.device import SimDevice
 from hub.bench.spawn import free_port
-from hub.service.keys import issue_token, load_key
+from hub.config import Settings
+from hub.service.token_office import issue_from_data_dir
 from hub.storage.store import EmbeddedPostgres
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -87,7 +88,7 @@ def limited_hub(tmp_path: Path) -> Iterator[LimitedHub]:
 
 
 async def _seed(session: aiohttp.ClientSession, hub: LimitedHub) -> SimDevice:
-    headers = {"Authorization": f"Bearer {issue_token(load_key(hub.data_dir), 'admin')}"}
+    headers = {"Authorization": f"Bearer {issue_from_data_dir(Settings(data_dir=hub.data_dir), 'admin')}"}
     device = SimDevice("pos-1", "pos")
     for path, body in [
         ("/v1/merchants", {"merchant_id": "canteen-1", "name": "第一食堂", "category": "dining"}),

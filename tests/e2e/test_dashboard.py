@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
+import jwt
 import pytest
 from playwright.async_api import CDPSession, Page, async_playwright
 
@@ -223,3 +224,28 @@ async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub
     message = await wait_for(page, "document.getElementById('signin-message').textContent")
     assert "manager" in message
     assert await page.evaluate("[sessionStorage.length, document.getElementById('board').hidden]") == [0, True]
+
+
+async def test_a_revoked_or_expired_token_signs_the_page_out_saying_why(hub: Hub, page: Page) -> None:
+    url = str(hub.client.make_url("/dashboard"))
+    revoked = hub.new_token("manager")
+    await page.goto(url)
+    await wait_for(page, "!document.getElementById('signin-view').hidden")
+    await sign_in(page, revoked)
+    await wait_for(page, "document.body.dataset.loaded === '1'")
+    jti = jwt.decode(revoked, options={"verify_signature": False})["jti"]
+    await hub.post(f"/v1/tokens/{jti}/revoke", expect=200)
+    assert await wait_for(page, "document.body.dataset.signedOut") == "revoked"
+    shown = await page.evaluate("[document.getElementById('signin-message').textContent,"
+                                " document.getElementById('board').hidden, sessionStorage.length]")
+    assert shown == ["已退出：令牌已被吊销，请用新令牌重新登录。", True, 0]
+    await page.click("#lang")
+    await page.screenshot(path=ARTIFACTS / "dashboard-signed-out.png")
+    assert "the token was revoked" in await page.evaluate("document.getElementById('signin-message').textContent")
+
+    await sign_in(page, hub.new_token("manager", ttl_s=3))
+    await wait_for(page, "document.body.dataset.loaded === '1' && !document.body.dataset.signedOut")
+    assert await wait_for(page, "document.body.dataset.signedOut") == "expired"
+    assert await page.evaluate("document.getElementById('signin-message').textContent") == (
+        "Signed out: the token expired; sign in with a new one.")
+    assert await page.evaluate("document.getElementById('board').hidden")

@@ -29,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from device_sim.device import SimDevice
-from hub.service.keys import issue_token, load_or_create_key
+from hub.service.token_keys import load_token_key
+from hub.service.token_office import TokenOffice
 from hub.storage.store import Database
 from tests.e2e.test_crash import CLI, free_port
 
@@ -57,7 +58,8 @@ class LiveHub:
         self.statuses: Counter[int] = Counter()
         self.session.hooks["response"].append(lambda resp, *_, **__: self.statuses.update([resp.status_code]))
         self._ready()
-        self.headers = {"Authorization": "Bearer " + issue_token(load_or_create_key(data_dir), "admin")}
+        with TokenOffice(database) as office:
+            self.headers = {"Authorization": "Bearer " + office.issue(load_token_key(data_dir), "admin")}
 
     def _ready(self) -> None:
         deadline = time.monotonic() + 60

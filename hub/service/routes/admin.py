@@ -22,6 +22,7 @@ from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantI
 from hub.service.typedefs import WRITER
 
 CARD_OFFICE = ("admin", "operator")
+OPERATOR_MAX_CREDIT_FEN = 1_000_000  # ¥10,000
 routes = web.RouteTableDef()
 
 
@@ -143,10 +144,14 @@ async def grant_subsidy(request: web.Request) -> web.Response:
 
 
 async def _credit(request: web.Request, kind: str) -> web.Response:
-    """201 for a new ref; 200 with the same answer when the ref was credited before."""
-    authorize(request, *CARD_OFFICE)
+    """201 for a new ref; 200 with the same answer when the ref was credited before. An operator
+    credits at most ``OPERATOR_MAX_CREDIT_FEN`` in one command (DESIGN §12); above, an admin."""
+    caller = authorize(request, *CARD_OFFICE)
     account_id = request.match_info["account_id"]
     body = await read_body(request, CreditIn)
+    if caller.role == "operator" and body.amount > OPERATOR_MAX_CREDIT_FEN:
+        raise Problem(403, "forbidden", f"an operator may credit at most {OPERATOR_MAX_CREDIT_FEN:,} fen"
+                      f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {body.amount:,} fen needs an admin")
 
     def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
         account, created = app.credit(account_id, kind, body.amount, body.ref)

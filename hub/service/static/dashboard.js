@@ -19,7 +19,8 @@
       storePosition: "事件库位置", lag: "投影滞后", treeSize: "检查点树大小", rootHash: "检查点根哈希",
       issuedAt: "检查点签发于", events: "个事件", cardsN: "张卡", noData: "暂无数据", noCheckpoint: "尚无检查点",
       loading: "加载中…", updated: "更新于", retrying: "连接失败，2 秒后重试：",
-      unauthorized: "令牌无效或已过期，请重新登录。",
+      unauthorized: "已退出：令牌无效（不是本系统签发的），请用新令牌重新登录。",
+      expired: "已退出：令牌已过期，请用新令牌重新登录。", revoked: "已退出：令牌已被吊销，请用新令牌重新登录。",
       forbidden: "此令牌无权查看看板（需要 manager、admin 或 auditor 角色）。", signedOut: "已退出。",
     },
     en: {
@@ -35,7 +36,9 @@
       lag: "Projection lag", treeSize: "Checkpoint tree size", rootHash: "Checkpoint root hash",
       issuedAt: "Checkpoint issued at", events: "events", cardsN: "cards", noData: "No data yet",
       noCheckpoint: "no checkpoint yet", loading: "Loading…", updated: "Updated", retrying: "Connection failed, retrying in 2 s:",
-      unauthorized: "The token is invalid or has expired; please sign in again.",
+      unauthorized: "Signed out: the token is not valid (not one this hub issued); sign in with a new one.",
+      expired: "Signed out: the token expired; sign in with a new one.",
+      revoked: "Signed out: the token was revoked; sign in with a new one.",
       forbidden: "This token may not read the dashboard (it needs the manager, admin or auditor role).",
       signedOut: "Signed out.",
     },
@@ -131,7 +134,7 @@
       if (seq !== state.seq) return;
       if (resp.status === 401 || resp.status === 403) {
         sessionStorage.removeItem(TOKEN_KEY);
-        return showSignin(resp.status === 401 ? "unauthorized" : "forbidden");
+        return signedOut(resp, seq);
       }
       const body = await resp.json();
       if (seq !== state.seq) return;
@@ -146,6 +149,18 @@
       setStatus(`${t("retrying")} ${err.message}`, true);
     }
     state.timer = setTimeout(refresh, POLL_MS);
+  }
+
+  // 401: the token expired, was revoked (the hub's problem detail says which) or is not valid;
+  // 403: its role may not read the dashboard. Either way the board and its figures go away.
+  async function signedOut(resp, seq) {
+    let detail = "";
+    try { detail = String((await resp.json()).detail || ""); } catch { /* not a problem document */ }
+    if (seq !== state.seq) return;
+    if (resp.status === 403) return showSignin("forbidden");
+    const why = /revoked/.test(detail) ? "revoked" : /expired/.test(detail) ? "expired" : "unauthorized";
+    document.body.dataset.signedOut = why;
+    return showSignin(why);
   }
 
   function render(d) {
@@ -321,6 +336,7 @@
     const token = $("token").value.trim();
     if (!token) return;
     sessionStorage.setItem(TOKEN_KEY, token);
+    delete document.body.dataset.signedOut;
     $("token").value = "";
     state.message = "";
     $("signin-message").textContent = "";
