@@ -14,9 +14,8 @@ and the WAL and backups keep it until they are recycled or expire (README, "Eras
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
 from domain import personal
@@ -61,15 +60,23 @@ def create_statements(schema: Identifier) -> list[Composed]:
     ).format(schema=schema, table=Identifier(KEYS_TABLE), key_bytes=personal.KEY_BYTES)]
 
 
-def write(curs: Cursor[Any], schema: Identifier, changes: list[KeyChange]) -> None:
-    """Applies ``changes`` in order, in the caller's transaction. A second key for an account
-    violates the primary key and fails the transaction, events and all."""
+def with_changes(schema: Identifier) -> Composed:
+    """The data-modifying ``WITH`` that goes before the statement inserting a command's events,
+    so that its key changes and its events are one statement: one transaction, one round trip.
+    Its parameters are ``parameters(changes)``. A second key for an account violates the
+    primary key and fails the statement, events and all."""
     table = Identifier(KEYS_TABLE)
-    for change in changes:
-        if change.key is not None:
-            curs.execute(SQL("INSERT INTO {}.{} (account_id, key) VALUES (%s, %s)").format(schema, table),
-                         (change.account_id, change.key))
-        else:
-            curs.execute(SQL("UPDATE {}.{} SET key = NULL, erased_at = now()"
-                             " WHERE account_id = %s AND key IS NOT NULL").format(schema, table),
-                         (change.account_id,))
+    return SQL(
+        "WITH created AS (INSERT INTO {schema}.{table} (account_id, key)"
+        " SELECT * FROM unnest(%b::text[], %b::bytea[])),"
+        " destroyed AS (UPDATE {schema}.{table} SET key = NULL, erased_at = now()"
+        " WHERE account_id = ANY(%b::text[]) AND key IS NOT NULL) "
+    ).format(schema=schema, table=table)
+
+
+def parameters(changes: list[KeyChange]) -> tuple[list[str], list[bytes], list[str]]:
+    created = [(c.account_id, c.key) for c in changes if c.key is not None]
+    destroyed = [c.account_id for c in changes if c.key is None]
+    # One snapshot: the UPDATE would not see a row the INSERT adds (one command never does both).
+    assert not {a for a, _ in created} & set(destroyed), changes
+    return [a for a, _ in created], [k for _, k in created], destroyed
