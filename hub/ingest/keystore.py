@@ -8,8 +8,9 @@ and an ``Account.Erased`` never without the key's destruction; a save that fails
 neither (and ``IngestCampusCard.save`` drops what a failed command left here).
 
 Destroying sets the key to NULL and ``erased_at``; the row stays, so that the account is
-known to have had a key. PostgreSQL keeps the old row version until VACUUM reuses its space,
-and the WAL and backups keep it until they are recycled or expire (README, "Erasing a person").
+known to have had a key. PostgreSQL keeps the old row version in the table's files until its
+space is reused or the table rewritten, and the WAL and backups keep it until they are
+recycled or expire (README, "Erasing a person").
 """
 
 from __future__ import annotations

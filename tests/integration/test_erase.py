@@ -211,3 +211,22 @@ async def test_an_account_opened_in_clear_is_blanked_by_erasure_and_its_event_st
     await _checkpoint(hub)
     report = await asyncio.to_thread(verify, database, hub.app[HUB_KEY].public_key())
     assert report.ok, {c.name: c.problem for c in report.checks if c.problem}
+
+
+async def test_an_account_is_read_by_the_card_office_auditors_and_its_own_cardholder_only(
+    hub: Hub, database: Database,
+) -> None:
+    await hub.account("s1")
+    await hub.account("s2")
+    await hub.settle()
+    assert (await hub.get("/v1/accounts/s1", role="cardholder", scope="s1"))["name"] == "李雷"
+    assert (await hub.get("/v1/accounts/s1", role="auditor"))["erased"] is False
+    for role, scope in [("cardholder", "s2"), ("merchant", "s1"), ("manager", None)]:
+        assert (await hub.request("GET", "/v1/accounts/s1", role=role, scope=scope))[0] == 403, role
+    assert (await hub.request("GET", "/v1/accounts/s1", role=None))[0] == 401
+    for path in ("/v1/accounts/nobody", "/v1/accounts/s1%00", "/v1/accounts/" + "9" * 33, "/v1/accounts/s1%0A"):
+        assert (await hub.request("GET", path))[0] == 404, path
+    with psycopg.connect(database.url, autocommit=True) as conn:  # a key replaced: the name does not open
+        conn.execute("UPDATE account_keys SET key = decode(repeat('00', 32), 'hex') WHERE account_id = 's2'")
+    status, problem = await hub.request("GET", "/v1/accounts/s2")
+    assert (status, problem["code"]) == (500, "personal_data_damaged") and "李雷" not in json.dumps(problem)
