@@ -9,7 +9,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from domain import ids
+from domain import ids, personal
 from domain.errors import Conflict, Invalid
 
 CATEGORIES = ("student", "staff", "visitor")
@@ -31,7 +31,8 @@ class Split:
 
 class Account(Aggregate):
     # The shape of a snapshot. 2: every snapshot has ``zones_inside`` (anti-passback, DESIGN §3).
-    class_version = 2
+    # 3: ``name`` is a ``personal.Stored`` (sealed), and ``erased_at`` is there (DESIGN §12).
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -40,14 +41,37 @@ class Account(Aggregate):
         state.setdefault("zones_inside", [])
 
     @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot from before sealed names holds the name in clear (as its Opened event does)."""
+        state["name"] = personal.from_stored(state["name"])
+        state.setdefault("erased_at", None)
+
+    @staticmethod
     def create_id(account_id: str) -> object:
         return ids.account_id(account_id)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        """2: ``name`` is sealed under the account's data key (``personal.Sealed``)."""
+
+        class_version = 2
+        account_id: str
+        name: personal.Stored
+        category: str
+        groups: list[str]
+        daily_limit_fen: int | None
+        valid_from: str | None
+        valid_until: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """An account opened before names were sealed: its name is in the event in clear."""
+            state["name"] = personal.from_stored(state["name"])
+
+    @event(Opened)
     def __init__(
         self,
         account_id: str,
-        name: str,
+        name: personal.Stored,
         category: str,
         groups: list[str],
         daily_limit_fen: int | None,
@@ -67,6 +91,7 @@ class Account(Aggregate):
         self.spent_by_day: dict[str, int] = {}  # local day (ISO) -> approved purchases, fen
         self.card_uids: list[str] = []
         self.zones_inside: list[str] = []  # anti-passback zones passed in and not out
+        self.erased_at: str | None = None
 
     def assign_card(self, card_uid: str) -> None:
         self._card_assigned(card_uid=card_uid)
@@ -79,11 +104,39 @@ class Account(Aggregate):
     def total_fen(self) -> int:
         return self.subsidy_fen + self.cash_fen
 
+    # -- erasure of personal data (DESIGN §12) ---------------------------
+
+    def refuse_if_erased(self) -> None:
+        """An erased account takes no new card, no found card and no credit."""
+        if self.erased_at is not None:
+            raise Conflict(f"account {self.account_id} was erased at {self.erased_at}", code="erased")
+
+    def erase(self, active_cards: list[str], erased_at: str) -> None:
+        """Only a closed account is erased (DESIGN §12). Until closure (§11) is built, closed
+        means: no active card and both wallets at zero."""
+        self.refuse_if_erased()
+        until = ("until account closure (DESIGN §11) is built, an account is erased only with no active card"
+                 " and a zero balance")
+        if active_cards:
+            raise Conflict(f"account {self.account_id} has an active card {active_cards[0]}: {until}",
+                           code="not_closed")
+        if self.subsidy_fen or self.cash_fen:
+            raise Conflict(f"account {self.account_id} holds {self.subsidy_fen} fen subsidy and {self.cash_fen}"
+                           f" fen cash: {until}", code="not_closed")
+        self._erased(account_id=self.account_id, erased_at=erased_at)
+
+    @event("Erased")
+    def _erased(self, account_id: str, erased_at: str) -> None:
+        """Records that the data key was destroyed; the event holds no personal data."""
+        self.erased_at = erased_at
+        self.name = None
+
     # -- credits ---------------------------------------------------------
 
     def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str) -> bool:
         """Adds money to a wallet; returns False when ``ref`` was credited before (idempotent)."""
         assert kind in CREDIT_KINDS, kind
+        self.refuse_if_erased()
         if amount_fen <= 0:
             raise Invalid("amount must be > 0 fen", field="amount")
         previous = self.credit_refs.get(ref)

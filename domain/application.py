@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import EnvType
 
-from domain import ids
+from domain import ids, personal
 from domain.access import Zone
 from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
@@ -29,6 +29,7 @@ from domain.facts import Rejection, UploadResult
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.tokens import TokenOffice
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
+from domain.workspace import Workspace
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
 
@@ -52,39 +53,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Workspace:
-    """The aggregates one command or batch touches: each loaded once, saved together."""
-
-    def __init__(self, app: CampusCard) -> None:
-        self.app = app
-        self.loaded: dict[UUID, Aggregate] = {}
-        self.pending = 0
-
-    def changed(self, events: int = 1) -> None:
-        """Counts new events (``events`` may be an upper bound); a subclass may save in chunks."""
-        self.pending += events
-
-    def find(self, aggregate_id: UUID) -> Any | None:
-        if aggregate_id not in self.loaded:
-            try:
-                self.loaded[aggregate_id] = self.app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
-        return self.loaded[aggregate_id]
-
-    def save(self) -> None:
-        """Saves every pending event."""
-        changed = [a for a in self.loaded.values() if a.pending_events]
-        if changed:
-            self.app.save(*changed)
-        self.pending = 0
-
-    def discard(self) -> None:
-        """The command failed: what it changed goes with this workspace, never stored. (The
-        library's repository hands out copies of what it caches; a subclass whose cache hands
-        out its very objects drops them from the cache here.)"""
-
-
 class CampusCard(TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
@@ -98,10 +66,15 @@ class CampusCard(TokenOffice, Application):
         *,
         timezone: ZoneInfo | None = None,
         clock: Callable[[], datetime] = utc_now,
+        keys: personal.Keystore | None = None,
     ) -> None:
+        """``keys``: where accounts' data keys live (DESIGN §12); in memory by default when the
+        events are, else none: such an application (a reader of the store) opens no account."""
         super().__init__(env)
         self.tz = timezone or ZoneInfo("Asia/Shanghai")
         self.clock = clock
+        in_memory = isinstance(self.recorder, POPOApplicationRecorder)
+        self.keys: personal.Keystore | None = keys if keys is not None else personal.MemoryKeys() if in_memory else None
 
     def _now(self) -> str:
         return self.clock().isoformat()
@@ -213,8 +186,10 @@ class CampusCard(TokenOffice, Application):
         if valid_from and valid_until and valid_until <= valid_from:
             raise Invalid("valid_until must be after valid_from", field="valid_until")
         self._refuse_existing(ids.account_id(account_id), f"account {account_id}")
+        key = self._keystore().create(account_id)
         account = Account(
-            account_id=account_id, name=name, category=category, groups=list(groups),
+            account_id=account_id, name=personal.seal(key, account_id, "name", name),
+            category=category, groups=list(groups),
             daily_limit_fen=daily_limit_fen,
             valid_from=valid_from.isoformat() if valid_from else None,
             valid_until=valid_until.isoformat() if valid_until else None,
@@ -225,9 +200,24 @@ class CampusCard(TokenOffice, Application):
     def get_account(self, account_id: str) -> Account:
         return self._get(ids.account_id(account_id), f"account {account_id}")
 
+    def erase_account(self, account_id: str) -> Account:
+        """Destroys the account's data key, which erases its personal fields from every event
+        (DESIGN §12), and records ``Account.Erased``; the events themselves stay as they are."""
+        account = self.get_account(account_id)
+        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        account.erase([c.card_uid for c in cards if c.status == ACTIVE], self._now())
+        self._keystore().destroy(account_id)
+        self.save(account)
+        return account
+
+    def _keystore(self) -> personal.Keystore:
+        assert self.keys is not None, "this application has no keystore: it cannot seal or erase personal data"
+        return self.keys
+
     def issue_card(self, card_uid: str, account_id: str) -> Card:
         """Binds a new card; the account's lost cards become cancelled (补卡)."""
         account = self.get_account(account_id)
+        account.refuse_if_erased()
         self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
         cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
         for old in cards:
@@ -250,6 +240,7 @@ class CampusCard(TokenOffice, Application):
     def report_found(self, card_uid: str) -> Card:
         card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
         account = self.get_account(card.account_id)
+        account.refuse_if_erased()
         for uid in account.card_uids:
             if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
                 raise Conflict(f"account {account.account_id} has another active card {uid}")

@@ -8,10 +8,13 @@ class DomainError(Exception):
 
     code = "domain_error"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, code: str | None = None) -> None:
+        """``code``: a more precise machine code than the class's (the status stays the class's)."""
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        if code is not None:
+            self.code = code
 
 
 class NotFound(DomainError):

@@ -25,12 +25,16 @@ TRANSACTION_COLUMNS = (
 
 class LedgerView(View):
     """Money is ``numeric``: a balance or a sum of amounts an older hub accepted (2^53−1 fen
-    each) may leave the 64-bit range, and the view must still hold it exactly."""
+    each) may leave the 64-bit range, and the view must still hold it exactly.
+
+    No personal field is kept (DESIGN §12): the read of an account opens its name from its
+    Opened event with its data key (``ledger_queries.account``); ``erased_at`` is when the key
+    was destroyed."""
 
     tables = {
         "balances": "CREATE TABLE IF NOT EXISTS {schema}.balances ("
-            " account_id text PRIMARY KEY, name text NOT NULL, category text NOT NULL,"
-            " subsidy_fen numeric NOT NULL DEFAULT 0, cash_fen numeric NOT NULL DEFAULT 0)",
+            " account_id text PRIMARY KEY, category text NOT NULL,"
+            " subsidy_fen numeric NOT NULL DEFAULT 0, cash_fen numeric NOT NULL DEFAULT 0, erased_at timestamptz)",
         "transactions": "CREATE TABLE IF NOT EXISTS {schema}.transactions ("
             " notification_id bigint PRIMARY KEY, account_id text NOT NULL, kind text NOT NULL,"
             " amount_fen numeric NOT NULL, subsidy_fen numeric NOT NULL, cash_fen numeric NOT NULL,"
@@ -48,9 +52,16 @@ class LedgerView(View):
         super().__init__(*args, **kwargs)
         self.widen_to_numeric("balances", ("subsidy_fen", "cash_fen"))
         self.widen_to_numeric("transactions", ("amount_fen", "subsidy_fen", "cash_fen", "balance_fen"))
+        # A view made before DESIGN §12 kept names in clear: they go (the rows stay).
+        self.sql_create_statements.append(self.sql("ALTER TABLE {schema}.balances DROP COLUMN IF EXISTS name"))
+        self.sql_create_statements.append(self.sql(
+            "ALTER TABLE {schema}.balances ADD COLUMN IF NOT EXISTS erased_at timestamptz"))
         self.open_account = self.sql(
-            "INSERT INTO {schema}.balances (account_id, name, category)"
-            " VALUES (%(account_id)s, %(name)s, %(category)s) ON CONFLICT DO NOTHING"
+            "INSERT INTO {schema}.balances (account_id, category)"
+            " VALUES (%(account_id)s, %(category)s) ON CONFLICT DO NOTHING"
+        )
+        self.erase_account = self.sql(
+            "UPDATE {schema}.balances SET erased_at = %(erased_at)s WHERE account_id = %(account_id)s"
         )
         # Batched: the moves of a flush summed per account, its transactions in one insert.
         self.move = self.sql(
@@ -116,9 +127,13 @@ class LedgerProjection(BatchingProjection[LedgerView]):
 
     @process_event.register
     def _(self, domain_event: Account.Opened, tracking: Tracking) -> None:
-        row = {"account_id": domain_event.account_id, "name": domain_event.name,
-               "category": domain_event.category}
+        row = {"account_id": domain_event.account_id, "category": domain_event.category}
         self.stage(tracking, [(self.view.open_account, row)])
+
+    @process_event.register
+    def _(self, domain_event: Account.Erased, tracking: Tracking) -> None:
+        row = {"account_id": domain_event.account_id, "erased_at": datetime.fromisoformat(domain_event.erased_at)}
+        self.stage(tracking, [(self.view.erase_account, row)])
 
     @process_event.register
     def _(self, domain_event: Account.Credited, tracking: Tracking) -> None:

@@ -1,12 +1,68 @@
-"""Reads of the ledger's views (``projections.ledger``): a balance, an account's transactions,
-a merchant's settlement of one local day."""
+"""Reads of the ledger's views (``projections.ledger``): an account, a balance, an account's
+transactions, a merchant's settlement of one local day."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from projections.queries import Connection, Keyset, Page, fetch_page, in_window
+from domain import ids, personal
+from projections.base import clean_text
+from projections.queries import EVENTS_TABLE, KEYS_TABLE, Connection, Keyset, Page, fetch_page, in_window
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account as it was opened, its name opened with its data key: None once erased."""
+
+    account_id: str
+    name: str | None
+    erased_at: datetime | None
+    category: str
+    groups: list[str]
+    daily_limit_fen: int | None
+    valid_from: str | None
+    valid_until: str | None
+
+    @property
+    def erased(self) -> bool:
+        return self.name is None
+
+
+async def account(conn: Connection, account_id: str) -> AccountRecord | None:
+    """The account, or None when there is no such account. Its fields come from its Opened
+    event (they never change), the name opened at read time: the views keep no personal data
+    (DESIGN §12). Raises ``personal.Unreadable`` when a sealed name does not open."""
+    row = await conn.fetchrow(
+        f"SELECT b.erased_at, e.state, k.key, k.account_id IS NOT NULL AS keyed FROM balances b"  # noqa: S608
+        f" JOIN {EVENTS_TABLE} e ON e.originator_id = $2 AND e.originator_version = 1"
+        f" LEFT JOIN {KEYS_TABLE} k ON k.account_id = b.account_id WHERE b.account_id = $1",
+        account_id, ids.account_id(account_id),
+    )
+    if row is None:
+        return None
+    opened = json.loads(bytes(row["state"]))
+    return AccountRecord(
+        account_id=account_id, name=_name(account_id, personal.from_stored(opened["name"]), row),
+        erased_at=row["erased_at"], category=opened["category"], groups=opened["groups"],
+        daily_limit_fen=opened["daily_limit_fen"], valid_from=opened["valid_from"], valid_until=opened["valid_until"],
+    )
+
+
+def _name(account_id: str, stored: personal.Stored, row: Any) -> str | None:
+    """In clear when opened before names were sealed (until erased); else opened with the key,
+    None once it was destroyed (the view may not have the erasure yet: the key says first)."""
+    if row["erased_at"] is not None:
+        return None
+    if stored["alg"] == "none":
+        return clean_text(stored["plaintext"])
+    if row["key"] is None:
+        if not row["keyed"]:
+            raise personal.Unreadable(f"account {account_id} has a sealed name and no data key")
+        return None
+    return clean_text(personal.unseal(bytes(row["key"]), account_id, "name", stored))
 
 
 async def balance(conn: Connection, account_id: str) -> Any:

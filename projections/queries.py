@@ -19,6 +19,9 @@ from domain.application import CampusCard
 
 # The eventsourcing library's table of stored events (its notifications), named after the application.
 EVENTS_TABLE = f"{CampusCard.name}_events"
+# The hub's table of accounts' data keys (DESIGN §12), outside the event store: written with the
+# events by the writer (``hub.ingest.keystore``), read here to open personal fields.
+KEYS_TABLE = "account_keys"
 
 
 class Connection(Protocol):

@@ -27,6 +27,8 @@ from domain.application import CampusCard, Item, UploadOutcome, Workspace, utc_n
 from domain.devices import Device, SwipeLog
 from domain.swipes import Referenced
 from domain.tokens import Token
+from hub.ingest.keystore import AccountKeys
+from hub.ingest.recorder import ArrayInsertRecorder
 
 # Events written by one save(). Larger inserts can stall psycopg's pipeline against the
 # server (seen here at ~1,000 events: client and server both blocked writing), so a big
@@ -65,6 +67,8 @@ class IngestCampusCard(CampusCard):
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(env, timezone=timezone, clock=clock)
+        if isinstance(self.recorder, ArrayInsertRecorder):
+            self.keys = self.recorder.keys  # written with the events of the command that made them
         # device id -> public key, for callers that verify signatures before the writer does.
         self.device_keys: dict[str, Ed25519PublicKey] = {}
         # device id -> the next seq after the last batch: a hint for callers, so that a resend
@@ -74,11 +78,13 @@ class IngestCampusCard(CampusCard):
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Saves; on failure drops the aggregates from the cache, which may hand out the very
         objects commands change (DEEPCOPY_FROM_AGGREGATE_CACHE=n), so that the next command
-        reloads them from the store."""
+        reloads them from the store, and the command's key changes, never to be written."""
         try:
             return super().save(*objs, **kwargs)
         except BaseException:
             self.evict(o.id for o in objs if isinstance(o, Aggregate))
+            if isinstance(self.keys, AccountKeys):
+                self.keys.discard()  # a key change left by a failure before the insert took it
             raise
         finally:
             # Tokens are written by other processes too (``cardhub token revoke``): never cached.

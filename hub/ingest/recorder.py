@@ -10,6 +10,11 @@ plpgsql function, in autocommit, is one implicit transaction: lock, notify, inse
 typed arrays, return the ids. (This is not the library's POSTGRES_ENABLE_DB_FUNCTIONS path,
 which is left off: its function omits the table lock, and that setting also changes how
 tracking records are written.)
+
+The data keys of accounts (``hub.ingest.keystore``) are written by the same statement: when
+the command whose events these are made or destroyed a key, the call is preceded by the
+key's data-modifying ``WITH``. (Measured, one event: 0.48–0.54 ms alone, 0.57–0.64 ms with
+its key in one statement; an explicit transaction around the two took 0.3–0.5 ms more.)
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any, TypeVar
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier, Literal
+
+from hub.ingest import keystore
 
 TOPIC = "hub.ingest.recorder:ArrayInsertRecorder"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +72,7 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         # Why this hub may not write now (it lost the database's writer lock); None: it may.
         self.fenced: str | None = None
+        self.keys = keystore.AccountKeys()  # the key changes of the command being saved
         bound_retries(self)
         schema = Identifier(datastore.schema)
         function = SQL("{}.{}").format(schema, Identifier(f"{events_table_name}_insert_batch"))
@@ -89,24 +97,34 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(SQL(
             "ALTER TABLE {}.{} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         ).format(schema, Identifier(events_table_name)))
+        self.sql_create_statements.extend(keystore.create_statements(schema))
         # %b: arrays go in binary, a fraction of text's dumping cost (bytea 0.18 vs 9.6 µs a value).
         self._call = SQL("SELECT * FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS t(id)").format(function)
+        self._call_with_keys = keystore.with_changes(schema) + self._call
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        keys = self.keys.take()
         if self.fenced is not None:
             raise OperationalError(self.fenced)
-        return self._insert_events(stored_events, **kwargs)
+        return self._insert_batch(stored_events, keys, **kwargs)
 
     @retry_stale
-    def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def _insert_batch(
+        self, stored_events: Sequence[StoredEvent], keys: list[keystore.KeyChange], **kwargs: Any,
+    ) -> Sequence[int] | None:
         if not stored_events or self.datastore.enable_db_functions or self.datastore.originator_id_type != "uuid":
+            assert not keys, "data keys are written only with the array insert"
             return super().insert_events(stored_events, **kwargs)
+        events = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            assert conn.autocommit  # the call is its own transaction
-            curs.execute(self._call, (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ), prepare=True)
+            assert conn.autocommit  # the statement is its own transaction
+            if keys:
+                curs.execute(self._call_with_keys, (*keystore.parameters(keys), *events), prepare=True)
+            else:
+                curs.execute(self._call, events, prepare=True)
             return [row["id"] for row in curs.fetchall()]

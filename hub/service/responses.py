@@ -43,13 +43,17 @@ class Device(Answer):
 
 
 class Account(Answer):
+    """``name`` is null, and ``erased`` true, once the account's data key was destroyed (DESIGN §12)."""
+
     account_id: str
-    name: str
+    name: str | None
+    erased: bool
     category: str
     groups: list[str]
     daily_limit: int | None
     valid_from: str | None
     valid_until: str | None
+    erased_at: str | None = None
 
 
 class Card(Answer):

@@ -1,9 +1,12 @@
 """Stored shapes that changed are upcast by the library (``class_version``, ``upcast_vX_vY``):
-an account snapshot taken before gates has no ``zones_inside``; the in-memory store here,
+an account snapshot taken before gates has no ``zones_inside``; an account opened, or a
+snapshot taken, before names were sealed holds its name in clear; the in-memory store here,
 PostgreSQL in tests/integration/test_upcasting.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -69,12 +72,42 @@ def test_a_snapshot_without_class_version_keeps_the_zones_it_has() -> None:
     assert _swipe(app, gate, "out")["decision"] == "approved"
 
 
-def test_a_snapshot_taken_now_is_version_2_and_restores_as_it_was() -> None:
+def test_a_snapshot_taken_now_is_version_3_and_restores_as_it_was() -> None:
     app, gate = _campus()
     assert _swipe(app, gate, "in")["decision"] == "approved"
     account = app.get_account("s1")
     snapshot = Snapshot.take(account)
-    assert snapshot.state["class_version"] == 2 and snapshot.state["zones_inside"] == ["dorm-1"]
+    assert snapshot.state["class_version"] == 3 and snapshot.state["zones_inside"] == ["dorm-1"]
+    assert snapshot.state["name"]["alg"] == "A256GCM" and snapshot.state["erased_at"] is None
     restored = snapshot.mutate(None)
     assert vars(restored) == vars(account)
     assert app.repository.get(ids.account_id("s1")).zones_inside == ["dorm-1"]
+
+
+def test_a_version_2_snapshot_holds_its_name_in_clear_and_is_read_as_plain() -> None:
+    app, _ = _campus()
+    account = app.get_account("s1")
+    kept = {k: v for k, v in vars(account).items() if k not in ("_id", "_version", "_pending_events", "erased_at")}
+    app.snapshots.put([Snapshot(  # type: ignore[call-arg]
+        originator_id=account.id, originator_version=account.version, timestamp=Snapshot.create_timestamp(),
+        topic=get_topic(Account), state={**kept, "name": "韩梅梅", "class_version": 2},
+    )])
+    restored = app.repository.get(account.id)
+    assert restored.name == {"alg": "none", "plaintext": "韩梅梅"} and restored.erased_at is None
+
+
+def test_an_account_opened_before_names_were_sealed_reads_its_name_as_plain() -> None:
+    app = CampusCard()
+    opened = Account.Opened(  # type: ignore[call-arg]
+        originator_id=ids.account_id("s0"), originator_version=1, timestamp=Account.Opened.create_timestamp(),
+        originator_topic=get_topic(Account), account_id="s0", name={"alg": "none", "plaintext": "-"},
+        category="student", groups=[], daily_limit_fen=None, valid_from=None, valid_until=None,
+    )
+    stored = app.mapper.to_stored_event(opened)
+    state = json.loads(stored.state)
+    assert state.pop("class_version") == 2
+    state["name"] = "李雷"  # as a hub before sealed names stored it
+    app.recorder.insert_events([dataclasses.replace(stored, state=json.dumps(state).encode())])
+    account = app.get_account("s0")
+    assert account.name == {"alg": "none", "plaintext": "李雷"}
+    assert account.version == 1

@@ -1,4 +1,5 @@
-"""Card-office routes (DESIGN §6): merchants, devices, accounts, cards, top-ups, subsidies.
+"""Card-office routes (DESIGN §6, §12): merchants, devices, accounts, cards, top-ups, subsidies,
+erasure of an account's personal data.
 
 Handlers translate: they check the caller, decode the body and hand a command to the
 writer thread; the domain decides. Answers are rendered on the writer thread, which alone
@@ -38,12 +39,16 @@ def device_json(d: Device) -> dict[str, Any]:
     }
 
 
-def account_json(a: Account) -> dict[str, Any]:
-    return {
-        "account_id": a.account_id, "name": a.name, "category": a.category,
+def account_json(a: Account, name: str | None) -> dict[str, Any]:
+    """``name``: in clear, as the caller gave it (the account holds it sealed), None once erased."""
+    answer = {
+        "account_id": a.account_id, "name": name, "erased": a.erased_at is not None, "category": a.category,
         "groups": a.groups, "daily_limit": a.daily_limit_fen,
         "valid_from": a.valid_from, "valid_until": a.valid_until,
     }
+    if a.erased_at is not None:
+        answer["erased_at"] = a.erased_at
+    return answer
 
 
 def balance_json(a: Account) -> dict[str, Any]:
@@ -97,9 +102,21 @@ async def create_account(request: web.Request) -> web.Response:
         lambda app: account_json(app.open_account(
             body.account_id, body.name, body.category, body.groups, body.daily_limit,
             valid_from, valid_until,
-        ))
+        ), body.name)
     )
     return json_response(account, status=201)
+
+
+@routes.post("/v1/accounts/{account_id}/erase")
+@documented("Erase an account's personal data: destroys its data key (DESIGN §12); only a closed account —"
+            " until closure is built, one with no active card and a zero balance",
+            responses={200: responses.Account, 404: None, 409: None})
+async def erase_account(request: web.Request) -> web.Response:
+    """409 ``not_closed`` (an active card, money left) or ``erased`` (erased before)."""
+    authorize(request, "admin")
+    account_id = request.match_info["account_id"]
+    account = await request.app[WRITER].run(lambda app: account_json(app.erase_account(account_id), None))
+    return json_response(account)
 
 
 @routes.post("/v1/cards")

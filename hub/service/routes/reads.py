@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from domain import personal
 from hub.service import responses
 from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
@@ -16,6 +17,28 @@ from projections import ledger_queries
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
 routes = web.RouteTableDef()
+
+
+@routes.get("/v1/accounts/{account_id}")
+@documented("An account; its name is null once erased (DESIGN §12)", responses={200: responses.Account, 404: None})
+async def account(request: web.Request) -> web.Response:
+    """The name is opened here, with the account's data key: the views keep none."""
+    account_id = request.match_info["account_id"]
+    authorize(request, *ACCOUNT_READERS, account=account_id)
+    try:
+        found = await ledger_queries.account(request.app[POOL], account_id)
+    except personal.Unreadable as exc:
+        raise Problem(500, "personal_data_damaged", str(exc)) from None
+    if found is None:
+        raise Problem(404, "not_found", f"account {account_id} not found")
+    answer = {
+        "account_id": account_id, "name": found.name, "erased": found.erased, "category": found.category,
+        "groups": found.groups, "daily_limit": found.daily_limit_fen,
+        "valid_from": found.valid_from, "valid_until": found.valid_until,
+    }
+    if found.erased_at is not None:
+        answer["erased_at"] = found.erased_at.isoformat()
+    return json_response(answer)
 
 
 @routes.get("/v1/accounts/{account_id}/balance")
