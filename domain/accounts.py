@@ -10,6 +10,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.actors import Acted, Actor
 from domain.errors import Conflict, Invalid
 
 CATEGORIES = ("student", "staff", "visitor")
@@ -39,11 +40,37 @@ class Account(Aggregate):
         zone; taken since, by a hub before class versions, it has its zones already."""
         state.setdefault("zones_inside", [])
 
+    # Command events record their actor (class version 2); swipe-driven ones (Debited, Refunded,
+    # Passed) name their device and keep the shape they had (domain.actors).
+    class Opened(Acted, Aggregate.Created):
+        account_id: str
+        name: str
+        category: str
+        groups: list[str]
+        daily_limit_fen: int | None
+        valid_from: str | None
+        valid_until: str | None
+        actor: Actor | None
+
+    class CardAssigned(Acted, Aggregate.Event):
+        """By the command that issues the card."""
+
+        card_uid: str
+        actor: Actor | None
+
+    class Credited(Acted, Aggregate.Event):
+        account_id: str
+        kind: str
+        amount_fen: int
+        ref: str
+        recorded_at: str
+        actor: Actor | None
+
     @staticmethod
     def create_id(account_id: str) -> object:
         return ids.account_id(account_id)
 
-    @event("Opened")
+    @event(Opened)
     def __init__(
         self,
         account_id: str,
@@ -53,6 +80,7 @@ class Account(Aggregate):
         daily_limit_fen: int | None,
         valid_from: str | None,
         valid_until: str | None,
+        actor: Actor,
     ) -> None:
         self.account_id = account_id
         self.name = name
@@ -68,11 +96,11 @@ class Account(Aggregate):
         self.card_uids: list[str] = []
         self.zones_inside: list[str] = []  # anti-passback zones passed in and not out
 
-    def assign_card(self, card_uid: str) -> None:
-        self._card_assigned(card_uid=card_uid)
+    def assign_card(self, card_uid: str, actor: Actor) -> None:
+        self._card_assigned(card_uid=card_uid, actor=actor)
 
-    @event("CardAssigned")
-    def _card_assigned(self, card_uid: str) -> None:
+    @event(CardAssigned)
+    def _card_assigned(self, card_uid: str, actor: Actor) -> None:
         self.card_uids.append(card_uid)
 
     @property
@@ -81,7 +109,7 @@ class Account(Aggregate):
 
     # -- credits ---------------------------------------------------------
 
-    def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str) -> bool:
+    def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str, actor: Actor) -> bool:
         """Adds money to a wallet; returns False when ``ref`` was credited before (idempotent)."""
         assert kind in CREDIT_KINDS, kind
         if amount_fen <= 0:
@@ -96,12 +124,14 @@ class Account(Aggregate):
             return False
         self._credited(
             account_id=self.account_id, kind=kind, amount_fen=amount_fen, ref=ref,
-            recorded_at=recorded_at,
+            recorded_at=recorded_at, actor=actor,
         )
         return True
 
-    @event("Credited")
-    def _credited(self, account_id: str, kind: str, amount_fen: int, ref: str, recorded_at: str) -> None:
+    @event(Credited)
+    def _credited(
+        self, account_id: str, kind: str, amount_fen: int, ref: str, recorded_at: str, actor: Actor
+    ) -> None:
         if kind == "subsidy":
             self.subsidy_fen += amount_fen
         else:

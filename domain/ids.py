@@ -30,3 +30,8 @@ def merchant_id(merchant: str) -> UUID:
 
 def zone_id(zone: str) -> UUID:
     return uuid5(NAMESPACE, f"zone:{zone}")
+
+
+def access_id(account: str) -> UUID:
+    """Who read the account's records (``domain.reads.Access``)."""
+    return uuid5(NAMESPACE, f"reads:{account}")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from domain.actors import TokenActor, token_actor
 from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
 from hub.ingest.isolation import WriterFailed
 from hub.ingest.lanes import Overloaded
@@ -33,6 +34,8 @@ _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
 MAX_JSON_DEPTH = 32  # DESIGN §9: deeper nesting is malformed
 _NESTED = (dict, list)
 _ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89a-fA-F]")  # any surrogate, high or low
+# The caller a route authorized, for the access log (``hub.service.access_log``).
+CALLER: Any = web.RequestKey("caller", Principal) if hasattr(web, "RequestKey") else "cardhub.caller"
 
 
 class Problem(Exception):
@@ -265,6 +268,7 @@ def authorize(
 
     ``cardholder`` passes only for its own ``account``, ``merchant`` for its own ``merchant``."""
     principal = authenticate(request)
+    request[CALLER] = principal
     allowed = principal.role in roles
     if principal.role == "cardholder":
         allowed = allowed and account is not None and principal.scope == account
@@ -273,3 +277,8 @@ def authorize(
     if not allowed:
         raise Problem(403, "forbidden", f"role {principal.role} may not do this")
     return principal
+
+
+def actor_of(principal: Principal) -> TokenActor:
+    """What a command event records of the token's caller (DESIGN §12)."""
+    return token_actor(principal.role, principal.scope, principal.jti)

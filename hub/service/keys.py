@@ -56,6 +56,7 @@ def hub_public_key_b64(key: Ed25519PrivateKey) -> str:
 class Principal:
     role: str
     scope: str | None
+    jti: str | None = None
 
 
 def issue_token(key: Ed25519PrivateKey, role: str, scope: str | None = None) -> str:
@@ -81,4 +82,4 @@ def read_token(key: Ed25519PrivateKey, token: str) -> Principal:
         raise TokenError(str(exc)) from None
     if claims["role"] not in ROLES:
         raise TokenError("unknown role")
-    return Principal(role=claims["role"], scope=claims.get("scope"))
+    return Principal(role=claims["role"], scope=claims.get("scope"), jti=claims.get("jti"))

@@ -13,6 +13,7 @@ from eventsourcing.utils import get_topic
 from device_sim.device import SimDevice
 from domain import ids
 from domain.accounts import Account
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.wire import parse_envelope
 
@@ -32,11 +33,11 @@ def old_snapshot(account: Account, **state: Any) -> Snapshot:
 def _campus() -> tuple[CampusCard, SimDevice]:
     app = CampusCard()
     gate = SimDevice("gate-1", "gate")
-    app.create_zone("dorm-1", "一号宿舍楼", anti_passback=True)
-    app.add_access_rule("dorm-1", "residents", ["mon"], "06:00", "23:00")
-    app.register_device("gate-1", "gate", gate.public_key, zone="dorm-1")
-    app.open_account("s1", "韩梅梅", "student", ["residents"])
-    app.issue_card("D0000001", "s1")
+    app.create_zone("dorm-1", "一号宿舍楼", anti_passback=True, actor=CLI)
+    app.add_access_rule("dorm-1", "residents", ["mon"], "06:00", "23:00", actor=CLI)
+    app.register_device("gate-1", "gate", gate.public_key, zone="dorm-1", actor=CLI)
+    app.open_account("s1", "韩梅梅", "student", ["residents"], actor=CLI)
+    app.issue_card("D0000001", "s1", actor=CLI)
     return app, gate
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from domain.access import Zone
 from domain.wire import RULES_PREFIX, sign_document
 from hub.service import responses
-from hub.service.http import Problem, authorize, json_response, read_body
+from hub.service.http import Problem, actor_of, authorize, json_response, read_body
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
@@ -30,10 +30,10 @@ def zone_json(zone: Zone) -> dict[str, Any]:
 @routes.post("/v1/zones")
 @documented("Create an access zone", body=ZoneIn, responses={201: responses.ZoneAnswer, 409: None})
 async def create_zone(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     body = await read_body(request, ZoneIn)
     zone = await request.app[WRITER].run(
-        lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback)))
+        lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback, actor=actor)))
     return json_response(zone, status=201)
 
 
@@ -41,10 +41,10 @@ async def create_zone(request: web.Request) -> web.Response:
 @documented("Add an access rule to a zone", body=AccessRuleIn, responses={201: responses.Rule, 404: None, 409: None})
 async def create_rule(request: web.Request) -> web.Response:
     """Goes through the writer, so the next online gate decision already applies it."""
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     body = await read_body(request, AccessRuleIn)
     rule = await request.app[WRITER].run(
-        lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop))
+        lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop, actor=actor))
     return json_response(rule, status=201)
 
 

@@ -16,7 +16,7 @@ from domain.cards import Card
 from domain.devices import Device, Merchant
 from domain.wire import parse_instant
 from hub.service import responses
-from hub.service.http import Problem, authorize, json_response, read_body
+from hub.service.http import Problem, actor_of, authorize, json_response, read_body
 from hub.service.query import documented
 from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn
 from hub.service.typedefs import WRITER
@@ -56,10 +56,10 @@ def card_json(c: Card) -> dict[str, Any]:
 @routes.post("/v1/merchants")
 @documented("Register a merchant", body=MerchantIn, responses={201: responses.Merchant, 409: None})
 async def create_merchant(request: web.Request) -> web.Response:
-    authorize(request, "admin")
+    actor = actor_of(authorize(request, "admin"))
     body = await read_body(request, MerchantIn)
     merchant = await request.app[WRITER].run(
-        lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category))
+        lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category, actor=actor))
     )
     return json_response(merchant, status=201)
 
@@ -67,11 +67,11 @@ async def create_merchant(request: web.Request) -> web.Response:
 @routes.post("/v1/devices")
 @documented("Register a device", body=DeviceIn, responses={201: responses.Device, 404: None, 409: None})
 async def create_device(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     body = await read_body(request, DeviceIn)
     device = await request.app[WRITER].run(
         lambda app: device_json(app.register_device(
-            body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location
+            body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location, actor=actor,
         ))
     )
     return json_response(device, status=201)
@@ -80,22 +80,22 @@ async def create_device(request: web.Request) -> web.Response:
 @routes.post("/v1/devices/{device_id}/revoke")
 @documented("Revoke a device", responses={200: responses.Device, 409: None})
 async def revoke_device(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     device_id = request.match_info["device_id"]
-    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id)))
+    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id, actor=actor)))
     return json_response(device)
 
 
 @routes.post("/v1/accounts")
 @documented("Open an account", body=AccountIn, responses={201: responses.Account, 409: None})
 async def create_account(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     body = await read_body(request, AccountIn)
     valid_from, valid_until = _instant(body.valid_from, "valid_from"), _instant(body.valid_until, "valid_until")
     account = await request.app[WRITER].run(
         lambda app: account_json(app.open_account(
             body.account_id, body.name, body.category, body.groups, body.daily_limit,
-            valid_from, valid_until,
+            valid_from, valid_until, actor=actor,
         ))
     )
     return json_response(account, status=201)
@@ -104,27 +104,28 @@ async def create_account(request: web.Request) -> web.Response:
 @routes.post("/v1/cards")
 @documented("Issue a card (replaces lost cards)", body=CardIn, responses={201: responses.Card, 404: None, 409: None})
 async def issue_card(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     body = await read_body(request, CardIn)
-    card = await request.app[WRITER].run(lambda app: card_json(app.issue_card(body.card_uid, body.account_id)))
+    card = await request.app[WRITER].run(
+        lambda app: card_json(app.issue_card(body.card_uid, body.account_id, actor=actor)))
     return json_response(card, status=201)
 
 
 @routes.post("/v1/cards/{card_uid}/lost")
 @documented("Report a card lost", responses={200: responses.Card, 409: None})
 async def report_lost(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid)))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid, actor=actor)))
     return json_response(card)
 
 
 @routes.post("/v1/cards/{card_uid}/found")
 @documented("Report a lost card found", responses={200: responses.Card, 409: None})
 async def report_found(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid)))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid, actor=actor)))
     return json_response(card)
 
 
@@ -144,12 +145,12 @@ async def grant_subsidy(request: web.Request) -> web.Response:
 
 async def _credit(request: web.Request, kind: str) -> web.Response:
     """201 for a new ref; 200 with the same answer when the ref was credited before."""
-    authorize(request, *CARD_OFFICE)
+    actor = actor_of(authorize(request, *CARD_OFFICE))
     account_id = request.match_info["account_id"]
     body = await read_body(request, CreditIn)
 
     def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
-        account, created = app.credit(account_id, kind, body.amount, body.ref)
+        account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor)
         return balance_json(account), created
 
     balance, created = await request.app[WRITER].run(credit)
