@@ -276,7 +276,9 @@ class CampusCard(Application):
         logs = [self._find(ids.access_id(n)) or Access(account_id=n, actor=check(actor)) for n in named]
         for log in logs:
             log.read(actor, what, self.clock())
-        self.save(*(log for log in logs if log.pending_events))
+        changed = [log for log in logs if log.pending_events]
+        if changed:
+            self.save(*changed)
         return named
 
     # -- device ingest -----------------------------------------------------

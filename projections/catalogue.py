@@ -10,6 +10,7 @@ from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
+from projections.reads import ReadsProjection, ReadsView
 from projections.stats import StatsProjection, StatsView
 
 PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
@@ -18,6 +19,7 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (AccessProjection, AccessView),
     (AuditProjection, AuditView),
     (StatsProjection, StatsView),
+    (ReadsProjection, ReadsView),
 )
 
 # A view is written by one thread and waited on by another: it needs few connections (the

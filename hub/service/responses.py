@@ -140,11 +140,35 @@ class Proof(Answer):
     hashes: list[str]
 
 
+class DeviceActor(Answer):
+    device: str
+
+
+class TokenActor(Answer):
+    """A token's caller; ``{"role": "cli"}`` (no scope, no jti) for the command line."""
+
+    role: str
+    scope: str | None = None
+    jti: str | None = None
+
+
 class AuditEvent(Answer):
     envelope: dict[str, Any]
     result: dict[str, Any]
     recorded_at: str
     leaf_index: int | None
+    actor: DeviceActor  # a swipe's actor is its device (DESIGN §12)
+
+
+class Read(Answer):
+    at: str
+    role: str  # the reader's role
+    what: Literal["balance", "transactions", "cards", "access_log", "audit_events", "reads"]
+
+
+class Reads(Answer):
+    items: list[Read]
+    next: str | None
 
 
 class AuditEvents(Answer):

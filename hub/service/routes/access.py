@@ -13,6 +13,7 @@ from domain.access import Zone
 from domain.wire import RULES_PREFIX, sign_document
 from hub.service import responses
 from hub.service.http import Problem, actor_of, authorize, json_response, read_body
+from hub.service.personal import note_read
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
@@ -79,8 +80,9 @@ async def device_rules(request: web.Request) -> web.Response:
 @documented("Gate swipes with their decisions, newest first", query=AccessLogQuery,
             responses={200: responses.AccessLog})
 async def access_log(request: web.Request) -> web.Response:
-    authorize(request, *ACCESS_READERS)
+    caller = authorize(request, *ACCESS_READERS)
     page = query(request, AccessLogQuery)
+    await note_read(request, caller, "access_log", account=page.account, card=page.card)
     found = await access_queries.access_log(request.app[POOL], page.keyset, zone=page.zone, account=page.account,
                                             card=page.card, start=page.start, end=page.end)
     items = [{

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub.service import responses
 from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
+from hub.service.personal import note_read
 from hub.service.query import Body, PageQuery, documented, query
 from hub.service.typedefs import METRICS, POOL, WRITER
 from projections import ledger_queries
@@ -22,7 +23,8 @@ routes = web.RouteTableDef()
 @documented("Balance in fen", responses={200: responses.Balance, 404: None})
 async def balance(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    authorize(request, *ACCOUNT_READERS, account=account_id)
+    caller = authorize(request, *ACCOUNT_READERS, account=account_id)
+    await note_read(request, caller, "balance", account=account_id)
     row = await ledger_queries.balance(request.app[POOL], account_id)
     if row is None:
         raise Problem(404, "not_found", f"account {account_id} not found")
@@ -36,8 +38,9 @@ async def balance(request: web.Request) -> web.Response:
 @documented("Transactions, newest first", query=PageQuery, responses={200: responses.Transactions, 404: None})
 async def transactions(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    authorize(request, *ACCOUNT_READERS, account=account_id)
+    caller = authorize(request, *ACCOUNT_READERS, account=account_id)
     page = query(request, PageQuery)
+    await note_read(request, caller, "transactions", account=account_id)
     async with request.app[POOL].acquire() as conn:
         found = await ledger_queries.transactions(conn, account_id, page.keyset, page.start, page.end)
     if found is None:
