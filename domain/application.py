@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -27,11 +27,12 @@ from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.facts import Rejection, UploadResult
-from domain.reads import Access
+from domain.reads import Access, ReadOf, record_read
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -64,6 +65,11 @@ class Workspace:
     def changed(self, events: int = 1) -> None:
         """Counts new events (``events`` may be an upper bound); a subclass may save in chunks."""
         self.pending += events
+
+    def add(self, aggregate: Aggregate) -> Any:
+        """A new aggregate, saved with the rest."""
+        self.loaded[aggregate.id] = aggregate
+        return aggregate
 
     def find(self, aggregate_id: UUID) -> Any | None:
         if aggregate_id not in self.loaded:
@@ -263,23 +269,10 @@ class CampusCard(Application):
 
     # -- reads of a person (DESIGN §12) -------------------------------------
 
-    def record_read(
-        self, what: str, *, actor: Actor, account_id: str | None = None, card_uid: str | None = None
-    ) -> list[str]:
-        """Records that ``actor`` read ``what`` of the account named, directly or through one of its
-        cards (``domain.reads``: coalesced within a second), before the caller answers. Returns
-        the accounts read; an unknown account or card names nobody, and nothing is recorded."""
-        named = [account_id] if account_id is not None and self._find(ids.account_id(account_id)) else []
-        card: Card | None = self._find(ids.card_id(card_uid)) if card_uid is not None else None
-        if card is not None and card.account_id not in named:
-            named.append(card.account_id)
-        logs = [self._find(ids.access_id(n)) or Access(account_id=n, actor=check(actor)) for n in named]
-        for log in logs:
-            log.read(actor, what, self.clock())
-        changed = [log for log in logs if log.pending_events]
-        if changed:
-            self.save(*changed)
-        return named
+    def record_reads(self, reads: Sequence[ReadOf]) -> list[list[str]]:
+        """Records reads of persons' records (``domain.reads``: coalesced within a second) in one
+        save, before any of them is answered; returns, per read, the accounts it read."""
+        return self._in_one_save(lambda workspace: [record_read(workspace, r, self.clock()) for r in reads])
 
     # -- device ingest -----------------------------------------------------
 
@@ -287,15 +280,20 @@ class CampusCard(Application):
         """Decides every event of every upload against one workspace and stores the whole
         batch in one transaction. If the save fails nothing is stored and the caller must
         answer no upload as accepted."""
-        workspace = self.workspace_class(self)
         recorded: dict[tuple[str, int], Referenced] = {}
+        return self._in_one_save(
+            lambda workspace: [self._record_upload(workspace, recorded, d, items) for d, items in uploads])
+
+    def _in_one_save(self, work: Callable[[Workspace], T]) -> T:
+        """``work`` on one workspace, saved at once; nothing of it is stored if any of it fails."""
+        workspace = self.workspace_class(self)
         try:
-            outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
+            done = work(workspace)
             workspace.save()
         except BaseException:
             workspace.discard()
             raise
-        return outcomes
+        return done
 
     def _record_upload(
         self, workspace: Workspace, recorded: dict[tuple[str, int], Referenced], device_id: str,

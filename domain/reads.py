@@ -14,12 +14,15 @@ one event a second per kind of record, while each kind read stays on the record.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
-from domain.actors import Actor
+from domain.actors import Actor, check
 
 WHAT = ("balance", "transactions", "cards", "access_log", "audit_events", "reads")
 
@@ -66,3 +69,43 @@ class Access(Aggregate):
 
 def _seen_key(actor: Actor, what: str) -> str:
     return json.dumps([actor, what], sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOf:
+    """A read to record: ``what`` ``actor`` read of the account named, directly or by one of its
+    cards (either may be None)."""
+
+    what: str
+    actor: Actor
+    account_id: str | None = None
+    card_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.what in WHAT, self.what
+        check(self.actor)
+
+
+class Loads(Protocol):
+    """The aggregates one batch of commands touches (``domain.application.Workspace``)."""
+
+    def find(self, aggregate_id: UUID) -> Any | None: ...
+
+    def add(self, aggregate: Aggregate) -> Any: ...
+
+
+def record_read(workspace: Loads, read: ReadOf, now: datetime) -> list[str]:
+    """Records ``read`` in the read log of each account it names (none for an unknown account or
+    card: no person's records were read); returns those accounts."""
+    named = []
+    if read.account_id is not None and workspace.find(ids.account_id(read.account_id)) is not None:
+        named.append(read.account_id)
+    card = workspace.find(ids.card_id(read.card_uid)) if read.card_uid is not None else None
+    if card is not None and card.account_id not in named:
+        named.append(card.account_id)
+    for account_id in named:
+        log = workspace.find(ids.access_id(account_id))
+        if log is None:
+            log = workspace.add(Access(account_id=account_id, actor=read.actor))
+        log.read(read.actor, read.what, now)
+    return named

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from domain.reads import ReadOf
 from hub.service.http import actor_of
 from hub.service.keys import Principal
 from hub.service.typedefs import WRITER
@@ -19,6 +20,4 @@ async def note_read(request: web.Request, caller: Principal, what: str, *, accou
     unless the caller is that account's cardholder (``authorize`` let no other cardholder in)."""
     if caller.role == "cardholder" or (account is None and card is None):
         return
-    actor = actor_of(caller)
-    await request.app[WRITER].run(
-        lambda app: app.record_read(what, actor=actor, account_id=account, card_uid=card))
+    await request.app[WRITER].record_read(ReadOf(what, actor_of(caller), account_id=account, card_uid=card))
