@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub.service import responses
 from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
-from hub.service.personal import note_read
-from hub.service.query import Body, PageQuery, documented, query
+from hub.service.personal import account_page, note_read
+from hub.service.query import Body, PageQuery, documented
 from hub.service.typedefs import METRICS, POOL, WRITER
 from projections import ledger_queries
 
@@ -37,14 +37,7 @@ async def balance(request: web.Request) -> web.Response:
 @routes.get("/v1/accounts/{account_id}/transactions")
 @documented("Transactions, newest first", query=PageQuery, responses={200: responses.Transactions, 404: None})
 async def transactions(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    caller = authorize(request, *ACCOUNT_READERS, account=account_id)
-    page = query(request, PageQuery)
-    await note_read(request, caller, "transactions", account=account_id)
-    async with request.app[POOL].acquire() as conn:
-        found = await ledger_queries.transactions(conn, account_id, page.keyset, page.start, page.end)
-    if found is None:
-        raise Problem(404, "not_found", f"account {account_id} not found")
+    page, found = await account_page(request, ACCOUNT_READERS, "transactions", ledger_queries.transactions)
     return json_response({"items": [_transaction_json(r) for r in found.rows], "next": page.next_cursor(found)})
 
 
