@@ -107,8 +107,9 @@ class IngestWriter:
                         self._resolve(job.future, error=WriterFailed(str(exc)))
 
     def _process(self, batch: list[Part | Command | object]) -> None:
-        """Decides the batch; the bulk chunk at its end (after ``COMMIT``) is committed on
-        its own, and the next one paced by the time it took (``Lanes.pace_bulk``)."""
+        """Decides the batch; consecutive reads of persons are recorded with one save; the bulk
+        chunk at its end (after ``COMMIT``) is committed on its own, and the next one paced by
+        the time it took (``Lanes.pace_bulk``)."""
         parts: list[Part] = []
         reads: list[Command] = []
         for job in batch:

@@ -5,8 +5,10 @@ record nothing; a read that cannot be recorded is not answered."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -134,3 +136,20 @@ async def test_the_reads_page_newest_first(hub: Hub) -> None:
     assert [i["what"] for i in first["items"]] == ["access_log", "transactions"] and first["next"]
     rest = await hub.get(f"/v1/accounts/s1/reads?limit=2&cursor={first['next']}", role="cardholder", scope="s1")
     assert [i["what"] for i in rest["items"]] == ["balance"] and rest["next"] is None
+
+
+async def test_reads_that_meet_in_one_batch_are_each_recorded_once(hub: Hub) -> None:
+    """The writer records the reads of one micro-batch with one save: every one of them is
+    answered, a read log is opened once, and reads of one account in one second are one event."""
+    await _campus(hub)
+    for i in range(3, 12):
+        await hub.account(f"s{i}")
+    await hub.settle()
+    paths = [f"/v1/accounts/s{i}/balance" for i in range(1, 12)] + ["/v1/accounts/s1/balance"] * 10
+    answers = await asyncio.gather(*(hub.request("GET", path) for path in paths))
+    assert [status for status, _ in answers] == [200] * len(paths)
+    topics = Counter((leaf["id"], leaf["topic"]) for leaf in await _leaves(hub)
+                     if leaf["topic"].startswith("domain.reads:"))
+    opened = [key for key in topics if key[1] == "domain.reads:Access.Opened"]
+    assert len(opened) == 11 and all(topics[key] == 1 for key in opened)
+    assert sum(n for (_, topic), n in topics.items() if topic == READ_TOPIC) in (11, 12)  # s1: one a second
