@@ -16,6 +16,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.actors import Acted, Actor
 from domain.errors import AlreadyExists, Invalid
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -47,18 +48,33 @@ def admits(rule: dict[str, Any], local: datetime) -> bool:
 class Zone(Aggregate):
     """A set of gates with its access rules and its anti-passback setting."""
 
+    class Created(Acted, Aggregate.Created):
+        zone: str
+        name: str
+        anti_passback: bool
+        actor: Actor | None
+
+    class RuleAdded(Acted, Aggregate.Event):
+        zone: str
+        rule_id: str
+        group: str
+        days: list[str]
+        start: str
+        stop: str
+        actor: Actor | None
+
     @staticmethod
     def create_id(zone: str) -> object:
         return ids.zone_id(zone)
 
-    @event("Created")
-    def __init__(self, zone: str, name: str, anti_passback: bool) -> None:
+    @event(Created)
+    def __init__(self, zone: str, name: str, anti_passback: bool, actor: Actor) -> None:
         self.zone = zone
         self.name = name
         self.anti_passback = anti_passback
         self.rules: list[dict[str, Any]] = []
 
-    def add_rule(self, group: str, days: list[str], start: str, stop: str) -> dict[str, Any]:
+    def add_rule(self, group: str, days: list[str], start: str, stop: str, actor: Actor) -> dict[str, Any]:
         if not days or any(d not in DAYS for d in days):
             raise Invalid(f"days: a non-empty subset of {', '.join(DAYS)}", field="days")
         if minutes(start, "from") == minutes(stop, "to", end=True):
@@ -68,11 +84,12 @@ class Zone(Aggregate):
             if (rule["group"], rule["days"], rule["from"], rule["to"]) == (group, days, start, stop):
                 raise AlreadyExists(f"zone {self.zone} already has this rule ({rule['rule_id']})")
         self._rule_added(zone=self.zone, rule_id=f"{self.zone}-{len(self.rules) + 1}", group=group, days=days,
-                         start=start, stop=stop)
+                         start=start, stop=stop, actor=actor)
         return self.rules[-1]
 
-    @event("RuleAdded")
-    def _rule_added(self, zone: str, rule_id: str, group: str, days: list[str], start: str, stop: str) -> None:
+    @event(RuleAdded)
+    def _rule_added(self, zone: str, rule_id: str, group: str, days: list[str], start: str, stop: str,
+                    actor: Actor) -> None:
         self.rules.append({"rule_id": rule_id, "zone": zone, "group": group, "days": days,
                            "from": start, "to": stop})
 

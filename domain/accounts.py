@@ -10,6 +10,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids, personal
+from domain.actors import Acted, Actor
 from domain.errors import Conflict, Invalid
 
 CATEGORIES = ("student", "staff", "visitor")
@@ -40,6 +41,40 @@ class Account(Aggregate):
         zone; taken since, by a hub before class versions, it has its zones already."""
         state.setdefault("zones_inside", [])
 
+    # Command events record their actor (class version 2); swipe-driven ones (Debited, Refunded,
+    # Passed) name their device and keep the shape they had (domain.actors).
+    class Opened(Acted, Aggregate.Created):
+        """2: its ``actor``; 3: ``name`` sealed under the account's data key (``personal.Sealed``)."""
+
+        class_version = 3
+        account_id: str
+        name: personal.Stored
+        category: str
+        groups: list[str]
+        daily_limit_fen: int | None
+        valid_from: str | None
+        valid_until: str | None
+        actor: Actor | None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """An account opened before names were sealed: its name is in the event in clear."""
+            state["name"] = personal.from_stored(state["name"])
+
+    class CardAssigned(Acted, Aggregate.Event):
+        """By the command that issues the card."""
+
+        card_uid: str
+        actor: Actor | None
+
+    class Credited(Acted, Aggregate.Event):
+        account_id: str
+        kind: str
+        amount_fen: int
+        ref: str
+        recorded_at: str
+        actor: Actor | None
+
     @staticmethod
     def upcast_v2_v3(state: dict[str, Any]) -> None:
         """A snapshot from before sealed names holds the name in clear (as its Opened event does)."""
@@ -49,23 +84,6 @@ class Account(Aggregate):
     @staticmethod
     def create_id(account_id: str) -> object:
         return ids.account_id(account_id)
-
-    class Opened(Aggregate.Created):
-        """2: ``name`` is sealed under the account's data key (``personal.Sealed``)."""
-
-        class_version = 2
-        account_id: str
-        name: personal.Stored
-        category: str
-        groups: list[str]
-        daily_limit_fen: int | None
-        valid_from: str | None
-        valid_until: str | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            """An account opened before names were sealed: its name is in the event in clear."""
-            state["name"] = personal.from_stored(state["name"])
 
     @event(Opened)
     def __init__(
@@ -77,6 +95,7 @@ class Account(Aggregate):
         daily_limit_fen: int | None,
         valid_from: str | None,
         valid_until: str | None,
+        actor: Actor,
     ) -> None:
         self.account_id = account_id
         self.name = name
@@ -93,11 +112,11 @@ class Account(Aggregate):
         self.zones_inside: list[str] = []  # anti-passback zones passed in and not out
         self.erased_at: str | None = None
 
-    def assign_card(self, card_uid: str) -> None:
-        self._card_assigned(card_uid=card_uid)
+    def assign_card(self, card_uid: str, actor: Actor) -> None:
+        self._card_assigned(card_uid=card_uid, actor=actor)
 
-    @event("CardAssigned")
-    def _card_assigned(self, card_uid: str) -> None:
+    @event(CardAssigned)
+    def _card_assigned(self, card_uid: str, actor: Actor) -> None:
         self.card_uids.append(card_uid)
 
     @property
@@ -111,7 +130,7 @@ class Account(Aggregate):
         if self.erased_at is not None:
             raise Conflict(f"account {self.account_id} was erased at {self.erased_at}", code="erased")
 
-    def erase(self, active_cards: list[str], erased_at: str) -> None:
+    def erase(self, active_cards: list[str], erased_at: str, actor: Actor) -> None:
         """Only a closed account is erased (DESIGN §12). Until closure (§11) is built, closed
         means: no active card and both wallets at zero."""
         self.refuse_if_erased()
@@ -123,17 +142,24 @@ class Account(Aggregate):
         if self.subsidy_fen or self.cash_fen:
             raise Conflict(f"account {self.account_id} holds {self.subsidy_fen} fen subsidy and {self.cash_fen}"
                            f" fen cash: {until}", code="not_closed")
-        self._erased(account_id=self.account_id, erased_at=erased_at)
+        self._erased(account_id=self.account_id, erased_at=erased_at, actor=actor)
 
-    @event("Erased")
-    def _erased(self, account_id: str, erased_at: str) -> None:
+    class Erased(Aggregate.Event):
+        """New with its actor (no older shape to upcast)."""
+
+        account_id: str
+        erased_at: str
+        actor: Actor
+
+    @event(Erased)
+    def _erased(self, account_id: str, erased_at: str, actor: Actor) -> None:
         """Records that the data key was destroyed; the event holds no personal data."""
         self.erased_at = erased_at
         self.name = None
 
     # -- credits ---------------------------------------------------------
 
-    def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str) -> bool:
+    def credit(self, kind: str, amount_fen: int, ref: str, recorded_at: str, actor: Actor) -> bool:
         """Adds money to a wallet; returns False when ``ref`` was credited before (idempotent)."""
         assert kind in CREDIT_KINDS, kind
         self.refuse_if_erased()
@@ -149,12 +175,14 @@ class Account(Aggregate):
             return False
         self._credited(
             account_id=self.account_id, kind=kind, amount_fen=amount_fen, ref=ref,
-            recorded_at=recorded_at,
+            recorded_at=recorded_at, actor=actor,
         )
         return True
 
-    @event("Credited")
-    def _credited(self, account_id: str, kind: str, amount_fen: int, ref: str, recorded_at: str) -> None:
+    @event(Credited)
+    def _credited(
+        self, account_id: str, kind: str, amount_fen: int, ref: str, recorded_at: str, actor: Actor
+    ) -> None:
         if kind == "subsidy":
             self.subsidy_fen += amount_fen
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -21,17 +21,20 @@ from eventsourcing.utils import EnvType
 
 from domain import ids, personal
 from domain.access import Zone
+from domain.actors import Actor, check
 from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.facts import Rejection, UploadResult
+from domain.reads import Access, ReadOf, record_read
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.tokens import TokenOffice
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 from domain.workspace import Workspace
 
 TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -57,7 +60,7 @@ class CampusCard(TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
-    snapshotting_intervals = {Account: 200, SwipeLog: 500}  # noqa: RUF012
+    snapshotting_intervals = {Account: 200, SwipeLog: 500, Access: 200}  # noqa: RUF012
     workspace_class: ClassVar[type[Workspace]] = Workspace
 
     def __init__(
@@ -79,37 +82,35 @@ class CampusCard(TokenOffice, Application):
     def _now(self) -> str:
         return self.clock().isoformat()
 
-    def _get(self, aggregate_id: UUID, what: str) -> Any:
+    def _find(self, aggregate_id: UUID) -> Any | None:
         try:
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
-            raise NotFound(f"{what} not found") from None
+            return None
+
+    def _get(self, aggregate_id: UUID, what: str) -> Any:
+        found = self._find(aggregate_id)
+        if found is None:
+            raise NotFound(f"{what} not found")
+        return found
 
     def _refuse_existing(self, aggregate_id: UUID, what: str) -> None:
-        try:
-            self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return
-        raise AlreadyExists(f"{what} already exists")
+        if self._find(aggregate_id) is not None:
+            raise AlreadyExists(f"{what} already exists")
 
     # -- merchants and devices ------------------------------------------
 
-    def register_merchant(self, merchant_id: str, name: str, category: str) -> Merchant:
+    def register_merchant(self, merchant_id: str, name: str, category: str, *, actor: Actor) -> Merchant:
         if category not in MERCHANT_CATEGORIES:
             raise Invalid(f"category must be one of {', '.join(MERCHANT_CATEGORIES)}", field="category")
         self._refuse_existing(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
-        merchant = Merchant(merchant_id=merchant_id, name=name, category=category)
+        merchant = Merchant(merchant_id=merchant_id, name=name, category=category, actor=check(actor))
         self.save(merchant)
         return merchant
 
     def register_device(
-        self,
-        device_id: str,
-        kind: str,
-        public_key: str,
-        merchant_id: str | None = None,
-        zone: str | None = None,
-        location: str | None = None,
+        self, device_id: str, kind: str, public_key: str, merchant_id: str | None = None,
+        zone: str | None = None, location: str | None = None, *, actor: Actor,
     ) -> Device:
         if kind not in DEVICE_KINDS:
             raise Invalid("kind must be pos or gate", field="kind")
@@ -128,14 +129,14 @@ class CampusCard(TokenOffice, Application):
         self._refuse_existing(ids.device_id(device_id), f"device {device_id}")
         device = Device(
             device_id=device_id, kind=kind, public_key=public_key,
-            merchant_id=merchant_id, zone=zone, location=location,
+            merchant_id=merchant_id, zone=zone, location=location, actor=check(actor),
         )
-        self.save(device, SwipeLog(device_id=device_id))
+        self.save(device, SwipeLog(device_id=device_id, actor=actor))
         return device
 
-    def revoke_device(self, device_id: str) -> Device:
+    def revoke_device(self, device_id: str, *, actor: Actor) -> Device:
         device: Device = self._get(ids.device_id(device_id), f"device {device_id}")
-        device.revoke()
+        device.revoke(check(actor))
         self.save(device)
         return device
 
@@ -151,33 +152,30 @@ class CampusCard(TokenOffice, Application):
 
     # -- zones and access rules (DESIGN §3) -----------------------------
 
-    def create_zone(self, zone: str, name: str, anti_passback: bool) -> Zone:
+    def create_zone(self, zone: str, name: str, anti_passback: bool, *, actor: Actor) -> Zone:
         self._refuse_existing(ids.zone_id(zone), f"zone {zone}")
-        created = Zone(zone=zone, name=name, anti_passback=anti_passback)
+        created = Zone(zone=zone, name=name, anti_passback=anti_passback, actor=check(actor))
         self.save(created)
         return created
 
     def get_zone(self, zone: str) -> Zone:
         return self._get(ids.zone_id(zone), f"zone {zone}")
 
-    def add_access_rule(self, zone: str, group: str, days: list[str], start: str, stop: str) -> dict[str, Any]:
+    def add_access_rule(
+        self, zone: str, group: str, days: list[str], start: str, stop: str, *, actor: Actor
+    ) -> dict[str, Any]:
         """Takes effect for the next online gate decision: the writer decides on this aggregate."""
         found = self.get_zone(zone)
-        rule = found.add_rule(group, days, start, stop)
+        rule = found.add_rule(group, days, start, stop, check(actor))
         self.save(found)
         return rule
 
     # -- accounts and cards ----------------------------------------------
 
     def open_account(
-        self,
-        account_id: str,
-        name: str,
-        category: str,
-        groups: Sequence[str] = (),
-        daily_limit_fen: int | None = None,
-        valid_from: datetime | None = None,
-        valid_until: datetime | None = None,
+        self, account_id: str, name: str, category: str, groups: Sequence[str] = (),
+        daily_limit_fen: int | None = None, valid_from: datetime | None = None,
+        valid_until: datetime | None = None, *, actor: Actor,
     ) -> Account:
         if category not in CATEGORIES:
             raise Invalid(f"category must be one of {', '.join(CATEGORIES)}", field="category")
@@ -192,7 +190,7 @@ class CampusCard(TokenOffice, Application):
             category=category, groups=list(groups),
             daily_limit_fen=daily_limit_fen,
             valid_from=valid_from.isoformat() if valid_from else None,
-            valid_until=valid_until.isoformat() if valid_until else None,
+            valid_until=valid_until.isoformat() if valid_until else None, actor=check(actor),
         )
         self.save(account)
         return account
@@ -200,12 +198,12 @@ class CampusCard(TokenOffice, Application):
     def get_account(self, account_id: str) -> Account:
         return self._get(ids.account_id(account_id), f"account {account_id}")
 
-    def erase_account(self, account_id: str) -> Account:
+    def erase_account(self, account_id: str, *, actor: Actor) -> Account:
         """Destroys the account's data key, which erases its personal fields from every event
         (DESIGN §12), and records ``Account.Erased``; the events themselves stay as they are."""
         account = self.get_account(account_id)
         cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
-        account.erase([c.card_uid for c in cards if c.status == ACTIVE], self._now())
+        account.erase([c.card_uid for c in cards if c.status == ACTIVE], self._now(), check(actor))
         self._keystore().destroy(account_id)
         self.save(account)
         return account
@@ -214,7 +212,7 @@ class CampusCard(TokenOffice, Application):
         assert self.keys is not None, "this application has no keystore: it cannot seal or erase personal data"
         return self.keys
 
-    def issue_card(self, card_uid: str, account_id: str) -> Card:
+    def issue_card(self, card_uid: str, account_id: str, *, actor: Actor) -> Card:
         """Binds a new card; the account's lost cards become cancelled (补卡)."""
         account = self.get_account(account_id)
         account.refuse_if_erased()
@@ -225,36 +223,43 @@ class CampusCard(TokenOffice, Application):
                 raise Conflict(f"account {account_id} already has an active card {old.card_uid}")
         replaced = [old for old in cards if old.status == LOST]
         for old in replaced:
-            old.cancel()
-        card = Card(card_uid=card_uid, account_id=account_id)
-        account.assign_card(card_uid)
+            old.cancel(check(actor))
+        card = Card(card_uid=card_uid, account_id=account_id, actor=check(actor))
+        account.assign_card(card_uid, actor)
         self.save(card, account, *replaced)
         return card
 
-    def report_lost(self, card_uid: str) -> Card:
+    def report_lost(self, card_uid: str, *, actor: Actor) -> Card:
         card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
-        card.report_lost()
+        card.report_lost(check(actor))
         self.save(card)
         return card
 
-    def report_found(self, card_uid: str) -> Card:
+    def report_found(self, card_uid: str, *, actor: Actor) -> Card:
         card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
         account = self.get_account(card.account_id)
         account.refuse_if_erased()
         for uid in account.card_uids:
             if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
                 raise Conflict(f"account {account.account_id} has another active card {uid}")
-        card.report_found()
+        card.report_found(check(actor))
         self.save(card)
         return card
 
-    def credit(self, account_id: str, kind: str, amount_fen: int, ref: str) -> tuple[Account, bool]:
+    def credit(self, account_id: str, kind: str, amount_fen: int, ref: str, *, actor: Actor) -> tuple[Account, bool]:
         """A top-up (``topup``) or subsidy; returns the account and whether this ref is new."""
         account = self.get_account(account_id)
-        created = account.credit(kind, amount_fen, ref, self._now())
+        created = account.credit(kind, amount_fen, ref, self._now(), check(actor))
         if created:
             self.save(account)
         return account, created
+
+    # -- reads of a person (DESIGN §12) -------------------------------------
+
+    def record_reads(self, reads: Sequence[ReadOf]) -> list[list[str]]:
+        """Records reads of persons' records (``domain.reads``: coalesced within a second) in one
+        save, before any of them is answered; returns, per read, the accounts it read."""
+        return self._in_one_save(lambda workspace: [record_read(workspace, r, self.clock()) for r in reads])
 
     # -- device ingest -----------------------------------------------------
 
@@ -262,21 +267,23 @@ class CampusCard(TokenOffice, Application):
         """Decides every event of every upload against one workspace and stores the whole
         batch in one transaction. If the save fails nothing is stored and the caller must
         answer no upload as accepted."""
-        workspace = self.workspace_class(self)
         recorded: dict[tuple[str, int], Referenced] = {}
+        return self._in_one_save(
+            lambda workspace: [self._record_upload(workspace, recorded, d, items) for d, items in uploads])
+
+    def _in_one_save(self, work: Callable[[Workspace], T]) -> T:
+        """``work`` on one workspace, saved at once; nothing of it is stored if any of it fails."""
+        workspace = self.workspace_class(self)
         try:
-            outcomes = [self._record_upload(workspace, recorded, d, items) for d, items in uploads]
+            done = work(workspace)
             workspace.save()
         except BaseException:
             workspace.discard()
             raise
-        return outcomes
+        return done
 
     def _record_upload(
-        self,
-        workspace: Workspace,
-        recorded: dict[tuple[str, int], Referenced],
-        device_id: str,
+        self, workspace: Workspace, recorded: dict[tuple[str, int], Referenced], device_id: str,
         items: Sequence[Item],
     ) -> UploadOutcome:
         results: list[UploadResult] = []
@@ -293,12 +300,8 @@ class CampusCard(TokenOffice, Application):
         return UploadOutcome(results=results, next_seq=log.next_seq if log else 1)
 
     def _record_one(
-        self,
-        workspace: Workspace,
-        recorded: dict[tuple[str, int], Referenced],
-        device: Device,
-        log: SwipeLog,
-        item: Item,
+        self, workspace: Workspace, recorded: dict[tuple[str, int], Referenced], device: Device,
+        log: SwipeLog, item: Item,
     ) -> UploadResult:
         env = item.envelope
         if isinstance(env, InvalidEnvelope):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.actors import Acted, Actor
 from domain.errors import Conflict
 from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import GENESIS_PREV
@@ -14,23 +15,41 @@ DEVICE_KINDS = ("pos", "gate")
 
 
 class Merchant(Aggregate):
+    class Registered(Acted, Aggregate.Created):
+        merchant_id: str
+        name: str
+        category: str
+        actor: Actor | None
+
     @staticmethod
     def create_id(merchant_id: str) -> object:
         return ids.merchant_id(merchant_id)
 
-    @event("Registered")
-    def __init__(self, merchant_id: str, name: str, category: str) -> None:
+    @event(Registered)
+    def __init__(self, merchant_id: str, name: str, category: str, actor: Actor) -> None:
         self.merchant_id = merchant_id
         self.name = name
         self.category = category
 
 
 class Device(Aggregate):
+    class Registered(Acted, Aggregate.Created):
+        device_id: str
+        kind: str
+        public_key: str
+        merchant_id: str | None
+        zone: str | None
+        location: str | None
+        actor: Actor | None
+
+    class Revoked(Acted, Aggregate.Event):
+        actor: Actor | None
+
     @staticmethod
     def create_id(device_id: str) -> object:
         return ids.device_id(device_id)
 
-    @event("Registered")
+    @event(Registered)
     def __init__(
         self,
         device_id: str,
@@ -39,6 +58,7 @@ class Device(Aggregate):
         merchant_id: str | None,
         zone: str | None,
         location: str | None,
+        actor: Actor,
     ) -> None:
         self.device_id = device_id
         self.kind = kind
@@ -48,13 +68,13 @@ class Device(Aggregate):
         self.location = location
         self.revoked = False
 
-    def revoke(self) -> None:
+    def revoke(self, actor: Actor) -> None:
         if self.revoked:
             raise Conflict(f"device {self.device_id} is already revoked")
-        self._revoked()
+        self._revoked(actor=actor)
 
-    @event("Revoked")
-    def _revoked(self) -> None:
+    @event(Revoked)
+    def _revoked(self, actor: Actor) -> None:
         self.revoked = True
 
 
@@ -71,12 +91,18 @@ class SwipeLog(Aggregate):
         facts: SwipeFacts
         recorded_at: str
 
+    class Opened(Acted, Aggregate.Created):
+        """Opened by the command that registers the device, with its actor."""
+
+        device_id: str
+        actor: Actor | None
+
     @staticmethod
     def create_id(device_id: str) -> object:
         return ids.swipe_log_id(device_id)
 
-    @event("Opened")
-    def __init__(self, device_id: str) -> None:
+    @event(Opened)
+    def __init__(self, device_id: str, actor: Actor) -> None:
         self.device_id = device_id
         self.next_seq = 1
         self.head_hash = GENESIS_PREV

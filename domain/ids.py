@@ -35,3 +35,8 @@ def zone_id(zone: str) -> UUID:
 def token_id(jti: str) -> UUID:
     """A bearer token's facts (issued, revoked), found from the ``jti`` the token carries."""
     return uuid5(NAMESPACE, f"token:{jti}")
+
+
+def access_id(account: str) -> UUID:
+    """Who read the account's records (``domain.reads.Access``)."""
+    return uuid5(NAMESPACE, f"reads:{account}")

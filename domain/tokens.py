@@ -7,30 +7,19 @@ token it has not heard of finds its facts in the store with one read by id."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
 from domain import ids
+from domain.actors import Actor, check
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 
 MAX_TTL_S = 90 * 86_400  # DESIGN §12: a token lives at most 90 days
 # iat within 2000–2099 (UTC): a stored fact a view can always turn into a timestamp.
 MIN_IAT, MAX_IAT = 946_684_800, 4_102_444_800
-
-
-class Actor(TypedDict, total=False):
-    """Who did it (DESIGN §12): ``{"role", "scope", "jti"}`` for a token, ``{"role": "cli"}``
-    for the command line."""
-
-    role: str
-    scope: str | None
-    jti: str
-
-
-CLI_ACTOR: Actor = {"role": "cli"}
 
 
 class Token(Aggregate):
@@ -53,7 +42,7 @@ class Token(Aggregate):
     def revoke(self, actor: Actor, at: str) -> None:
         if self.revoked_by is not None:
             raise Conflict(f"token {self.jti} is already revoked")
-        self._revoked(jti=self.jti, actor=actor, revoked_at=at)
+        self._revoked(jti=self.jti, actor=check(actor), revoked_at=at)
 
     @event("Revoked")
     def _revoked(self, jti: str, actor: Actor, revoked_at: str) -> None:
@@ -81,7 +70,7 @@ class TokenOffice:
             raise Invalid("iat must fall in the years 2000–2099", field="iat")
         if not 0 < exp - iat <= MAX_TTL_S:
             raise Invalid(f"a token lives 1 s to {MAX_TTL_S // 86_400} days", field="exp")
-        token = Token(jti=jti, role=role, scope=scope, kid=kid, iat=iat, exp=exp, actor=actor)
+        token = Token(jti=jti, role=role, scope=scope, kid=kid, iat=iat, exp=exp, actor=check(actor))
         try:
             self.save(token)
         except IntegrityError:

@@ -22,6 +22,11 @@ class Workspace:
         """Counts new events (``events`` may be an upper bound); a subclass may save in chunks."""
         self.pending += events
 
+    def add(self, aggregate: Aggregate) -> Any:
+        """A new aggregate, saved with the rest."""
+        self.loaded[aggregate.id] = aggregate
+        return aggregate
+
     def find(self, aggregate_id: UUID) -> Any | None:
         if aggregate_id not in self.loaded:
             try:

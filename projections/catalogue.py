@@ -10,6 +10,7 @@ from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
+from projections.reads import ReadsProjection, ReadsView
 from projections.stats import StatsProjection, StatsView
 from projections.tokens import TokensProjection, TokensView
 
@@ -20,6 +21,7 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (AuditProjection, AuditView),
     (StatsProjection, StatsView),
     (TokensProjection, TokensView),
+    (ReadsProjection, ReadsView),
 )
 
 # A view is written by one thread and waited on by another: it needs few connections (the

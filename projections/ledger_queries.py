@@ -70,11 +70,15 @@ async def balance(conn: Connection, account_id: str) -> Any:
     return await conn.fetchrow("SELECT subsidy_fen, cash_fen FROM balances WHERE account_id = $1", account_id)
 
 
+async def account_exists(conn: Connection, account_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM balances WHERE account_id = $1", account_id))
+
+
 async def transactions(conn: Connection, account_id: str, keyset: Keyset,
                        start: datetime | None, end: datetime | None) -> Page | None:
     """A page of the account's transactions, newest first, that happened (on the device's clock,
     else when recorded) in ``[start, end)``; None when there is no such account."""
-    if not await conn.fetchval("SELECT 1 FROM balances WHERE account_id = $1", account_id):
+    if not await account_exists(conn, account_id):
         return None
     return await fetch_page(
         conn,

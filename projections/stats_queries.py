@@ -29,16 +29,21 @@ class Consumption:
     total_cards: int
 
 
-async def consumption(pool: Connection, by: str, start: datetime | None, end: datetime | None,
-                      merchant: str | None) -> Consumption:
-    """Net purchases in the hours ``[start, end)`` (either bound None for none), of one merchant
-    or all, grouped ``by`` a key of ``GROUPINGS``."""
+def _where(start: datetime | None, end: datetime | None, merchant: str | None) -> tuple[str, list[Any]]:
     conditions, args = [], []
     for clause, value in (("hour_start >= $%d", start), ("hour_start < $%d", end), ("merchant_id = $%d", merchant)):
         if value is not None:
             args.append(value)
             conditions.append(clause % len(args))
-    column, where = GROUPINGS[by], " AND ".join(conditions) or "true"
+    return " AND ".join(conditions) or "true", args
+
+
+async def consumption(pool: Connection, by: str, start: datetime | None, end: datetime | None,
+                      merchant: str | None) -> Consumption:
+    """Net purchases in the hours ``[start, end)`` (either bound None for none), of one merchant
+    or all, grouped ``by`` a key of ``GROUPINGS``."""
+    where, args = _where(start, end, merchant)
+    column = GROUPINGS[by]
     sums, cards, total_cards = await asyncio.gather(
         pool.fetch(
             f"SELECT GROUPING({column}) AS is_total, {column} AS key, coalesce(sum(count), 0)::bigint AS count,"
@@ -56,6 +61,26 @@ async def consumption(pool: Connection, by: str, start: datetime | None, end: da
         ),
     )
     return Consumption(sums, {r["key"]: r["cards"] for r in cards}, total_cards)
+
+
+async def distinct_cards(pool: Connection, by: str, start: datetime | None, end: datetime | None,
+                         merchant: str | None, keys: list[Any]) -> int:
+    """The distinct cards with a net purchase in the groups ``keys`` of ``consumption``."""
+    where, args = _where(start, end, merchant)
+    return int(await pool.fetchval(
+        f"SELECT count(DISTINCT card_uid) FROM stats_sales WHERE {where} AND count > 0"  # noqa: S608
+        f" AND {GROUPINGS[by]} = ANY(${len(args) + 1})", *args, keys,
+    ))
+
+
+async def day_cards(pool: Connection, day: date, tz: ZoneInfo) -> list[Any]:
+    """Who bought where on one local day, for a manager's dashboard (``projections.stats_privacy``):
+    each distinct (``merchant_id``, ``meal``, ``device_id``, ``category``, ``card_uid``) with a net
+    purchase. Read only to count distinct cards of merged groups; never shown."""
+    return await pool.fetch(
+        "SELECT DISTINCT merchant_id, meal, device_id, category, card_uid FROM stats_sales"
+        " WHERE hour_start >= $1 AND hour_start < $2 AND count > 0", *local_day(day, tz),
+    )
 
 
 # GROUPING(merchant_id, meal, device_id, category): a bit set for each column *not* grouped by.

@@ -26,6 +26,7 @@ from domain.accounts import Account
 from domain.application import CampusCard
 from domain.devices import Device, SwipeLog
 from domain.wire import leaf_bytes, public_key_from_b64
+from hub.audit.actors import Actors
 from hub.audit.books import Sums, check_books
 from hub.audit.replay import Replay, compare, drop_schema, replayed_tables
 from hub.audit.report import Check, Report, progress_bar
@@ -46,6 +47,7 @@ def verify(
     checkpoint_check = report.add("latest checkpoint: hub signature and root", "leaves")
     saved_check = report.add("saved checkpoint: signature, root, consistency", "leaves") if saved_checkpoint else None
     books = report.add("books: credits = Σ balances + purchases − reversals", "fen")
+    actors = Actors(report.add("actors: command events by the actor's role", "events"))
     replayed = report.add("replay: every projection applies every event", "projections")
 
     app = CampusCard(env=database.eventsourcing_env())
@@ -63,7 +65,8 @@ def verify(
         total = snapshot.execute(f"SELECT count(*) AS n FROM {EVENTS_TABLE}").fetchone()["n"]
         wanted_roots = {c["tree_size"] for c in (latest, saved_checkpoint) if c}
         replay = Replay(database, scratch_schema, positions, projection_settings or {})
-        roots, sums = _scan(snapshot, app, replay, total, wanted_roots, signatures, chains, leaves)
+        roots, sums = _scan(snapshot, app, replay, total, wanted_roots, signatures, chains, leaves, actors)
+        actors.finish()
         replay.flush()
         replayed.count = len(PROJECTIONS)
         for name, problem in replay.failed.items():
@@ -98,7 +101,7 @@ def _position(conn: psycopg.Connection[Any], table: str) -> int:
 
 def _scan(
     snapshot: psycopg.Connection[Any], app: CampusCard, replay: Replay, total: int, wanted_roots: set[int],
-    signatures: Check, chains: Check, leaves: Check,
+    signatures: Check, chains: Check, leaves: Check, actors: Actors,
 ) -> tuple[dict[int, bytes], Sums]:
     keys: dict[str, Ed25519PublicKey] = {}
     heads: dict[str, tuple[int, str]] = {}  # device → (last seq, its event hash)
@@ -120,6 +123,7 @@ def _scan(
                 leaves.fail(f"notification {notification.id}: stored state cannot be decoded ({exc})")
                 continue
             replay.apply(notification, domain_event)
+            actors.add(notification, domain_event)
             if isinstance(domain_event, Device.Registered):
                 keys[domain_event.device_id] = public_key_from_b64(domain_event.public_key)
             elif isinstance(domain_event, Account.Credited):

@@ -179,6 +179,7 @@ def serve(settings: Settings) -> None:
     """Runs the hub until SIGTERM or SIGINT; stops the embedded PostgreSQL on the way out."""
     from hub.bench.spawn import LISTEN_ERRNOS, cannot_listen, check_port
     from hub.service import connections
+    from hub.service.access_log import access_log_options
     from hub.service.app import STOPPED_BECAUSE, create_app
     from hub.storage.store import DataDirLock, open_database
 
@@ -206,8 +207,8 @@ def serve(settings: Settings) -> None:
                     print=lambda _: log.info(listen_message(settings)),
                     # SIGTERM and SIGINT (to the pid or the process group) stop the hub cleanly: the
                     # cleanup contexts drain the writer, stop the projections' child, then the server.
-                    handle_signals=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, ssl_context=ssl_context,
-                    **connections.server_options(settings),
+                    handle_signals=True, shutdown_timeout=SHUTDOWN_TIMEOUT_S, ssl_context=ssl_context,
+                    **connections.server_options(settings), **access_log_options(),
                 )
             except OSError as exc:  # taken since the check: run_app has cleaned up, PostgreSQL stops on the way out
                 if exc.errno not in LISTEN_ERRNOS:

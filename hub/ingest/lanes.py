@@ -26,6 +26,7 @@ from typing import Any
 
 from domain.application import CampusCard, Item, UploadOutcome
 from domain.facts import UploadResult
+from domain.reads import ReadOf
 from hub.ingest.metrics import IngestMetrics
 
 # While single swipes are coming in (one was enqueued within SINGLES_RECENT_S), a micro-batch
@@ -61,6 +62,7 @@ class Command:
     fn: Callable[[CampusCard], Any]
     future: asyncio.Future[Any]
     ticket: int = 0
+    read: ReadOf | None = None  # a read of a person to record: consecutive ones share one save
 
 
 @dataclass(slots=True)

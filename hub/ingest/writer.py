@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from domain.application import CampusCard, Item, UploadOutcome, rejected
 from domain.facts import UploadResult
+from domain.reads import ReadOf
 from hub.ingest.isolation import FaultLog, WriterFailed, isolate, unreachable
 from hub.ingest.lanes import Command, Lanes, Part, Upload
 from hub.ingest.metrics import IngestMetrics
@@ -82,6 +83,14 @@ class IngestWriter:
         self._lanes.enqueue(Command(fn, future))
         return await future
 
+    async def record_read(self, read: ReadOf) -> list[str]:
+        """Records a read of a person's records (``CampusCard.record_reads``) as a command; the
+        reads that meet in one micro-batch are stored with one save. Returns the accounts read."""
+        self.admit(1)
+        future: asyncio.Future[list[str]] = self.loop.create_future()
+        self._lanes.enqueue(Command(lambda app: app.record_reads([read])[0], future, read=read))
+        return await future
+
     # -- the writer thread -------------------------------------------------
 
     def _run(self) -> None:
@@ -98,10 +107,19 @@ class IngestWriter:
                         self._resolve(job.future, error=WriterFailed(str(exc)))
 
     def _process(self, batch: list[Part | Command | object]) -> None:
-        """Decides the batch; the bulk chunk at its end (after ``COMMIT``) is committed on
-        its own, and the next one paced by the time it took (``Lanes.pace_bulk``)."""
+        """Decides the batch; consecutive reads of persons are recorded with one save; the bulk
+        chunk at its end (after ``COMMIT``) is committed on its own, and the next one paced by
+        the time it took (``Lanes.pace_bulk``)."""
         parts: list[Part] = []
+        reads: list[Command] = []
         for job in batch:
+            if isinstance(job, Command) and job.read is not None:
+                self._record(parts)
+                parts = []
+                reads.append(job)
+                continue
+            self._reads(reads)
+            reads = []
             if isinstance(job, Part):
                 parts.append(job)
                 continue
@@ -109,6 +127,7 @@ class IngestWriter:
             parts = []
             if isinstance(job, Command):
                 self._command(job)
+        self._reads(reads)
         bulk = self._record(parts)
         self._lanes.pace_bulk(bulk)
 
@@ -196,6 +215,19 @@ class IngestWriter:
             self._resolve(upload.future, value=UploadOutcome(upload.results, next_seq or upload.next_seq))
         else:
             self._resolve(upload.future, error=error)
+
+    def _reads(self, jobs: list[Command]) -> None:
+        """Records consecutive reads with one save; if it fails, each of them hears of it."""
+        if not jobs:
+            return
+        try:
+            named = self.app.record_reads([job.read for job in jobs if job.read is not None])
+        except Exception as exc:  # noqa: BLE001 - raised again in each waiting request's handler
+            for job in jobs:
+                self._resolve(job.future, error=exc)
+        else:
+            for job, accounts in zip(jobs, named, strict=True):
+                self._resolve(job.future, value=accounts)
 
     def _command(self, job: Command) -> None:
         try:

@@ -28,6 +28,7 @@ from hub.service.routes import admin as routes_admin
 from hub.service.routes import audit as routes_audit
 from hub.service.routes import dashboard as routes_dashboard
 from hub.service.routes import devices as routes_devices
+from hub.service.routes import readers as routes_readers
 from hub.service.routes import reads as routes_reads
 from hub.service.routes import stats as routes_stats
 from hub.service.routes import tokens as routes_tokens
@@ -78,6 +79,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_admin.routes)
     app.router.add_routes(routes_devices.routes)
     app.router.add_routes(routes_reads.routes)
+    app.router.add_routes(routes_readers.routes)
     app.router.add_routes(routes_audit.routes)
     app.router.add_routes(routes_access.routes)
     app.router.add_routes(routes_stats.routes)

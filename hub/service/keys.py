@@ -20,6 +20,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from domain.actors import TokenActor, token_actor
 from domain.tokens import MAX_TTL_S
 from domain.wire import b64decode, b64encode, public_key_b64
 from hub.service.token_keys import TokenKey, TokenKeyring, write_secret
@@ -89,9 +90,9 @@ class Principal:
         """A warden's zones."""
         return tuple(self.scope.split(",")) if self.role == "warden" and self.scope else ()
 
-    def actor(self) -> dict[str, Any]:
+    def actor(self) -> TokenActor:
         """Who acts, as events record it (DESIGN §12)."""
-        return {"role": self.role, "scope": self.scope, "jti": self.jti}
+        return token_actor(self.role, self.scope, self.jti)
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,11 +144,35 @@ class Proof(Answer):
     hashes: list[str]
 
 
+class DeviceActor(Answer):
+    device: str
+
+
+class TokenActor(Answer):
+    """A token's caller; ``{"role": "cli"}`` (no scope, no jti) for the command line."""
+
+    role: str
+    scope: str | None = None
+    jti: str | None = None
+
+
 class AuditEvent(Answer):
     envelope: dict[str, Any]
     result: dict[str, Any]
     recorded_at: str
     leaf_index: int | None
+    actor: DeviceActor  # a swipe's actor is its device (DESIGN §12)
+
+
+class Read(Answer):
+    at: str
+    role: str  # the reader's role
+    what: Literal["account", "balance", "transactions", "cards", "access_log", "audit_events", "reads"]
+
+
+class Reads(Answer):
+    items: list[Read]
+    next: str | None
 
 
 class AuditEvents(Answer):
@@ -244,101 +268,6 @@ class AccessEntry(Answer):
 class AccessLog(Answer):
     items: list[AccessEntry]
     next: str | None
-
-
-class Totals(Answer):
-    count: int
-    amount: int
-    cards: int
-
-
-class Group(Answer):
-    key: str | int
-    count: int
-    amount: int
-    cards: int
-
-
-class Consumption(Answer):
-    start: str | None = msgspec.field(name="from")
-    end: str | None = msgspec.field(name="to")
-    by: str
-    groups: list[Group]
-    total: Totals
-    merchant: str | None = None
-
-
-class DashboardMerchant(Answer):
-    merchant_id: str
-    name: str
-    category: str
-    count: int
-    amount: int
-    cards: int
-
-
-class DashboardMeal(Answer):
-    merchant_id: str | None
-    meal: str | None
-    count: int
-    amount: int
-    cards: int
-
-
-class DashboardWindow(Answer):
-    device_id: str | None
-    merchant_id: str | None
-    location: str | None
-    count: int
-    amount: int
-
-
-class DashboardCategory(Answer):
-    key: str | None
-    count: int
-    amount: int
-    cards: int
-
-
-class PerMinute(Answer):
-    merchant_id: str
-    minute: int
-    count: int
-    amount: int
-
-
-class Gates(Answer):
-    zone: str
-    name: str
-    declined: int
-    gates_in: int = msgspec.field(name="in")
-    gates_out: int = msgspec.field(name="out")
-
-
-class Lag(Answer):
-    store_position: int
-    lag_events: int
-
-
-class DashboardCheckpoint(Answer):
-    tree_size: int
-    root_hash: str
-    issued_at: str
-
-
-class Dashboard(Answer):
-    date: str
-    time_zone: str
-    generated_at: str
-    merchants: list[DashboardMerchant]
-    meals: list[DashboardMeal]
-    windows: list[DashboardWindow]
-    categories: list[DashboardCategory]
-    total: Totals
-    per_minute: list[PerMinute]
-    gates: list[Gates]
-    projections: Lag
-    checkpoint: DashboardCheckpoint | None
 
 
 class Actor(Answer):

@@ -18,7 +18,8 @@ from eventsourcing.persistence import ProgrammingError
 
 from domain.application import CampusCard
 from domain.errors import DomainError
-from domain.tokens import CLI_ACTOR, Actor, Token
+from domain.actors import CLI, Actor
+from domain.tokens import Token
 from hub.config import ConfigError, Settings
 from hub.service.keys import DEFAULT_TTL_S, TokenClaims, TokenError, check_role, issue_token
 from hub.service.token_keys import TokenKey, TokenKeyError, load_token_key
@@ -52,14 +53,14 @@ class TokenOffice:
         self.app.close()
 
     def issue(self, key: TokenKey, role: str, scope: str | None = None, *, ttl_s: int = DEFAULT_TTL_S,
-              actor: Actor = CLI_ACTOR) -> str:
+              actor: Actor = CLI) -> str:
         def record(claims: TokenClaims) -> None:
             self._run(lambda: self.app.record_token(
                 claims.jti, claims.role, claims.scope, claims.kid, claims.iat, claims.exp, actor))
 
         return issue_token(key, role, scope, record=record, ttl_s=ttl_s)
 
-    def revoke(self, jti: str, actor: Actor = CLI_ACTOR) -> dict[str, Any]:
+    def revoke(self, jti: str, actor: Actor = CLI) -> dict[str, Any]:
         return token_json(self._run(lambda: self.app.revoke_token(jti, actor)))
 
     @staticmethod

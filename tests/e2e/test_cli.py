@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import psutil
 
 from tests.e2e.processes import free_port, ready, start, wait_gone
@@ -124,3 +125,23 @@ async def test_a_port_taken_while_serve_starts_its_database_is_exit_2_with_nothi
     assert not [line for line in lines if "Traceback" in line or "ERROR" in line], lines
     assert not wait_gone(list(seen), data_dir, 10)
     assert not (data_dir / "pg" / "postmaster.pid").exists()
+
+
+async def test_serve_logs_one_access_line_per_request_with_the_jti_and_never_the_token(run_dir: Path) -> None:
+    data_dir, port, log_path = run_dir / "data", free_port(), run_dir / "hub.log"
+    hub = start(["serve", "--port", str(port), "--data-dir", str(data_dir)], log_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await ready(url, hub, log_path)
+        token = run("token", "issue", "--role", "auditor", "--data-dir", str(data_dir)).stdout.strip()
+        jti = read_token(load_or_create_key(data_dir), token).jti
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            async with session.get(f"{url}/v1/audit/events?card=C0FFEE01&limit=3") as resp:
+                assert resp.status == 200
+    finally:
+        os.kill(hub.pid, signal.SIGTERM)
+        hub.wait(timeout=30)
+    log = log_path.read_text()
+    [line] = [line for line in log.splitlines() if "/v1/audit/events" in line]
+    assert line.endswith(f"cardhub.access: GET /v1/audit/events?card&limit 200 {line.split()[-3]} auditor {jti}")
+    assert token not in log and token.split(".")[2] not in log and "C0FFEE01" not in log

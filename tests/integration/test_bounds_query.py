@@ -27,6 +27,7 @@ B64 = base64.urlsafe_b64encode
 # Every query parameter of every route: (path, parameter, the other parameters it needs).
 PARAMETERS: list[tuple[str, str, str]] = [
     *[("/v1/accounts/S001/transactions", p, "") for p in ("limit", "cursor", "from", "to")],
+    *[("/v1/accounts/S001/reads", p, "") for p in ("limit", "cursor", "from", "to")],
     *[("/v1/audit/events", p, "") for p in ("limit", "cursor", "from", "to", "card", "device", "account")],
     *[("/v1/access-log", p, "") for p in ("limit", "cursor", "from", "to", "zone", "account", "card")],
     ("/v1/audit/leaves", "start", "end=1"), ("/v1/audit/leaves", "end", "start=0"),
@@ -37,7 +38,7 @@ PARAMETERS: list[tuple[str, str, str]] = [
     ("/v1/stats/dashboard", "date", ""),
     ("/v1/devices/pos-1/hotlist", "since", ""), ("/v1/devices/gate-1/rules", "since", ""),
 ]
-PAGED = ("/v1/accounts/S001/transactions", "/v1/audit/events", "/v1/access-log")
+PAGED = ("/v1/accounts/S001/transactions", "/v1/accounts/S001/reads", "/v1/audit/events", "/v1/access-log")
 # Routes with no query parameters: a NUL or an unknown parameter is refused all the same.
 WITHOUT_PARAMETERS = [
     ("GET", "/v1/accounts/S001/balance"), ("GET", "/v1/audit/checkpoint"), ("GET", "/v1/zones/library/occupancy"),
@@ -191,7 +192,8 @@ PATH_NAMES = {"accounts": "account_id", "cards": "card_uid", "devices": "device_
 
 
 @pytest.mark.parametrize(("method", "template"), [
-    ("GET", "/v1/accounts/{}/balance"), ("GET", "/v1/accounts/{}/transactions"), ("POST", "/v1/accounts/{}/topups"),
+    ("GET", "/v1/accounts/{}/balance"), ("GET", "/v1/accounts/{}/transactions"), ("GET", "/v1/accounts/{}/reads"),
+    ("POST", "/v1/accounts/{}/topups"),
     ("POST", "/v1/accounts/{}/subsidies"), ("POST", "/v1/cards/{}/lost"), ("POST", "/v1/cards/{}/found"),
     ("POST", "/v1/devices/{}/revoke"), ("POST", "/v1/devices/{}/events"), ("GET", "/v1/devices/{}/hotlist"),
     ("GET", "/v1/devices/{}/rules"), ("GET", "/v1/merchants/{}/settlement"), ("GET", "/v1/zones/{}/occupancy"),

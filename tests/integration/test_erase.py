@@ -186,15 +186,15 @@ async def test_a_key_is_stored_only_with_its_event_and_an_event_only_with_its_ke
 
 
 def _opened_in_clear(app: IngestCampusCard, account_id: str, name: str) -> None:
-    """An ``Account.Opened`` as hubs before sealed names stored it (v1: the name in clear)."""
+    """An ``Account.Opened`` as hubs before actors and sealed names stored it (v1: the name in clear)."""
     sealed = Account.Opened(  # type: ignore[call-arg]
         originator_id=ids.account_id(account_id), originator_version=1, timestamp=Account.Opened.create_timestamp(),
         originator_topic=get_topic(Account), account_id=account_id, name={"alg": "none", "plaintext": ""},
-        category="staff", groups=[], daily_limit_fen=None, valid_from=None, valid_until=None,
+        category="staff", groups=[], daily_limit_fen=None, valid_from=None, valid_until=None, actor=None,
     )
     stored = app.mapper.to_stored_event(sealed)
     state = {**json.loads(stored.state), "name": name}
-    del state["class_version"]
+    del state["class_version"], state["actor"]
     app.recorder.insert_events([dataclasses.replace(stored, state=json.dumps(state, ensure_ascii=False).encode())])
 
 

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from device_sim.device import SimDevice
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.wire import b64decode, event_hash, parse_envelope, signing_input
 from hub.audit import audit_log
@@ -170,12 +171,12 @@ def _older_hub_wrote_poison(database: Database) -> SimDevice:
     app = IngestCampusCard(env=application_env(database))
     try:
         pos = SimDevice("pos-1", "pos")
-        app.register_merchant("canteen-1", "第一\x00食堂", "dining")
-        app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1", location="窗口\x00")
-        app.open_account("s1", "李\x00雷", "student", ["students"])
-        app.issue_card(CARD, "s1")
-        app.credit("s1", "topup", HUGE, "ref\x00one")
-        app.report_lost(CARD)
+        app.register_merchant("canteen-1", "第一\x00食堂", "dining", actor=CLI)
+        app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1", location="窗口\x00", actor=CLI)
+        app.open_account("s1", "李\x00雷", "student", ["students"], actor=CLI)
+        app.issue_card(CARD, "s1", actor=CLI)
+        app.credit("s1", "topup", HUGE, "ref\x00one", actor=CLI)
+        app.report_lost(CARD, actor=CLI)
         for chunk in range(11):
             for i in range(100):
                 pos.purchase(CARD, HUGE, AT + timedelta(seconds=chunk * 100 + i), offline=True)
@@ -207,7 +208,7 @@ async def test_poison_already_in_the_store_is_projected_and_verify_passes(
         body = await hub.get("/healthz", role=None)
         assert body["status"] == "ok", body
         assert {name: p["position"] for name, p in body["projections"].items()} == dict.fromkeys(
-            ("ledger", "directory", "access", "audit", "stats", "tokens"), store)
+            ("ledger", "directory", "access", "audit", "stats", "tokens", "reads"), store)
 
         balance = await hub.get("/v1/accounts/s1/balance")
         debited = await hub.app[POOL].fetchval(

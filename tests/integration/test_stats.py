@@ -121,15 +121,58 @@ async def test_a_manager_sees_aggregates_and_never_an_account(hub: Hub, canteen:
     for by in BYS:
         answer = await stats(hub, f"{window(DAY)}&by={by}", role="manager")
         assert "s1" not in str(answer) and "CAFE0001" not in str(answer)
-    board = await hub.get("/v1/stats/dashboard?date=2026-11-25", role="manager")
-    assert "s1" not in str(board) and "CAFE0001" not in str(board)
-    assert board["total"] == {"count": 1, "amount": 1000, "cards": 1}
+        assert answer["groups"] == [] and answer["total"] == {"count": 1, "amount": 1000, "cards": 1}  # one card
+    for role in ("manager", "admin"):
+        board = await hub.get("/v1/stats/dashboard?date=2026-11-25", role=role)
+        assert "s1" not in str(board) and "CAFE0001" not in str(board)
+        assert board["total"] == {"count": 1, "amount": 1000, "cards": 1}
     assert board["merchants"][0] == {"merchant_id": "canteen-1", "name": "第一食堂", "category": "dining",
-                                     "count": 1, "amount": 1000, "cards": 1}
+                                     "count": 1, "amount": 1000, "cards": 1}  # the admin's: exact
     assert board["per_minute"] == [{"merchant_id": "canteen-1", "minute": 720, "count": 1, "amount": 1000}]
     assert board["meals"] == [{"merchant_id": "canteen-1", "meal": "lunch", "count": 1, "amount": 1000, "cards": 1}]
     for path in ("/v1/accounts/s1/balance", "/v1/accounts/s1/transactions", "/v1/audit/events"):
         assert (await hub.request("GET", path, role="manager"))[0] == 403
+
+
+async def _three_merchants(hub: Hub) -> None:
+    """canteen-1 sold to 6 cards, canteen-2 to 5 of them, the market to 2 others, all at lunch."""
+    await hub.merchant("canteen-1")
+    await hub.merchant("canteen-2")
+    await hub.merchant("market", category="supermarket")
+    tills = [await hub.pos(f"pos-{m}", m) for m in ("canteen-1", "canteen-2", "market")]
+    for i in range(8):
+        await hub.account(f"s{i}", cash=100_000, card=f"CAFE{i:04X}")
+    noon = datetime(2026, 11, 25, 12, 0, tzinfo=CST)
+    for till, cards in zip(tills, (range(6), range(5), (6, 7)), strict=True):
+        for i in cards:
+            till.purchase(f"CAFE{i:04X}", 100 + i, noon + timedelta(minutes=i))
+        await hub.send(till)
+    await hub.settle()
+
+
+async def test_a_manager_sees_groups_of_fewer_than_5_cards_merged_into_other(hub: Hub) -> None:
+    await _three_merchants(hub)
+    exact = await stats(hub, f"{window(DAY)}&by=merchant", role="admin")
+    assert by_key(exact) == {"canteen-1": (6, 615, 6), "canteen-2": (5, 510, 5), "market": (2, 213, 2)}
+    managed = await stats(hub, f"{window(DAY)}&by=merchant", role="manager")
+    # the market alone would be "other" with 2 cards: the smallest other group (canteen-2) joins it
+    assert by_key(managed) == {"canteen-1": (6, 615, 6), "other": (7, 723, 7)}
+    assert [g["key"] for g in managed["groups"]] == ["canteen-1", "other"]
+    assert managed["total"] == exact["total"] == {"count": 13, "amount": 1338, "cards": 8}
+    assert by_key(await stats(hub, f"{window(DAY)}&by=meal", role="manager")) == {"lunch": (13, 1338, 8)}
+    assert by_key(await stats(hub, f"{window(DAY)}&by=device&merchant=market", role="manager")) == {}
+    board = await hub.get("/v1/stats/dashboard?date=2026-11-25", role="manager")
+    assert [(m["merchant_id"], m["count"], m["cards"]) for m in board["merchants"]] == [
+        ("canteen-1", 6, 6), ("other", 7, 7)]
+    assert [(m["merchant_id"], m["meal"], m["cards"]) for m in board["meals"]] == [
+        ("canteen-1", "lunch", 6), ("other", "lunch", 7)]
+    assert [w["device_id"] for w in board["windows"]] == ["pos-canteen-1"]
+    assert {p["merchant_id"] for p in board["per_minute"]} == {"canteen-1"}
+    assert board["categories"] == [{"key": "student", "count": 13, "amount": 1338, "cards": 8}]
+    assert board["total"] == exact["total"]
+    admin = await hub.get("/v1/stats/dashboard?date=2026-11-25", role="admin")
+    assert [m["merchant_id"] for m in admin["merchants"]] == ["canteen-1", "canteen-2", "market"]
+    assert len(admin["windows"]) == 3
 
 
 @pytest.mark.parametrize(("query", "status", "field"), [

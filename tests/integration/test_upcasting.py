@@ -13,6 +13,7 @@ import pytest
 
 from device_sim.device import SimDevice
 from domain import ids
+from domain.actors import CLI
 from hub.ingest.application import IngestCampusCard
 from hub.service.app import application_env
 from hub.storage.store import Database
@@ -45,8 +46,8 @@ SNAPSHOT_BEFORE_GATES = {
 def _older_hub_stored_the_account(database: Database) -> None:
     app = IngestCampusCard(env=application_env(database))
     try:
-        app.open_account("resident", "李雷", "student", ["students", "dorm-1-residents"])
-        app.issue_card(CARD, "resident")
+        app.open_account("resident", "李雷", "student", ["students", "dorm-1-residents"], actor=CLI)
+        app.issue_card(CARD, "resident", actor=CLI)
         assert app.get_account("resident").version == 2
     finally:
         app.close()

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.access import Zone, admits
+from domain.actors import CLI
 from domain.errors import AlreadyExists, Invalid
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -55,14 +56,14 @@ def test_whole_day_and_weekday_in_the_hubs_time_zone() -> None:
 
 
 def test_zone_refuses_bad_and_repeated_rules() -> None:
-    zone = Zone(zone="dorm-1", name="一号楼", anti_passback=True)
-    first = zone.add_rule("students", ["sun", "mon"], "06:00", "23:30")
+    zone = Zone(zone="dorm-1", name="一号楼", anti_passback=True, actor=CLI)
+    first = zone.add_rule("students", ["sun", "mon"], "06:00", "23:30", CLI)
     assert first["rule_id"] == "dorm-1-1" and first["days"] == ["mon", "sun"]
     with pytest.raises(AlreadyExists):
-        zone.add_rule("students", ["mon", "sun"], "06:00", "23:30")
+        zone.add_rule("students", ["mon", "sun"], "06:00", "23:30", CLI)
     for days, start, stop, field in ((["mon"], "06:00", "06:00", "to"), ([], "06:00", "07:00", "days"),
                                      (["monday"], "06:00", "07:00", "days"), (["mon"], "6:00", "07:00", "from"),
                                      (["mon"], "06:00", "24:01", "to")):
         with pytest.raises(Invalid) as caught:
-            zone.add_rule("students", days, start, stop)
+            zone.add_rule("students", days, start, stop, CLI)
         assert caught.value.field == field

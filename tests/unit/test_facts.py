@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device_sim.device import SimDevice
 from domain import ids
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.devices import SwipeLog
 from domain.facts import Rejection, SignedEnvelope, SwipeFacts, SwipeResult
@@ -45,12 +46,12 @@ def _campus() -> tuple[CampusCard, SimDevice]:
     app = CampusCard(clock=lambda: CLOCK)
     key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"test_facts pos-1").digest())
     pos = SimDevice("pos-1", "pos", key=key)
-    app.register_merchant("canteen-1", "第一食堂", "dining")
-    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1")
-    app.open_account("s1", "韩梅梅", "student", ["students"])
-    app.issue_card("ABCDEF01", "s1")
-    app.credit("s1", "topup", 3000, "t1")
-    app.credit("s1", "subsidy", 500, "s1")
+    app.register_merchant("canteen-1", "第一食堂", "dining", actor=CLI)
+    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1", actor=CLI)
+    app.open_account("s1", "韩梅梅", "student", ["students"], actor=CLI)
+    app.issue_card("ABCDEF01", "s1", actor=CLI)
+    app.credit("s1", "topup", 3000, "t1", actor=CLI)
+    app.credit("s1", "subsidy", 500, "s1", actor=CLI)
     return app, pos
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from device_sim.device import SimDevice
 from domain import ids
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.wire import parse_envelope, public_key_b64
 from hub.ingest.application import MAX_EVENTS_PER_SAVE, IngestCampusCard
@@ -19,11 +20,11 @@ CARD = "ABCDEF01"
 def _campus() -> tuple[IngestCampusCard, SimDevice]:
     app = IngestCampusCard(env={"AGGREGATE_CACHE_MAXSIZE": "1000", "AGGREGATE_CACHE_FASTFORWARD": "n"})
     pos = SimDevice("pos-1", "pos")
-    app.register_merchant("canteen-1", "第一食堂", "dining")
-    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1")
-    app.open_account("s1", "韩梅梅", "student", [])
-    app.issue_card(CARD, "s1")
-    app.credit("s1", "topup", 10**9, "t1")
+    app.register_merchant("canteen-1", "第一食堂", "dining", actor=CLI)
+    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1", actor=CLI)
+    app.open_account("s1", "韩梅梅", "student", [], actor=CLI)
+    app.issue_card(CARD, "s1", actor=CLI)
+    app.credit("s1", "topup", 10**9, "t1", actor=CLI)
     return app, pos
 
 

@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from domain import personal
+from domain.actors import CLI
 from domain.application import CampusCard
 from domain.errors import Conflict
 from domain.personal import Sealed, Unreadable, new_key, seal, unseal
@@ -79,7 +80,7 @@ def test_a_bare_string_is_the_plaintext_of_an_old_event() -> None:
 def _campus() -> tuple[CampusCard, personal.MemoryKeys]:
     keys = personal.MemoryKeys()
     app = CampusCard(keys=keys)
-    app.open_account("S1", NAME, "student")
+    app.open_account("S1", NAME, "student", actor=CLI)
     return app, keys
 
 
@@ -94,36 +95,36 @@ def test_an_account_is_opened_with_its_name_sealed_under_a_new_key() -> None:
 
 def test_erasure_destroys_the_key_and_is_recorded_once() -> None:
     app, keys = _campus()
-    account = app.erase_account("S1")
+    account = app.erase_account("S1", actor=CLI)
     assert keys.keys["S1"] is None and account.name is None and account.erased_at is not None
     erased = list(app.events.get(account.id))[-1]
     assert type(erased).__qualname__ == "Account.Erased"
     assert erased.account_id == "S1" and erased.erased_at == account.erased_at  # and nothing personal
     with pytest.raises(Conflict, match="was erased at") as again:
-        app.erase_account("S1")
+        app.erase_account("S1", actor=CLI)
     assert again.value.code == "erased"
 
 
 def test_an_account_with_an_active_card_or_money_is_not_erased() -> None:
     app, keys = _campus()
-    app.issue_card("C0FFEE01", "S1")
+    app.issue_card("C0FFEE01", "S1", actor=CLI)
     with pytest.raises(Conflict, match="active card C0FFEE01: until account closure") as refused:
-        app.erase_account("S1")
+        app.erase_account("S1", actor=CLI)
     assert refused.value.code == "not_closed"
-    app.report_lost("C0FFEE01")
-    app.credit("S1", "topup", 100, "r1")
+    app.report_lost("C0FFEE01", actor=CLI)
+    app.credit("S1", "topup", 100, "r1", actor=CLI)
     with pytest.raises(Conflict, match="0 fen subsidy and 100 fen cash"):
-        app.erase_account("S1")
+        app.erase_account("S1", actor=CLI)
     assert keys.keys["S1"] is not None and app.get_account("S1").erased_at is None
 
 
 def test_an_erased_account_takes_no_card_no_found_card_and_no_credit() -> None:
     app, _ = _campus()
-    app.issue_card("C0FFEE01", "S1")
-    app.report_lost("C0FFEE01")
-    app.erase_account("S1")
-    for command in (lambda: app.issue_card("C0FFEE02", "S1"), lambda: app.report_found("C0FFEE01"),
-                    lambda: app.credit("S1", "topup", 100, "r1")):
+    app.issue_card("C0FFEE01", "S1", actor=CLI)
+    app.report_lost("C0FFEE01", actor=CLI)
+    app.erase_account("S1", actor=CLI)
+    for command in (lambda: app.issue_card("C0FFEE02", "S1", actor=CLI), lambda: app.report_found("C0FFEE01", actor=CLI),
+                    lambda: app.credit("S1", "topup", 100, "r1", actor=CLI)):
         with pytest.raises(Conflict, match="was erased"):
             command()
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from device_sim.device import SimDevice
 from domain import ids
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.errors import AlreadyExists, Conflict, NotFound
 from domain.wire import parse_envelope
@@ -23,14 +24,14 @@ def campus(*, cash: int = 0, subsidy: int = 0, application: type[CampusCard] = C
            **account: object) -> tuple[CampusCard, SimDevice]:
     app = application(env={"AGGREGATE_CACHE_MAXSIZE": "1000", "AGGREGATE_CACHE_FASTFORWARD": "n"})
     pos = SimDevice("pos-1", "pos")
-    app.register_merchant("canteen-1", "第一食堂", "dining")
-    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1")
-    app.open_account("s1", "韩梅梅", "student", ["students"], **account)
-    app.issue_card(CARD, "s1")
+    app.register_merchant("canteen-1", "第一食堂", "dining", actor=CLI)
+    app.register_device("pos-1", "pos", pos.public_key, merchant_id="canteen-1", actor=CLI)
+    app.open_account("s1", "韩梅梅", "student", ["students"], **account, actor=CLI)
+    app.issue_card(CARD, "s1", actor=CLI)
     if cash:
-        app.credit("s1", "topup", cash, "cash-1")
+        app.credit("s1", "topup", cash, "cash-1", actor=CLI)
     if subsidy:
-        app.credit("s1", "subsidy", subsidy, "subsidy-1")
+        app.credit("s1", "subsidy", subsidy, "subsidy-1", actor=CLI)
     return app, pos
 
 
@@ -54,11 +55,11 @@ def test_a_purchase_takes_subsidy_first_then_cash() -> None:
 
 def test_the_same_credit_ref_twice_is_one_credit() -> None:
     app, _ = campus()
-    assert app.credit("s1", "topup", 500, "r-1")[1] is True
-    assert app.credit("s1", "topup", 500, "r-1")[1] is False
+    assert app.credit("s1", "topup", 500, "r-1", actor=CLI)[1] is True
+    assert app.credit("s1", "topup", 500, "r-1", actor=CLI)[1] is False
     assert wallets(app) == (0, 500)
     with pytest.raises(Conflict):
-        app.credit("s1", "topup", 700, "r-1")
+        app.credit("s1", "topup", 700, "r-1", actor=CLI)
 
 
 def test_insufficient_funds_is_declined_and_nothing_moves() -> None:
@@ -82,7 +83,7 @@ def test_the_daily_limit_counts_the_local_day() -> None:
 
 def test_a_lost_card_is_declined_online_but_recorded_and_debited_offline() -> None:
     app, pos = campus(cash=1000)
-    app.report_lost(CARD)
+    app.report_lost(CARD, actor=CLI)
     pos.purchase(CARD, 300, NOON)
     pos.purchase(CARD, 200, NOON, offline=True, decision="approved")
     online, offline = send(app, pos)
@@ -143,16 +144,16 @@ def test_unknown_and_expired_cards_are_declined() -> None:
 def test_issuing_a_replacement_cancels_the_lost_card_and_one_active_card_per_account() -> None:
     app, _ = campus()
     with pytest.raises(Conflict):
-        app.issue_card("ABCDEF02", "s1")
-    app.report_lost(CARD)
-    app.issue_card("ABCDEF02", "s1")
+        app.issue_card("ABCDEF02", "s1", actor=CLI)
+    app.report_lost(CARD, actor=CLI)
+    app.issue_card("ABCDEF02", "s1", actor=CLI)
     assert app.repository.get(ids.card_id(CARD)).status == "cancelled"
     with pytest.raises(Conflict):
-        app.report_found(CARD)
+        app.report_found(CARD, actor=CLI)
     with pytest.raises(AlreadyExists):
-        app.issue_card("ABCDEF02", "s1")
+        app.issue_card("ABCDEF02", "s1", actor=CLI)
     with pytest.raises(NotFound):
-        app.issue_card("ABCDEF03", "nobody")
+        app.issue_card("ABCDEF03", "nobody", actor=CLI)
 
 
 @settings(max_examples=40, deadline=None)
@@ -163,7 +164,7 @@ def test_replaying_the_events_gives_the_live_account_and_the_books_balance(steps
     credits, approved = 1500, []
     for n, (step, amount) in enumerate(steps):
         if step == "topup":
-            app.credit("s1", "topup", amount, f"t{n}")
+            app.credit("s1", "topup", amount, f"t{n}", actor=CLI)
             credits += amount
             continue
         if step == "reverse" and approved:

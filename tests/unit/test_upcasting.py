@@ -16,6 +16,7 @@ from eventsourcing.utils import get_topic
 from device_sim.device import SimDevice
 from domain import ids
 from domain.accounts import Account
+from domain.actors import CLI
 from domain.application import CampusCard, Item
 from domain.wire import parse_envelope
 
@@ -35,11 +36,11 @@ def old_snapshot(account: Account, **state: Any) -> Snapshot:
 def _campus() -> tuple[CampusCard, SimDevice]:
     app = CampusCard()
     gate = SimDevice("gate-1", "gate")
-    app.create_zone("dorm-1", "一号宿舍楼", anti_passback=True)
-    app.add_access_rule("dorm-1", "residents", ["mon"], "06:00", "23:00")
-    app.register_device("gate-1", "gate", gate.public_key, zone="dorm-1")
-    app.open_account("s1", "韩梅梅", "student", ["residents"])
-    app.issue_card("D0000001", "s1")
+    app.create_zone("dorm-1", "一号宿舍楼", anti_passback=True, actor=CLI)
+    app.add_access_rule("dorm-1", "residents", ["mon"], "06:00", "23:00", actor=CLI)
+    app.register_device("gate-1", "gate", gate.public_key, zone="dorm-1", actor=CLI)
+    app.open_account("s1", "韩梅梅", "student", ["residents"], actor=CLI)
+    app.issue_card("D0000001", "s1", actor=CLI)
     return app, gate
 
 
@@ -101,12 +102,13 @@ def test_an_account_opened_before_names_were_sealed_reads_its_name_as_plain() ->
     opened = Account.Opened(  # type: ignore[call-arg]
         originator_id=ids.account_id("s0"), originator_version=1, timestamp=Account.Opened.create_timestamp(),
         originator_topic=get_topic(Account), account_id="s0", name={"alg": "none", "plaintext": "-"},
-        category="student", groups=[], daily_limit_fen=None, valid_from=None, valid_until=None,
+        category="student", groups=[], daily_limit_fen=None, valid_from=None, valid_until=None, actor=None,
     )
     stored = app.mapper.to_stored_event(opened)
     state = json.loads(stored.state)
-    assert state.pop("class_version") == 2
-    state["name"] = "李雷"  # as a hub before sealed names stored it
+    assert state.pop("class_version") == 3
+    del state["actor"]
+    state["name"] = "李雷"  # as a hub before actors and sealed names stored it
     app.recorder.insert_events([dataclasses.replace(stored, state=json.dumps(state).encode())])
     account = app.get_account("s0")
     assert account.name == {"alg": "none", "plaintext": "李雷"}

@@ -13,6 +13,7 @@ from domain.access import Zone
 from domain.wire import RULES_PREFIX, sign_document
 from hub.service import responses
 from hub.service.http import Problem, authenticate, authorize, json_response, read_body
+from hub.service.personal import note_read
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
@@ -30,10 +31,10 @@ def zone_json(zone: Zone) -> dict[str, Any]:
 @routes.post("/v1/zones")
 @documented("Create an access zone", body=ZoneIn, responses={201: responses.ZoneAnswer, 409: None})
 async def create_zone(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, ZoneIn)
     zone = await request.app[WRITER].run(
-        lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback)))
+        lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback, actor=actor)))
     return json_response(zone, status=201)
 
 
@@ -45,9 +46,9 @@ async def create_rule(request: web.Request) -> web.Response:
     if authenticate(request).role != "warden":
         authorize(request, *CARD_OFFICE)
     body = await read_body(request, AccessRuleIn)
-    authorize(request, *CARD_OFFICE, "warden", zone=body.zone)
+    actor = authorize(request, *CARD_OFFICE, "warden", zone=body.zone).actor()
     rule = await request.app[WRITER].run(
-        lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop))
+        lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop, actor=actor))
     return json_response(rule, status=201)
 
 
@@ -82,12 +83,14 @@ async def device_rules(request: web.Request) -> web.Response:
 @documented("Gate swipes with their decisions, newest first", query=AccessLogQuery,
             responses={200: responses.AccessLog})
 async def access_log(request: web.Request) -> web.Response:
-    """A warden sees its own zones only: ``zone`` one of them, or left out for all of them."""
+    """A warden sees its own zones only: ``zone`` one of them, or left out for all of them. A
+    read filtered by account or card is a read of that person (``Access.Read``)."""
     page = query(request, AccessLogQuery)
     caller = authenticate(request)
     zones = list(caller.zones) if caller.role == "warden" and page.zone is None else None
     if zones is None:
-        authorize(request, *ACCESS_READERS, "warden", zone=page.zone)
+        caller = authorize(request, *ACCESS_READERS, "warden", zone=page.zone)
+    await note_read(request, caller, "access_log", account=page.account, card=page.card)
     found = await access_queries.access_log(request.app[POOL], page.keyset, zone=page.zone, zones=zones,
                                             account=page.account, card=page.card, start=page.start, end=page.end)
     items = [{

@@ -62,10 +62,10 @@ def card_json(c: Card) -> dict[str, Any]:
 @routes.post("/v1/merchants")
 @documented("Register a merchant", body=MerchantIn, responses={201: responses.Merchant, 409: None})
 async def create_merchant(request: web.Request) -> web.Response:
-    authorize(request, "admin")
+    actor = authorize(request, "admin").actor()
     body = await read_body(request, MerchantIn)
     merchant = await request.app[WRITER].run(
-        lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category))
+        lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category, actor=actor))
     )
     return json_response(merchant, status=201)
 
@@ -73,11 +73,11 @@ async def create_merchant(request: web.Request) -> web.Response:
 @routes.post("/v1/devices")
 @documented("Register a device", body=DeviceIn, responses={201: responses.Device, 404: None, 409: None})
 async def create_device(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, DeviceIn)
     device = await request.app[WRITER].run(
         lambda app: device_json(app.register_device(
-            body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location
+            body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location, actor=actor,
         ))
     )
     return json_response(device, status=201)
@@ -86,22 +86,22 @@ async def create_device(request: web.Request) -> web.Response:
 @routes.post("/v1/devices/{device_id}/revoke")
 @documented("Revoke a device", responses={200: responses.Device, 409: None})
 async def revoke_device(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     device_id = request.match_info["device_id"]
-    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id)))
+    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id, actor=actor)))
     return json_response(device)
 
 
 @routes.post("/v1/accounts")
 @documented("Open an account", body=AccountIn, responses={201: responses.Account, 409: None})
 async def create_account(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, AccountIn)
     valid_from, valid_until = _instant(body.valid_from, "valid_from"), _instant(body.valid_until, "valid_until")
     account = await request.app[WRITER].run(
         lambda app: account_json(app.open_account(
             body.account_id, body.name, body.category, body.groups, body.daily_limit,
-            valid_from, valid_until,
+            valid_from, valid_until, actor=actor,
         ), body.name)
     )
     return json_response(account, status=201)
@@ -113,36 +113,38 @@ async def create_account(request: web.Request) -> web.Response:
             responses={200: responses.Account, 404: None, 409: None})
 async def erase_account(request: web.Request) -> web.Response:
     """409 ``not_closed`` (an active card, money left) or ``erased`` (erased before)."""
-    authorize(request, "admin")
+    actor = authorize(request, "admin").actor()
     account_id = request.match_info["account_id"]
-    account = await request.app[WRITER].run(lambda app: account_json(app.erase_account(account_id), None))
+    account = await request.app[WRITER].run(
+        lambda app: account_json(app.erase_account(account_id, actor=actor), None))
     return json_response(account)
 
 
 @routes.post("/v1/cards")
 @documented("Issue a card (replaces lost cards)", body=CardIn, responses={201: responses.Card, 404: None, 409: None})
 async def issue_card(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, CardIn)
-    card = await request.app[WRITER].run(lambda app: card_json(app.issue_card(body.card_uid, body.account_id)))
+    card = await request.app[WRITER].run(
+        lambda app: card_json(app.issue_card(body.card_uid, body.account_id, actor=actor)))
     return json_response(card, status=201)
 
 
 @routes.post("/v1/cards/{card_uid}/lost")
 @documented("Report a card lost", responses={200: responses.Card, 409: None})
 async def report_lost(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid)))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid, actor=actor)))
     return json_response(card)
 
 
 @routes.post("/v1/cards/{card_uid}/found")
 @documented("Report a lost card found", responses={200: responses.Card, 409: None})
 async def report_found(request: web.Request) -> web.Response:
-    authorize(request, *CARD_OFFICE)
+    actor = authorize(request, *CARD_OFFICE).actor()
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid)))
+    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid, actor=actor)))
     return json_response(card)
 
 
@@ -164,6 +166,7 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
     """201 for a new ref; 200 with the same answer when the ref was credited before. An operator
     credits at most ``OPERATOR_MAX_CREDIT_FEN`` in one command (DESIGN §12); above, an admin."""
     caller = authorize(request, *CARD_OFFICE)
+    actor = caller.actor()
     account_id = request.match_info["account_id"]
     body = await read_body(request, CreditIn)
     if caller.role == "operator" and body.amount > OPERATOR_MAX_CREDIT_FEN:
@@ -171,7 +174,7 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
                       f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {body.amount:,} fen needs an admin")
 
     def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
-        account, created = app.credit(account_id, kind, body.amount, body.ref)
+        account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor)
         return balance_json(account), created
 
     balance, created = await request.app[WRITER].run(credit)

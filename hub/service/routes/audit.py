@@ -12,10 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from domain import merkle
+from domain.actors import device_actor
 from domain.wire import b64encode, leaf_bytes
 from hub.audit import audit_log
 from hub.service import responses
 from hub.service.http import Problem, authorize, json_response
+from hub.service.personal import note_read
 from hub.service.query import (
     AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
 )
@@ -99,15 +101,17 @@ async def consistency(request: web.Request) -> web.Response:
             responses={200: responses.AuditEvents})
 async def events(request: web.Request) -> web.Response:
     """Device envelopes exactly as signed, with their results, newest first."""
-    authorize(request, *AUDITORS)
+    caller = authorize(request, *AUDITORS)
     page = query(request, AuditEventsQuery)
+    await note_read(request, caller, "audit_events", account=page.account, card=page.card)
     found = await audit_queries.swipes(request.app[POOL], page.keyset, card=page.card, device=page.device,
                                        account=page.account, start=page.start, end=page.end)
     items = []
     for row in found.rows:
         state = json.loads(bytes(row["state"]))
-        items.append({"envelope": state["envelope"], "result": state["result"],
-                      "recorded_at": state["recorded_at"], "leaf_index": row["leaf_index"]})
+        envelope = state["envelope"]
+        items.append({"envelope": envelope, "result": state["result"], "recorded_at": state["recorded_at"],
+                      "leaf_index": row["leaf_index"], "actor": device_actor(envelope["device"])})
     return json_response({"items": items, "next": page.next_cursor(found)})
 
 

@@ -11,7 +11,8 @@ from domain import personal
 from hub.service import responses
 from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
-from hub.service.query import Body, PageQuery, documented, query
+from hub.service.personal import account_page, note_read
+from hub.service.query import Body, PageQuery, documented
 from hub.service.typedefs import METRICS, POOL, WRITER
 from projections import ledger_queries
 
@@ -24,7 +25,8 @@ routes = web.RouteTableDef()
 async def account(request: web.Request) -> web.Response:
     """The name is opened here, with the account's data key: the views keep none."""
     account_id = request.match_info["account_id"]
-    authorize(request, *ACCOUNT_READERS, account=account_id)
+    caller = authorize(request, *ACCOUNT_READERS, account=account_id)
+    await note_read(request, caller, "account", account=account_id)
     try:
         found = await ledger_queries.account(request.app[POOL], account_id)
     except personal.Unreadable as exc:
@@ -45,7 +47,8 @@ async def account(request: web.Request) -> web.Response:
 @documented("Balance in fen", responses={200: responses.Balance, 404: None})
 async def balance(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    authorize(request, *ACCOUNT_READERS, account=account_id)
+    caller = authorize(request, *ACCOUNT_READERS, account=account_id)
+    await note_read(request, caller, "balance", account=account_id)
     row = await ledger_queries.balance(request.app[POOL], account_id)
     if row is None:
         raise Problem(404, "not_found", f"account {account_id} not found")
@@ -58,13 +61,7 @@ async def balance(request: web.Request) -> web.Response:
 @routes.get("/v1/accounts/{account_id}/transactions")
 @documented("Transactions, newest first", query=PageQuery, responses={200: responses.Transactions, 404: None})
 async def transactions(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    authorize(request, *ACCOUNT_READERS, account=account_id)
-    page = query(request, PageQuery)
-    async with request.app[POOL].acquire() as conn:
-        found = await ledger_queries.transactions(conn, account_id, page.keyset, page.start, page.end)
-    if found is None:
-        raise Problem(404, "not_found", f"account {account_id} not found")
+    page, found = await account_page(request, ACCOUNT_READERS, "transactions", ledger_queries.transactions)
     return json_response({"items": [_transaction_json(r) for r in found.rows], "next": page.next_cursor(found)})
 
 

@@ -1,0 +1,103 @@
+"""The shapes of the statistics' and the dashboard's JSON answers (``hub.service.routes.stats``),
+declared for the OpenAPI document like the rest (``hub.service.responses``)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hub.service.responses import Answer
+
+
+class Totals(Answer):
+    count: int
+    amount: int
+    cards: int
+
+
+class Group(Answer):
+    key: str | int
+    count: int
+    amount: int
+    cards: int
+
+
+class Consumption(Answer):
+    start: str | None = msgspec.field(name="from")
+    end: str | None = msgspec.field(name="to")
+    by: str
+    groups: list[Group]
+    total: Totals
+    merchant: str | None = None
+
+
+class DashboardMerchant(Answer):
+    merchant_id: str
+    name: str
+    category: str
+    count: int
+    amount: int
+    cards: int
+
+
+class DashboardMeal(Answer):
+    merchant_id: str | None
+    meal: str | None
+    count: int
+    amount: int
+    cards: int
+
+
+class DashboardWindow(Answer):
+    device_id: str | None
+    merchant_id: str | None
+    location: str | None
+    count: int
+    amount: int
+
+
+class DashboardCategory(Answer):
+    key: str | None
+    count: int
+    amount: int
+    cards: int
+
+
+class PerMinute(Answer):
+    merchant_id: str
+    minute: int
+    count: int
+    amount: int
+
+
+class Gates(Answer):
+    zone: str
+    name: str
+    declined: int
+    gates_in: int = msgspec.field(name="in")
+    gates_out: int = msgspec.field(name="out")
+
+
+class Lag(Answer):
+    store_position: int
+    lag_events: int
+
+
+class DashboardCheckpoint(Answer):
+    tree_size: int
+    root_hash: str
+    issued_at: str
+
+
+class Dashboard(Answer):
+    date: str
+    time_zone: str
+    generated_at: str
+    merchants: list[DashboardMerchant]
+    meals: list[DashboardMeal]
+    windows: list[DashboardWindow]
+    categories: list[DashboardCategory]
+    total: Totals
+    per_minute: list[PerMinute]
+    gates: list[Gates]
+    projections: Lag
+    checkpoint: DashboardCheckpoint | None
