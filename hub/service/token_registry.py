@@ -1,9 +1,12 @@
 """What the hub knows of issued tokens (DESIGN §12): jti → revoked or not, and when it expires.
 
 - The view: every ``REFRESH_EVERY_S`` the hub reads the rows of the ``tokens`` view
-  (``projections.tokens``) changed since the last read, so a revocation by ``cardhub token
-  revoke`` (another process) is refused on every route within the projection's lag plus that
-  interval — well under a second while the projections keep up.
+  (``projections.tokens``) changed since the last read.
+- The store: in the same beat it reads the ``Token.Revoked`` events stored after what the view
+  had applied when the hub started, from the event store itself (a range of its primary key,
+  at most ``STORE_SCAN_ROWS`` notifications a beat). So a revocation by ``cardhub token
+  revoke`` (another process) is refused on every route within that interval, however far the
+  projections lag.
 - The API: ``POST /v1/tokens/{jti}/revoke`` marks its token revoked here at once.
 - A jti the hub has not seen yet (a token the command line issued a moment ago, before the
   view has it): its Token aggregate is looked up in the event store by id (uuid5 of the
@@ -15,6 +18,7 @@ Revocation only ever goes one way: whatever source says "revoked" wins over any 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ import asyncpg
 from eventsourcing.utils import get_topic
 
 from domain import ids
-from domain.tokens import Token
+from domain.tokens import MAX_TTL_S, Token
 from hub.service.keys import Principal, TokenError, TokenRevoked
 from projections import tokens_queries
 
@@ -42,11 +46,13 @@ class TokenRegistry:
     PAGE_ROWS = 1000
     PRUNE_EVERY_S = 60.0
     NEVER_ISSUED_MAX = 1024  # jtis found unissued, kept so a replay of one costs no read
+    STORE_SCAN_ROWS = 50_000  # notifications of the store read for revocations in one beat
 
     def __init__(self) -> None:
         self._known: dict[str, _Known] = {}
         self._never: set[str] = set()
         self.version = 0  # the last view change read
+        self.scanned: int | None = None  # the store's notifications read for revocations, up to here
         self._pruned = time.monotonic()
 
     async def check(self, pool: asyncpg.Pool, principal: Principal) -> None:
@@ -97,9 +103,26 @@ class TokenRegistry:
                 self.version = rows[-1]["version"]
             if len(rows) < self.PAGE_ROWS:
                 break
+        changed += await self._revocations_in_store(pool)
         if time.monotonic() - self._pruned >= self.PRUNE_EVERY_S:
             self._prune()
         return changed
+
+    async def _revocations_in_store(self, pool: asyncpg.Pool) -> int:
+        """Learns the revocations stored since the last beat straight from the event store."""
+        try:
+            if self.scanned is None:  # what the view holds is read from the view
+                self.scanned = await tokens_queries.view_position(pool)
+            upto = min(await tokens_queries.store_position(pool), self.scanned + self.STORE_SCAN_ROWS)
+        except asyncpg.UndefinedTableError:  # the projections have not made their tables yet
+            return 0
+        if upto <= self.scanned:
+            return 0
+        states = await tokens_queries.states_of(pool, REVOKED_TOPIC, self.scanned, upto)
+        for state in states:  # the event's exp is its token's: kept no longer than any token lives
+            self.mark_revoked(json.loads(state)["jti"], time.time() + MAX_TTL_S)
+        self.scanned = upto
+        return len(states)
 
     def _prune(self) -> None:
         """Forgets tokens that have expired: they are refused by their ``exp`` alone."""

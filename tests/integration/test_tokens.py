@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -24,7 +26,7 @@ from hub.service.keys import TokenClaims, issue_token
 from hub.service.query import OPERATIONS
 from hub.service.token_keys import load_token_key, rotate_token_key
 from hub.service.token_office import TokenOffice
-from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+from hub.service.typedefs import HUB_KEY, POOL, PROJECTOR, SETTINGS
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -120,6 +122,27 @@ async def test_a_revoked_token_is_refused_on_every_route_at_once_while_another_o
     await hub.request("POST", "/v1/tokens/not-a-jti/revoke", expect=404)
     await hub.request("POST", f"/v1/tokens/{jti}%00/revoke", expect=404)
     await hub.request("POST", f"/v1/tokens/{jti}/revoke", role="operator", expect=403)
+
+
+async def test_a_revocation_from_beside_the_hub_is_refused_within_a_second_while_the_views_stand_still(
+    hub: Hub, database: Database,
+) -> None:
+    """The tokens view may lag far behind a burst; the hub reads revocations from the store too."""
+    token = hub.new_token("operator")
+    assert (await call(hub, token, path="/v1/access-log"))[0] == 200
+    await hub.settle()
+    child = hub.app[PROJECTOR]._process.pid  # noqa: SLF001 - the projections' process, frozen for the test
+    os.kill(child, signal.SIGSTOP)
+    try:
+        with TokenOffice(database) as office:
+            office.revoke(claims_of(token)["jti"])
+        revoked_at = time.monotonic()
+        while (await call(hub, token, path="/v1/access-log"))[0] == 200:
+            assert time.monotonic() - revoked_at < 1.0, "still accepted a second after its revocation"
+            await asyncio.sleep(0.02)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert "revoked" in await refused(hub, token)
 
 
 async def test_a_revocation_from_beside_the_hub_is_refused_within_a_second(hub: Hub, database: Database) -> None:
