@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from hub.service.keys import read_token
+from hub.service.token_keys import TokenKeyring
 from tests.e2e.processes import free_port, ready, start, wait_gone
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
 
@@ -134,7 +136,7 @@ async def test_serve_logs_one_access_line_per_request_with_the_jti_and_never_the
         url = f"http://127.0.0.1:{port}"
         await ready(url, hub, log_path)
         token = run("token", "issue", "--role", "auditor", "--data-dir", str(data_dir)).stdout.strip()
-        jti = read_token(load_or_create_key(data_dir), token).jti
+        jti = read_token(TokenKeyring(data_dir), token).jti
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
             async with session.get(f"{url}/v1/audit/events?card=C0FFEE01&limit=3") as resp:
                 assert resp.status == 200
