@@ -125,19 +125,13 @@ class StatsView(View):
         super().__init__(*args, **kwargs)
         for table in ("stats_sales", "stats_hourly", "stats_minutes"):
             self.widen_to_numeric(table, ("amount_fen",))
-        self.add_sales = self._upsert(
-            "stats_sales",
-            (("hour_start", "timestamptz"), ("local_day", "date"), ("local_hour", "smallint"),
-             ("meal", "text"), ("merchant_id", "text"), ("device_id", "text"), ("category", "text"),
-             ("card_uid", "text")),
-            "hour_start, merchant_id, device_id, card_uid, meal, category", ("count", "amount_fen"),
-        )
-        self.add_swipes = self._upsert(
-            "stats_swipes",
-            (("at", "timestamptz"), ("local_day", "date"), ("local_hour", "smallint"),
-             ("meal", "text"), ("merchant_id", "text"), ("device_id", "text"), ("category", "text"),
-             ("card_uid", "text")),
-            "at, merchant_id, device_id, card_uid, meal, category", ("count", "amount_fen"),
+        # stats_sales and stats_swipes: the same cells, per local hour or per instant
+        sale = (("local_day", "date"), ("local_hour", "smallint"), ("meal", "text"), ("merchant_id", "text"),
+                ("device_id", "text"), ("category", "text"), ("card_uid", "text"))
+        self.add_sales, self.add_swipes = (
+            self._upsert(table, ((when, "timestamptz"), *sale),
+                         f"{when}, merchant_id, device_id, card_uid, meal, category", ("count", "amount_fen"))
+            for table, when in (("stats_sales", "hour_start"), ("stats_swipes", "at"))
         )
         self.add_hourly = self._upsert(
             "stats_hourly",

@@ -223,20 +223,8 @@ async def test_every_statistic_equals_a_fold_over_the_approved_swipes(hub: Hub, 
     n = next(_example)
     day = DAY + timedelta(days=3 * n)  # each example on days of its own
     devices = await _campus(hub, n)
-    sent: list[tuple[SimDevice, dict[str, Any]]] = []
-    for device_index, card_index, amount, minute, offset, reverse in swipes:
-        device = devices[device_index]
-        at = (day + timedelta(minutes=minute)).astimezone(timezone(timedelta(hours=offset)))
-        sent.append((device, device.purchase(f"E{n:05d}{card_index:03d}", amount, at)))
-        if reverse < 3:  # a reversal of this or an earlier purchase of the device, maybe invalid
-            target = device.last_seq - reverse
-            if target >= 1:
-                sent.append((device, device.reversal(f"E{n:05d}{card_index:03d}", target, at + timedelta(minutes=1))))
-    outcomes: dict[tuple[str, int], dict[str, Any]] = {}
-    for device in (d for d in devices if d.pending):
-        for result in await hub.send(device):
-            outcomes[(device.device_id, result["seq"])] = result
-    await hub.settle()
+    sent, outcomes = await _upload(hub, devices, n, day, [(*swipe[:3], timedelta(minutes=swipe[3]), *swipe[4:])
+                                                           for swipe in swipes])
     expected = _fold(sent, outcomes, n)
     for by in BYS:
         answer = await stats(hub, f"{window(day - timedelta(days=1), 3)}&by={by}")
@@ -269,16 +257,8 @@ async def test_statistics_between_any_two_instants_equal_a_fold_over_the_swipes_
     n = next(_example)
     day = DAY + timedelta(days=3 * n)
     devices = await _campus(hub, n)
-    sent: list[tuple[SimDevice, dict[str, Any]]] = []
-    for device_index, card_index, amount, second, offset, reverse in swipes:
-        device = devices[device_index]
-        at = (day + timedelta(seconds=second)).astimezone(timezone(timedelta(hours=offset)))
-        sent.append((device, device.purchase(f"E{n:05d}{card_index:03d}", amount, at)))
-        if reverse < 3 and device.last_seq - reverse >= 1:
-            sent.append((device, device.reversal(f"E{n:05d}{card_index:03d}", device.last_seq - reverse,
-                                                 at + timedelta(seconds=30))))
-    outcomes = {(device.device_id, r["seq"]): r for device in devices if device.pending for r in await hub.send(device)}
-    await hub.settle()
+    sent, outcomes = await _upload(hub, devices, n, day, [(*swipe[:3], timedelta(seconds=swipe[3]), *swipe[4:])
+                                                           for swipe in swipes])
     at = [parse_rfc3339(envelope["at"]) for _, envelope in sent if envelope["type"] == "purchase"]
     for _ in range(3):
         start, end = sorted((data.draw(_instant(day, at)), data.draw(_instant(day, at))))
@@ -288,6 +268,31 @@ async def test_statistics_between_any_two_instants_equal_a_fold_over_the_swipes_
             answer = await stats(hub, f"from={_query_instant(start)}&to={_query_instant(end)}&by={by}")
             assert by_key(answer) == expected[by], (by, start, end)
             assert answer["total"] == expected["total"], (by, start, end)
+
+
+Sent = list[tuple[SimDevice, dict[str, Any]]]
+Outcomes = dict[tuple[str, int], dict[str, Any]]
+
+
+async def _upload(hub: Hub, devices: list[SimDevice], n: int, day: datetime,
+                  swipes: list[tuple[Any, ...]]) -> tuple[Sent, Outcomes]:
+    """(device, card, fen, after ``day``, clock offset in hours, reverse) each: a purchase, and when
+    ``reverse`` < 3 a reversal a minute later of this or an earlier purchase of the device (maybe
+    invalid). Uploads them, waits for the views; what was sent, and the hub's answers."""
+    sent: Sent = []
+    for device_index, card_index, amount, after, offset, reverse in swipes:
+        device = devices[device_index]
+        at = (day + after).astimezone(timezone(timedelta(hours=offset)))
+        sent.append((device, device.purchase(f"E{n:05d}{card_index:03d}", amount, at)))
+        if reverse < 3 and device.last_seq - reverse >= 1:
+            sent.append((device, device.reversal(f"E{n:05d}{card_index:03d}", device.last_seq - reverse,
+                                                 at + timedelta(minutes=1))))
+    outcomes: Outcomes = {}
+    for device in (d for d in devices if d.pending):
+        for result in await hub.send(device):
+            outcomes[(device.device_id, result["seq"])] = result
+    await hub.settle()
+    return sent, outcomes
 
 
 async def _campus(hub: Hub, n: int) -> list[SimDevice]:
@@ -301,8 +306,8 @@ async def _campus(hub: Hub, n: int) -> list[SimDevice]:
     return devices
 
 
-def _fold(sent: list[tuple[SimDevice, dict[str, Any]]], outcomes: dict[tuple[str, int], dict[str, Any]],
-          n: int, start: datetime | None = None, end: datetime | None = None) -> dict[str, Any]:
+def _fold(sent: Sent, outcomes: Outcomes, n: int,
+          start: datetime | None = None, end: datetime | None = None) -> dict[str, Any]:
     """Approved purchases at their local time, net of approved reversals at their purchase's; only
     those whose purchase was at an instant in ``[start, end)`` when given."""
     purchases: dict[tuple[str, int], dict[str, Any]] = {}
