@@ -4,7 +4,9 @@ Approved purchases that moved money, net of approved refunds, are counted in the
 time: ``stats_hourly`` holds the net count and fen per (local hour, meal period, merchant,
 device, cardholder category), so any whole-hour range can be grouped by merchant, device, hour,
 meal, category or day from a few rows an hour; ``stats_sales`` holds the same per card, so that
-``cards`` (distinct cards) stays exact. A refund is
+``cards`` (distinct cards) stays exact. ``stats_swipes`` holds the same per instant (the swipe's
+signed ``occurred_at``), read only for the partial hours at the edges of a range, so that a range
+between any two instants is exact (``stats_queries.consumption``). A refund is
 netted in the row of the purchase it voids (its local time, meal and device), so a reversal
 never shows up as a negative lunch in another hour. ``stats_minutes`` (per merchant and local
 minute) feeds the live chart, ``stats_gates`` the gate traffic per zone. Each flush aggregates
@@ -101,6 +103,12 @@ class StatsView(View):
             " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
             " count bigint NOT NULL, amount_fen numeric NOT NULL,"
             " PRIMARY KEY (hour_start, merchant_id, device_id, meal, category))",
+        # Per card and instant: the partial hours at a range's edges (one row a swipe, or fewer).
+        "stats_swipes": "CREATE TABLE IF NOT EXISTS {schema}.stats_swipes ("
+            " at timestamptz NOT NULL, local_day date NOT NULL, local_hour smallint NOT NULL,"
+            " meal text NOT NULL, merchant_id text NOT NULL, device_id text NOT NULL, category text NOT NULL,"
+            " card_uid text NOT NULL, count bigint NOT NULL, amount_fen numeric NOT NULL,"
+            " PRIMARY KEY (at, merchant_id, device_id, card_uid, meal, category))",
         "stats_minutes": "CREATE TABLE IF NOT EXISTS {schema}.stats_minutes ("
             " local_day date NOT NULL, minute smallint NOT NULL, merchant_id text NOT NULL,"
             " count bigint NOT NULL, amount_fen numeric NOT NULL, PRIMARY KEY (local_day, merchant_id, minute))",
@@ -117,12 +125,13 @@ class StatsView(View):
         super().__init__(*args, **kwargs)
         for table in ("stats_sales", "stats_hourly", "stats_minutes"):
             self.widen_to_numeric(table, ("amount_fen",))
-        self.add_sales = self._upsert(
-            "stats_sales",
-            (("hour_start", "timestamptz"), ("local_day", "date"), ("local_hour", "smallint"),
-             ("meal", "text"), ("merchant_id", "text"), ("device_id", "text"), ("category", "text"),
-             ("card_uid", "text")),
-            "hour_start, merchant_id, device_id, card_uid, meal, category", ("count", "amount_fen"),
+        # stats_sales and stats_swipes: the same cells, per local hour or per instant
+        sale = (("local_day", "date"), ("local_hour", "smallint"), ("meal", "text"), ("merchant_id", "text"),
+                ("device_id", "text"), ("category", "text"), ("card_uid", "text"))
+        self.add_sales, self.add_swipes = (
+            self._upsert(table, ((when, "timestamptz"), *sale),
+                         f"{when}, merchant_id, device_id, card_uid, meal, category", ("count", "amount_fen"))
+            for table, when in (("stats_sales", "hour_start"), ("stats_swipes", "at"))
         )
         self.add_hourly = self._upsert(
             "stats_hourly",
@@ -162,6 +171,8 @@ class StatsProjection(BatchingProjection[StatsView]):
         self.meals = parse_meals(settings.get("CARDHUB_MEALS") or DEFAULT_MEALS)
         self._sales: Counter[tuple[Any, ...]] = Counter()
         self._sales_fen: Counter[tuple[Any, ...]] = Counter()
+        self._swipes: Counter[tuple[Any, ...]] = Counter()
+        self._swipes_fen: Counter[tuple[Any, ...]] = Counter()
         self._hourly: Counter[tuple[Any, ...]] = Counter()
         self._hourly_fen: Counter[tuple[Any, ...]] = Counter()
         self._minutes: Counter[tuple[Any, ...]] = Counter()
@@ -186,12 +197,15 @@ class StatsProjection(BatchingProjection[StatsView]):
         sign = 1 if kind == "purchase" else -1
         # refunded_at, category: NotRequired (refunds and events stored before statistics lack them).
         when = envelope["at"] if kind == "purchase" else facts.get("refunded_at", envelope["at"])
-        at = LocalTime.of(parse_rfc3339(when), self.tz, self.meals)
+        instant = parse_rfc3339(when)
+        at = LocalTime.of(instant, self.tz, self.meals)
         merchant = facts["merchant_id"]
         sale = (at.hour_start, at.day, at.hour, at.meal, merchant, envelope["device"],
                 facts.get("category", UNKNOWN_CATEGORY), envelope["card"])
         self._sales[sale] += sign
         self._sales_fen[sale] += sign * moved_fen
+        self._swipes[(instant, *sale[1:])] += sign
+        self._swipes_fen[(instant, *sale[1:])] += sign * moved_fen
         self._hourly[sale[:-1]] += sign
         self._hourly_fen[sale[:-1]] += sign * moved_fen
         minute = (at.day, at.minute_of_day, merchant)
@@ -203,6 +217,9 @@ class StatsProjection(BatchingProjection[StatsView]):
             self._staged.append((self.view.add_sales, _columns(
                 ("hour_start", "local_day", "local_hour", "meal", "merchant_id", "device_id", "category",
                  "card_uid"), self._sales, count=self._sales, amount_fen=self._sales_fen)))
+            self._staged.append((self.view.add_swipes, _columns(
+                ("at", "local_day", "local_hour", "meal", "merchant_id", "device_id", "category", "card_uid"),
+                self._swipes, count=self._swipes, amount_fen=self._swipes_fen)))
             self._staged.append((self.view.add_hourly, _columns(
                 ("hour_start", "local_day", "local_hour", "meal", "merchant_id", "device_id", "category"),
                 self._hourly, count=self._hourly, amount_fen=self._hourly_fen)))
@@ -212,7 +229,7 @@ class StatsProjection(BatchingProjection[StatsView]):
         if self._gates:
             self._staged.append((self.view.add_gates, _columns(
                 ("hour_start", "local_day", "zone", "direction", "decision"), self._gates, count=self._gates)))
-        for counter in (self._sales, self._sales_fen, self._hourly, self._hourly_fen, self._minutes,
+        for counter in (self._sales, self._sales_fen, self._swipes, self._swipes_fen, self._hourly, self._hourly_fen, self._minutes,
                         self._minutes_fen, self._gates):
             counter.clear()
 

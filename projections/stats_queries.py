@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,47 +29,91 @@ class Consumption:
     total_cards: int
 
 
-def _where(start: datetime | None, end: datetime | None, merchant: str | None) -> tuple[str, list[Any]]:
-    conditions, args = [], []
-    for clause, value in (("hour_start >= $%d", start), ("hour_start < $%d", end), ("merchant_id = $%d", merchant)):
-        if value is not None:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A range ``[start, end)`` between any two instants (either None for none), read as the whole
+    local hours inside it (``stats_hourly``, ``stats_sales``) and the partial hours at its edges,
+    from each swipe's own instant (``stats_swipes``)."""
+
+    start: datetime | None
+    end: datetime | None
+    hours: tuple[datetime | None, datetime | None] | None  # [first, last) whole hours, or None for none
+    edges: tuple[tuple[datetime, datetime], ...]  # [from, to) of the partial hours
+
+    @classmethod
+    def of(cls, start: datetime | None, end: datetime | None, tz: ZoneInfo) -> Span:
+        first = None if start is None else _ceil_hour(start, tz)
+        last = None if end is None else _floor_hour(end, tz)
+        if start is not None and end is not None and first is not None and last is not None and first >= last:
+            return cls(start, end, None, ((start, end),) if start < end else ())
+        edges = []
+        if start is not None and first is not None and start < first:
+            edges.append((start, first))
+        if end is not None and last is not None and last < end:
+            edges.append((last, end))
+        return cls(start, end, (first, last), tuple(edges))
+
+    def where(self, merchant: str | None) -> tuple[str, str, list[Any]]:
+        """The conditions on the hourly tables and on ``stats_swipes``, and their arguments."""
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
             args.append(value)
-            conditions.append(clause % len(args))
-    return " AND ".join(conditions) or "true", args
+            return f"${len(args)}"
+
+        own = "" if merchant is None else f" AND merchant_id = {arg(merchant)}"
+        hours = "false"
+        if self.hours is not None:
+            first, last = self.hours
+            hours = " AND ".join([*([f"hour_start >= {arg(first)}"] if first is not None else []),
+                                  *([f"hour_start < {arg(last)}"] if last is not None else [])]) or "true"
+        swipes = " OR ".join(f"(at >= {arg(a)} AND at < {arg(b)})" for a, b in self.edges) or "false"
+        return f"({hours}){own}", f"({swipes}){own}", args
 
 
-async def consumption(pool: Connection, by: str, start: datetime | None, end: datetime | None,
-                      merchant: str | None) -> Consumption:
-    """Net purchases in the hours ``[start, end)`` (either bound None for none), of one merchant
-    or all, grouped ``by`` a key of ``GROUPINGS``."""
-    where, args = _where(start, end, merchant)
+def _floor_hour(instant: datetime, tz: ZoneInfo) -> datetime:
+    """The start of the local hour ``instant`` falls in, as ``stats_hourly.hour_start`` has it."""
+    return instant.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(instant: datetime, tz: ZoneInfo) -> datetime:
+    floor = _floor_hour(instant, tz)
+    return floor if floor == instant else _floor_hour(instant + timedelta(hours=1), tz)
+
+
+def _cards_of(column: str, hours: str, swipes: str) -> str:
+    """(key, card) of every cell with a net purchase in the span."""
+    return (f"SELECT {column}, card_uid FROM stats_sales WHERE {hours} AND count > 0"
+            f" UNION SELECT {column}, card_uid FROM stats_swipes WHERE {swipes} AND count > 0")
+
+
+async def consumption(pool: Connection, by: str, span: Span, merchant: str | None) -> Consumption:
+    """Net purchases in ``span``, of one merchant or all, grouped ``by`` a key of ``GROUPINGS``:
+    exact at any instant."""
+    hours, swipes, args = span.where(merchant)
     column = GROUPINGS[by]
+    cells = _cards_of(column, hours, swipes)
     sums, cards, total_cards = await asyncio.gather(
         pool.fetch(
             f"SELECT GROUPING({column}) AS is_total, {column} AS key, coalesce(sum(count), 0)::bigint AS count,"
-            f" coalesce(sum(amount_fen), 0) AS amount FROM stats_hourly WHERE {where}"  # noqa: S608
+            f" coalesce(sum(amount_fen), 0) AS amount FROM (SELECT {column}, count, amount_fen FROM stats_hourly"
+            f" WHERE {hours} UNION ALL SELECT {column}, count, amount_fen FROM stats_swipes WHERE {swipes}) AS s"  # noqa: S608
             f" GROUP BY GROUPING SETS (({column}), ())",
             *args,
         ),
-        pool.fetch(
-            f"SELECT {column} AS key, count(*) AS cards FROM (SELECT DISTINCT {column}, card_uid FROM stats_sales"
-            f" WHERE {where} AND count > 0) AS c GROUP BY {column}",  # noqa: S608
-            *args,
-        ),
-        pool.fetchval(
-            f"SELECT count(DISTINCT card_uid) FROM stats_sales WHERE {where} AND count > 0", *args,  # noqa: S608
-        ),
+        pool.fetch(f"SELECT {column} AS key, count(*) AS cards FROM ({cells}) AS c GROUP BY {column}", *args),  # noqa: S608
+        pool.fetchval(f"SELECT count(DISTINCT card_uid) FROM ({cells}) AS c", *args),  # noqa: S608
     )
     return Consumption(sums, {r["key"]: r["cards"] for r in cards}, total_cards)
 
 
-async def distinct_cards(pool: Connection, by: str, start: datetime | None, end: datetime | None,
-                         merchant: str | None, keys: list[Any]) -> int:
+async def distinct_cards(pool: Connection, by: str, span: Span, merchant: str | None, keys: list[Any]) -> int:
     """The distinct cards with a net purchase in the groups ``keys`` of ``consumption``."""
-    where, args = _where(start, end, merchant)
+    hours, swipes, args = span.where(merchant)
+    column = GROUPINGS[by]
     return int(await pool.fetchval(
-        f"SELECT count(DISTINCT card_uid) FROM stats_sales WHERE {where} AND count > 0"  # noqa: S608
-        f" AND {GROUPINGS[by]} = ANY(${len(args) + 1})", *args, keys,
+        f"SELECT count(DISTINCT card_uid) FROM ({_cards_of(column, hours, swipes)}) AS c"  # noqa: S608
+        f" WHERE {column} = ANY(${len(args) + 1})", *args, keys,
     ))
 
 

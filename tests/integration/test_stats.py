@@ -175,9 +175,21 @@ async def test_a_manager_sees_groups_of_fewer_than_5_cards_merged_into_other(hub
     assert len(admin["windows"]) == 3
 
 
+async def test_a_manager_sees_exact_groups_of_a_partial_hour_merged_by_the_same_rule(hub: Hub) -> None:
+    await _three_merchants(hub)  # purchases at 12:00 + i minutes; the market's at 12:06 and 12:07
+    span = "from=2026-11-25T11:59:59%2B08:00&to=2026-11-25T04:06:30Z"  # 12:06:30 local: one market card
+    assert by_key(await stats(hub, f"{span}&by=merchant")) == {
+        "canteen-1": (6, 615, 6), "canteen-2": (5, 510, 5), "market": (1, 106, 1)}
+    managed = await stats(hub, f"{span}&by=merchant", role="manager")
+    assert by_key(managed) == {"canteen-1": (6, 615, 6), "other": (6, 616, 6)}
+    assert managed["total"] == {"count": 12, "amount": 1231, "cards": 7}
+    assert by_key(await stats(hub, "from=2026-11-25T12:02:00%2B08:00&to=2026-11-25T12:05:30%2B08:00",
+                              role="manager")) == {}  # 4 cards in all
+
+
 @pytest.mark.parametrize(("query", "status", "field"), [
     ("by=week", 422, "by"),
-    ("from=2026-11-25T12:30:00%2B08:00", 422, "from"),
+    ("from=2026-11-25T12:30:00%2B08:00&to=2026-11-25T12:30:00%2B08:00", 422, "to"),  # an empty range
     ("to=2026-11-25T12:00:00", 422, "to"),  # no offset
     ("from=2026-11-25T12:00:00%2B08:00&to=2026-11-25T11:00:00%2B08:00", 422, "to"),
     ("merchant=nowhere", 404, None),
@@ -211,25 +223,76 @@ async def test_every_statistic_equals_a_fold_over_the_approved_swipes(hub: Hub, 
     n = next(_example)
     day = DAY + timedelta(days=3 * n)  # each example on days of its own
     devices = await _campus(hub, n)
-    sent: list[tuple[SimDevice, dict[str, Any]]] = []
-    for device_index, card_index, amount, minute, offset, reverse in swipes:
-        device = devices[device_index]
-        at = (day + timedelta(minutes=minute)).astimezone(timezone(timedelta(hours=offset)))
-        sent.append((device, device.purchase(f"E{n:05d}{card_index:03d}", amount, at)))
-        if reverse < 3:  # a reversal of this or an earlier purchase of the device, maybe invalid
-            target = device.last_seq - reverse
-            if target >= 1:
-                sent.append((device, device.reversal(f"E{n:05d}{card_index:03d}", target, at + timedelta(minutes=1))))
-    outcomes: dict[tuple[str, int], dict[str, Any]] = {}
-    for device in (d for d in devices if d.pending):
-        for result in await hub.send(device):
-            outcomes[(device.device_id, result["seq"])] = result
-    await hub.settle()
+    sent, outcomes = await _upload(hub, devices, n, day, [(*swipe[:3], timedelta(minutes=swipe[3]), *swipe[4:])
+                                                           for swipe in swipes])
     expected = _fold(sent, outcomes, n)
     for by in BYS:
         answer = await stats(hub, f"{window(day - timedelta(days=1), 3)}&by={by}")
         assert by_key(answer) == expected[by], by
         assert answer["total"] == expected["total"]
+
+
+# Seconds from the start of a day, over two days: dense at hours, meals and midnight.
+SECONDS = st.one_of(st.sampled_from([0, 1, 3599, 3600, 3601, 43199, 43200, 86399, 86400, 86401, 129600]),
+                    st.integers(0, 2 * 86400 - 1))
+EXACT_SWIPE = st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(1, 3000), SECONDS,
+                        st.sampled_from([0, 8, -5]), st.integers(0, 9))
+
+
+def _instant(day: datetime, at: list[datetime]) -> st.SearchStrategy[datetime]:
+    """A bound at second precision: a swipe's own instant, a second either side, or anywhere."""
+    near = st.sampled_from(at).flatmap(lambda t: st.sampled_from([t - timedelta(seconds=1), t, t + timedelta(seconds=1)]))
+    anywhere = st.integers(-3600, 2 * 86400 + 3600).map(lambda s: day + timedelta(seconds=s))
+    return st.one_of(near, anywhere)
+
+
+def _query_instant(instant: datetime) -> str:
+    return instant.astimezone(timezone(timedelta(hours=-3))).isoformat().replace("+", "%2B")
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(swipes=st.lists(EXACT_SWIPE, min_size=1, max_size=20), data=st.data())
+async def test_statistics_between_any_two_instants_equal_a_fold_over_the_swipes_in_them(
+        hub: Hub, swipes: list[tuple[int, ...]], data: st.DataObject) -> None:
+    n = next(_example)
+    day = DAY + timedelta(days=3 * n)
+    devices = await _campus(hub, n)
+    sent, outcomes = await _upload(hub, devices, n, day, [(*swipe[:3], timedelta(seconds=swipe[3]), *swipe[4:])
+                                                           for swipe in swipes])
+    at = [parse_rfc3339(envelope["at"]) for _, envelope in sent if envelope["type"] == "purchase"]
+    for _ in range(3):
+        start, end = sorted((data.draw(_instant(day, at)), data.draw(_instant(day, at))))
+        end = max(end, start + timedelta(seconds=1))
+        expected = _fold(sent, outcomes, n, start, end)
+        for by in BYS:
+            answer = await stats(hub, f"from={_query_instant(start)}&to={_query_instant(end)}&by={by}")
+            assert by_key(answer) == expected[by], (by, start, end)
+            assert answer["total"] == expected["total"], (by, start, end)
+
+
+Sent = list[tuple[SimDevice, dict[str, Any]]]
+Outcomes = dict[tuple[str, int], dict[str, Any]]
+
+
+async def _upload(hub: Hub, devices: list[SimDevice], n: int, day: datetime,
+                  swipes: list[tuple[Any, ...]]) -> tuple[Sent, Outcomes]:
+    """(device, card, fen, after ``day``, clock offset in hours, reverse) each: a purchase, and when
+    ``reverse`` < 3 a reversal a minute later of this or an earlier purchase of the device (maybe
+    invalid). Uploads them, waits for the views; what was sent, and the hub's answers."""
+    sent: Sent = []
+    for device_index, card_index, amount, after, offset, reverse in swipes:
+        device = devices[device_index]
+        at = (day + after).astimezone(timezone(timedelta(hours=offset)))
+        sent.append((device, device.purchase(f"E{n:05d}{card_index:03d}", amount, at)))
+        if reverse < 3 and device.last_seq - reverse >= 1:
+            sent.append((device, device.reversal(f"E{n:05d}{card_index:03d}", device.last_seq - reverse,
+                                                 at + timedelta(minutes=1))))
+    outcomes: Outcomes = {}
+    for device in (d for d in devices if d.pending):
+        for result in await hub.send(device):
+            outcomes[(device.device_id, result["seq"])] = result
+    await hub.settle()
+    return sent, outcomes
 
 
 async def _campus(hub: Hub, n: int) -> list[SimDevice]:
@@ -243,9 +306,10 @@ async def _campus(hub: Hub, n: int) -> list[SimDevice]:
     return devices
 
 
-def _fold(sent: list[tuple[SimDevice, dict[str, Any]]], outcomes: dict[tuple[str, int], dict[str, Any]],
-          n: int) -> dict[str, Any]:
-    """Approved purchases at their local time, net of approved reversals at their purchase's."""
+def _fold(sent: Sent, outcomes: Outcomes, n: int,
+          start: datetime | None = None, end: datetime | None = None) -> dict[str, Any]:
+    """Approved purchases at their local time, net of approved reversals at their purchase's; only
+    those whose purchase was at an instant in ``[start, end)`` when given."""
     purchases: dict[tuple[str, int], dict[str, Any]] = {}
     lines: list[tuple[dict[str, Any], int, int]] = []  # (the purchase, ±1, ±fen)
     for device, envelope in sent:
@@ -262,6 +326,8 @@ def _fold(sent: list[tuple[SimDevice, dict[str, Any]]], outcomes: dict[tuple[str
     groups: dict[str, dict[str, list[int]]] = {by: defaultdict(lambda: [0, 0]) for by in BYS}
     net: dict[tuple[str, str, str], int] = defaultdict(int)  # (by, key, card) → net count
     net_total: dict[str, int] = defaultdict(int)
+    if start is not None and end is not None:
+        lines = [line for line in lines if start <= parse_rfc3339(line[0]["at"]) < end]
     for envelope, count, fen in lines:
         local = parse_rfc3339(envelope["at"]).astimezone(SHANGHAI)
         clock = local.strftime("%H:%M")

@@ -1,8 +1,8 @@
 """Consumption statistics (DESIGN §6) and the dashboard's data, read from the stats views.
 
 Aggregates only: no route here names an account or a card, and a manager sees no group of fewer
-than 5 distinct cards (``projections.stats_privacy``). Statistics are kept per local hour, so
-``from`` and ``to`` fall on whole hours of the hub's time zone.
+than 5 distinct cards (``projections.stats_privacy``). ``from`` and ``to`` may be any instants:
+the answer is exact (``stats_queries.Span``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -42,18 +41,18 @@ async def consumption(request: web.Request) -> web.Response:
     caller = authorize(request, *STATS_READERS, "merchant", merchant=merchant)
     by = q.by
     tz = request.app[SETTINGS].zone()
-    start, end = _hour(q.start, "from", tz), _hour(q.end, "to", tz)
-    if start is not None and end is not None and end <= start:
+    if q.start is not None and q.end is not None and q.end <= q.start:
         raise Problem(422, "invalid", "to: must be after from", field="to")
+    span = stats_queries.Span.of(q.start, q.end, tz)
     pool = request.app[POOL]
     if merchant is not None and not await directory_queries.merchant_exists(pool, merchant):
         raise Problem(404, "not_found", f"merchant {merchant} not found")
-    found = await stats_queries.consumption(pool, by, start, end, merchant)
+    found = await stats_queries.consumption(pool, by, span, merchant)
     sums = [Group(r["key"], r["count"], r["amount"], found.cards.get(r["key"], 0))
             for r in found.sums if not r["is_total"] and (r["count"] or r["amount"])]
     if caller.role == "manager":
         sums = await merge_small_groups(
-            sums, lambda keys: stats_queries.distinct_cards(pool, by, start, end, merchant, keys))
+            sums, lambda keys: stats_queries.distinct_cards(pool, by, span, merchant, keys))
     groups = [{"key": _key(by, g.key), "count": g.count, "amount": g.amount, "cards": g.cards} for g in sums]
     groups.sort(key=lambda g: (g["key"] == OTHER, _meal_rank(g["key"]) if by == "meal" else 0, g["key"]))
     total = next(({"count": r["count"], "amount": r["amount"], "cards": found.total_cards}
@@ -73,16 +72,6 @@ def _key(by: str, value: Any) -> str:
 def _meal_rank(meal: str) -> int:
     """Breakfast, lunch, dinner, other; meal periods of other names after them."""
     return MEAL_ORDER.index(meal) if meal in MEAL_ORDER else len(MEAL_ORDER)
-
-
-def _hour(instant: datetime | None, name: str, tz: ZoneInfo) -> datetime | None:
-    if instant is None:
-        return None
-    local = instant.astimezone(tz)
-    if (local.minute, local.second, local.microsecond) != (0, 0, 0):
-        raise Problem(422, "invalid", f"{name}: statistics are kept per hour; give a whole hour of {tz.key}",
-                      field=name)
-    return instant
 
 
 @routes.get("/v1/stats/dashboard")
