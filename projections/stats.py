@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Tracking
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from domain.devices import SwipeLog
 from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
@@ -123,6 +124,7 @@ class StatsView(View):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sql_create_statements.insert(0, self._rebuild_without_swipes())
         for table in ("stats_sales", "stats_hourly", "stats_minutes"):
             self.widen_to_numeric(table, ("amount_fen",))
         # stats_sales and stats_swipes: the same cells, per local hour or per instant
@@ -149,6 +151,24 @@ class StatsView(View):
              ("direction", "text"), ("decision", "text")),
             "hour_start, zone, direction, decision", ("count",),
         )
+
+    def _rebuild_without_swipes(self) -> Composed:
+        """A view made by a hub before ``stats_swipes`` has no per-swipe rows for what it applied,
+        so a range's edges over those swipes would come out short: at start, before the tables
+        are created, such a view is emptied with its tracking and replayed from the first event
+        (once: ``stats_swipes`` exists from then on)."""
+        schema = self.datastore.schema
+        tables = [name for name in self.tables if name != "stats_swipes"]
+        empty = SQL(" ").join(
+            SQL("IF to_regclass({qualified}) IS NOT NULL THEN TRUNCATE {schema}.{table}; END IF;").format(
+                qualified=Literal(f"{schema}.{table}"), schema=Identifier(schema), table=Identifier(table))
+            for table in [*tables, f"{StatsProjection.name}_tracking"]
+        )
+        return SQL(
+            "DO $$ BEGIN IF to_regclass({swipes}) IS NULL AND to_regclass({tracking}) IS NOT NULL THEN {empty}"
+            " END IF; END $$"
+        ).format(swipes=Literal(f"{schema}.stats_swipes"), tracking=Literal(f"{schema}.{StatsProjection.name}_tracking"),
+                 empty=empty)
 
     def _upsert(self, table: str, keys: tuple[tuple[str, str], ...], conflict: str,
                 sums: tuple[str, ...]) -> Any:
