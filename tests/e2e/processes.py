@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import socket
+import ssl as ssl_module
 import subprocess
 import sys
 import tempfile
@@ -48,13 +49,14 @@ def start(args: list[str], log_path: Path, *, env: dict[str, str] | None = None,
         return subprocess.Popen([*command, *args], env=env, stdout=log, stderr=log, start_new_session=True)
 
 
-async def ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60) -> None:
+async def ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60,
+                ssl: ssl_module.SSLContext | bool = True) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             assert proc.poll() is None, log_path.read_text()
             try:
-                async with session.get(url + "/healthz") as resp:
+                async with session.get(url + "/healthz", ssl=ssl) as resp:
                     if resp.status == 200:
                         return
             except aiohttp.ClientConnectionError:

@@ -3,7 +3,6 @@ token and the answers travelling encrypted, and a bad certificate refused in one
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -19,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from hub.config import Settings
 from hub.service.token_office import issue_from_data_dir
-from tests.e2e.processes import free_port, start
+from tests.e2e.processes import free_port, ready, start
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
 
 CLI = [sys.executable, "-c", "from hub.cli import main; main()"]
@@ -46,20 +45,6 @@ def self_signed(directory: Path, name: str = "cardhub.test") -> tuple[Path, Path
     return cert_path, key_path
 
 
-async def _https_ready(url: str, context: ssl.SSLContext, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            assert proc.poll() is None, log.read_text()
-            try:
-                async with session.get(url + "/healthz", ssl=context) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no answer from {url}")
-
-
 async def test_the_hub_serves_https_with_a_self_signed_certificate(run_dir: Path) -> None:  # noqa: F811
     cert, key = self_signed(run_dir)
     data_dir, log, port = run_dir / "hub", run_dir / "hub.log", free_port()
@@ -68,7 +53,7 @@ async def test_the_hub_serves_https_with_a_self_signed_certificate(run_dir: Path
     url = f"https://127.0.0.1:{port}"
     trusted = ssl.create_default_context(cafile=str(cert))
     try:
-        await _https_ready(url, trusted, proc, log)
+        await ready(url, proc, log, ssl=trusted)
         assert f"listening on https://127.0.0.1:{port}" in log.read_text()
         token = issue_from_data_dir(Settings(data_dir=data_dir), "admin")
         async with aiohttp.ClientSession() as session:
