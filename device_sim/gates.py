@@ -10,6 +10,7 @@ rules document, the hotlist), as device firmware would be.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -25,6 +26,12 @@ from domain.wire import HOTLIST_PREFIX, RULES_PREFIX
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OPEN, CURFEW = "06:00", "23:30"
 OFFLINE_GATE = (time(20), time(22, 30))  # the local evening hours one dorm gate cannot reach the hub
+# The chance that a cardholder of each category goes to the library today. A visit is two
+# passages (in, then out), so these are half of what they were when a visit was an ``in`` only:
+# the day keeps about as many gate events.
+LIBRARY_VISITS = {"student": 0.15, "staff": 0.05, "visitor": 0.5}
+LIBRARY_STAY_H = (0.5, 3.0)  # hours inside
+LIBRARY_LAST_OUT_H = (21.5, 21.95)  # the latest someone leaves: before the 22:00 closing
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,8 @@ async def seed_gates(client: HubClient, *, seed: int, existing: list[SimDevice])
 
 def gate_day(gates: Gates, campus: Campus, rng: random.Random) -> list[GateSwipe]:
     """Students leave their dorm 07:00–09:30 and return 17:00–23:00; one in twenty comes back
-    after curfew; a few swipe ``in`` twice; students and staff visit the library, and a few
-    visitors try to."""
+    after curfew; a few swipe ``in`` twice; students and staff visit the library and leave it
+    again, and a few visitors try to get in."""
     plan: list[GateSwipe] = []
 
     def at(hours: float) -> datetime:
@@ -89,11 +96,22 @@ def gate_day(gates: Gates, campus: Campus, rng: random.Random) -> list[GateSwipe
             plan.append(GateSwipe(back, rng.choice(mine), person.card, "in"))
             if rng.random() < 0.03:  # tailgating attempt: a second "in" at the other door
                 plan.append(GateSwipe(back + timedelta(seconds=40), rng.choice(mine), person.card, "in"))
-        chance = {"student": 0.3, "staff": 0.1, "visitor": 0.5}[person.category]
-        if library and rng.random() < chance:
-            plan.append(GateSwipe(at(rng.uniform(8, 21.5)), library[0], person.card, "in"))
+        if library and rng.random() < LIBRARY_VISITS[person.category]:
+            plan += _library_visit(person.category, library[0], person.card, at, rng)
     plan.sort(key=lambda s: (s.at, s.gate))
     return plan
+
+
+def _library_visit(category: str, gate: str, card: str, at: Callable[[float], datetime],
+                   rng: random.Random) -> list[GateSwipe]:
+    """In between 08:00 and 20:00, out after a stay (before closing). A visitor has no rule
+    for the library: refused at the door, they never come out."""
+    arrive = rng.uniform(8, 20)
+    swipes = [GateSwipe(at(arrive), gate, card, "in")]
+    if category != "visitor":
+        leave = min(arrive + rng.uniform(*LIBRARY_STAY_H), rng.uniform(*LIBRARY_LAST_OUT_H))
+        swipes.append(GateSwipe(at(leave), gate, card, "out"))
+    return swipes
 
 
 @dataclass

@@ -9,8 +9,10 @@ signed ``occurred_at``), read only for the partial hours at the edges of a range
 between any two instants is exact (``stats_queries.consumption``). A refund is
 netted in the row of the purchase it voids (its local time, meal and device), so a reversal
 never shows up as a negative lunch in another hour. ``stats_minutes`` (per merchant and local
-minute) feeds the live chart, ``stats_gates`` the gate traffic per zone. Each flush aggregates
-its events in memory and writes every table with one ``unnest`` upsert.
+minute) feeds the live chart, ``stats_gates`` the gate traffic per zone, ``stats_declines`` the
+declined swipes per local hour, kind (``pos`` | ``gate``) and reason (an offline event the device
+declined counts as ``offline_declined``: the device gave none). Each flush aggregates its events in
+memory and writes every table with one ``unnest`` upsert.
 
 Local time and meal periods are settings of the projection (``CARDHUB_TIMEZONE``,
 ``CARDHUB_MEALS``); changing them applies to events projected afterwards, so rebuild the
@@ -23,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Tracking
@@ -37,6 +39,8 @@ from projections.base import BatchingProjection, View
 DEFAULT_MEALS = "breakfast=06:00-09:30,lunch=10:30-13:30,dinner=16:30-19:30"
 OTHER_MEAL = "other"
 UNKNOWN_CATEGORY = "unknown"  # events recorded before the category was part of a swipe's facts
+OFFLINE_DECLINED = "offline_declined"  # the reason of a swipe an offline device declined
+UNKNOWN_REASON = "unknown"  # an online decline stored without a reason (none is, as of this hub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +121,20 @@ class StatsView(View):
             " hour_start timestamptz NOT NULL, local_day date NOT NULL, zone text NOT NULL,"
             " direction text NOT NULL, decision text NOT NULL, count bigint NOT NULL,"
             " PRIMARY KEY (hour_start, zone, direction, decision))",
+        "stats_declines": "CREATE TABLE IF NOT EXISTS {schema}.stats_declines ("
+            " hour_start timestamptz NOT NULL, local_day date NOT NULL, kind text NOT NULL,"
+            " reason text NOT NULL, count bigint NOT NULL, PRIMARY KEY (hour_start, kind, reason))",
     }
+    # Tables a view made by an older hub lacks, with rows for every event it had applied: a view
+    # without one of them is rebuilt at start (``_rebuild_when_missing``).
+    added_later: ClassVar[tuple[str, ...]] = ("stats_swipes", "stats_declines")
     indexes = (
         "CREATE INDEX IF NOT EXISTS stats_sales_by_merchant ON {schema}.stats_sales (merchant_id, hour_start)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.insert(0, self._rebuild_without_swipes())
+        self.sql_create_statements.insert(0, self._rebuild_when_missing())
         for table in ("stats_sales", "stats_hourly", "stats_minutes"):
             self.widen_to_numeric(table, ("amount_fen",))
         # stats_sales and stats_swipes: the same cells, per local hour or per instant
@@ -151,24 +161,29 @@ class StatsView(View):
              ("direction", "text"), ("decision", "text")),
             "hour_start, zone, direction, decision", ("count",),
         )
+        self.add_declines = self._upsert(
+            "stats_declines", (("hour_start", "timestamptz"), ("local_day", "date"), ("kind", "text"),
+                               ("reason", "text")),
+            "hour_start, kind, reason", ("count",),
+        )
 
-    def _rebuild_without_swipes(self) -> Composed:
-        """A view made by a hub before ``stats_swipes`` has no per-swipe rows for what it applied,
-        so a range's edges over those swipes would come out short: at start, before the tables
-        are created, such a view is emptied with its tracking and replayed from the first event
-        (once: ``stats_swipes`` exists from then on)."""
+    def _rebuild_when_missing(self) -> Composed:
+        """A view made by a hub before one of ``added_later`` has no rows there for what it
+        applied (a range's edges over those swipes would come out short, the day's declines
+        empty): at start, before the tables are created, such a view is emptied with its
+        tracking and replayed from the first event (once: the tables exist from then on)."""
         schema = self.datastore.schema
-        tables = [name for name in self.tables if name != "stats_swipes"]
+        tracking = f"{schema}.{StatsProjection.name}_tracking"
         empty = SQL(" ").join(
             SQL("IF to_regclass({qualified}) IS NOT NULL THEN TRUNCATE {schema}.{table}; END IF;").format(
                 qualified=Literal(f"{schema}.{table}"), schema=Identifier(schema), table=Identifier(table))
-            for table in [*tables, f"{StatsProjection.name}_tracking"]
+            for table in [*self.tables, f"{StatsProjection.name}_tracking"]
         )
+        missing = SQL(" OR ").join(SQL("to_regclass({}) IS NULL").format(Literal(f"{schema}.{table}"))
+                                   for table in self.added_later)
         return SQL(
-            "DO $$ BEGIN IF to_regclass({swipes}) IS NULL AND to_regclass({tracking}) IS NOT NULL THEN {empty}"
-            " END IF; END $$"
-        ).format(swipes=Literal(f"{schema}.stats_swipes"), tracking=Literal(f"{schema}.{StatsProjection.name}_tracking"),
-                 empty=empty)
+            "DO $$ BEGIN IF to_regclass({tracking}) IS NOT NULL AND ({missing}) THEN {empty} END IF; END $$"
+        ).format(tracking=Literal(tracking), missing=missing, empty=empty)
 
     def _upsert(self, table: str, keys: tuple[tuple[str, str], ...], conflict: str,
                 sums: tuple[str, ...]) -> Any:
@@ -198,6 +213,7 @@ class StatsProjection(BatchingProjection[StatsView]):
         self._minutes: Counter[tuple[Any, ...]] = Counter()
         self._minutes_fen: Counter[tuple[Any, ...]] = Counter()
         self._gates: Counter[tuple[Any, ...]] = Counter()
+        self._declines: Counter[tuple[Any, ...]] = Counter()
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         if isinstance(domain_event, SwipeLog.Recorded):
@@ -206,6 +222,8 @@ class StatsProjection(BatchingProjection[StatsView]):
 
     def _swipe(self, envelope: SignedEnvelope, result: SwipeResult, facts: SwipeFacts) -> None:
         kind = envelope["type"]
+        if result["decision"] == "declined":
+            self._decline(envelope, result)
         if kind == "gate":
             if facts["zone"] is not None:
                 at = LocalTime.of(parse_rfc3339(envelope["at"]), self.tz, self.meals)
@@ -232,6 +250,13 @@ class StatsProjection(BatchingProjection[StatsView]):
         self._minutes[minute] += sign
         self._minutes_fen[minute] += sign * moved_fen
 
+    def _decline(self, envelope: SignedEnvelope, result: SwipeResult) -> None:
+        """A declined swipe in the local hour of its signed ``at``: a gate's, or a POS's (a
+        purchase or a reversal)."""
+        at = LocalTime.of(parse_rfc3339(envelope["at"]), self.tz, self.meals)
+        reason = OFFLINE_DECLINED if envelope.get("offline") else result.get("reason", UNKNOWN_REASON)
+        self._declines[(at.hour_start, at.day, "gate" if envelope["type"] == "gate" else "pos", reason)] += 1
+
     def stage_batch(self) -> None:
         if self._sales:
             self._staged.append((self.view.add_sales, _columns(
@@ -249,8 +274,11 @@ class StatsProjection(BatchingProjection[StatsView]):
         if self._gates:
             self._staged.append((self.view.add_gates, _columns(
                 ("hour_start", "local_day", "zone", "direction", "decision"), self._gates, count=self._gates)))
-        for counter in (self._sales, self._sales_fen, self._swipes, self._swipes_fen, self._hourly, self._hourly_fen, self._minutes,
-                        self._minutes_fen, self._gates):
+        if self._declines:
+            self._staged.append((self.view.add_declines, _columns(
+                ("hour_start", "local_day", "kind", "reason"), self._declines, count=self._declines)))
+        for counter in (self._sales, self._sales_fen, self._swipes, self._swipes_fen, self._hourly, self._hourly_fen,
+                        self._minutes, self._minutes_fen, self._gates, self._declines):
             counter.clear()
 
 

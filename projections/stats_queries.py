@@ -139,13 +139,14 @@ class DashboardDay:
     locations: dict[str, str]  # point-of-sale device → location
     minutes: list[Any]  # merchant_id, minute of the day, count, amount_fen; by merchant and minute
     gates: list[Any]  # per zone (and its name): approved ``in``, ``out``, and ``declined``
+    declines: list[Any]  # kind (pos | gate), reason, count: the day's declined swipes, most first
     checkpoint: Any  # the latest audit checkpoint, or None
 
 
 async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
     """Everything the dashboard shows of one local day in ``tz``."""
     span = local_day(day, tz)
-    sales, cards, merchants, locations, minutes, gates, checkpoint = await asyncio.gather(
+    sales, cards, merchants, locations, minutes, gates, declines, checkpoint = await asyncio.gather(
         pool.fetch(
             "SELECT GROUPING(merchant_id, meal, device_id, category) AS g, merchant_id, meal, device_id, category,"
             " sum(count)::bigint AS count, sum(amount_fen) AS amount FROM stats_hourly"
@@ -167,13 +168,18 @@ async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
             " ORDER BY merchant_id, minute", day,
         ),
         _gates(pool, *span),
+        pool.fetch(
+            "SELECT kind, reason, sum(count)::bigint AS count FROM stats_declines"
+            " WHERE hour_start >= $1 AND hour_start < $2 GROUP BY kind, reason ORDER BY kind, count DESC, reason",
+            *span,
+        ),
         audit_queries.latest_checkpoint(pool),
     )
     by_set: dict[str, list[Any]] = {}
     for row in sales:
         by_set.setdefault(SALES_SETS.get(row["g"], ""), []).append(row)
     return DashboardDay(by_set, {(r["merchant_id"], r["meal"], r["category"]): r["cards"] for r in cards},
-                        merchants, locations, minutes, gates, checkpoint)
+                        merchants, locations, minutes, gates, declines, checkpoint)
 
 
 async def _gates(pool: Connection, start: datetime, end: datetime) -> list[Any]:

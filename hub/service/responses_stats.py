@@ -3,6 +3,8 @@ declared for the OpenAPI document like the rest (``hub.service.responses``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from hub.service.responses import Answer
@@ -77,6 +79,40 @@ class Gates(Answer):
     gates_out: int = msgspec.field(name="out")
 
 
+class Decline(Answer):
+    """Declined swipes of the day with one reason: ``kind`` ``pos`` (purchases and reversals) or
+    ``gate``; ``reason`` as in the upload answer (DESIGN §2), or ``offline_declined`` for an
+    offline event the device declined. Aggregates without cards: a manager sees them as they are."""
+
+    kind: Literal["pos", "gate"]
+    reason: str
+    count: int
+
+
+class Counted(Answer):
+    count: int
+    amount: int  # fen
+
+
+class AccountsFen(Answer):
+    accounts: int
+    fen: int
+
+
+class EventsFen(Answer):
+    events: int
+    fen: int
+
+
+class DashboardExposure(Answer):
+    """Money at risk now (DESIGN §11): accounts below zero and by how much, the fen of flagged
+    events, and offline purchases beyond a merchant's limits."""
+
+    negative_balances: AccountsFen
+    flagged_fen: int
+    offline_over_limit: EventsFen
+
+
 class Lag(Answer):
     store_position: int
     lag_events: int
@@ -99,5 +135,8 @@ class Dashboard(Answer):
     total: Totals
     per_minute: list[PerMinute]
     gates: list[Gates]
+    declines: list[Decline]  # the day's declined swipes per kind and reason, most first within a kind
+    refunds: Counted | None  # the day's refunds (DESIGN §11); null until the hub reports them
+    exposure: DashboardExposure | None  # null until the hub reports it
     projections: Lag
     checkpoint: DashboardCheckpoint | None

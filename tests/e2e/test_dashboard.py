@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
-from playwright.async_api import CDPSession, Page, async_playwright
+from playwright.async_api import CDPSession, Page, Route, async_playwright
 
 from device_sim.device import SimDevice
 from hub.storage.store import Database
@@ -64,6 +64,12 @@ READ_PAGE = """() => {
     windows: document.querySelectorAll("#windows [data-device]").length,
     gates: [...document.querySelectorAll("#gates [data-zone]")].map((row) => [row.dataset.zone,
              +row.dataset.in, +row.dataset.out, +row.dataset.declined]),
+    declines: Object.fromEntries(["pos-declines", "gate-declines"].map((id) => [id,
+      [...head(id).querySelectorAll("[data-reason]")].map((li) => [li.dataset.reason, +li.dataset.count,
+                                                                   li.textContent, li.checkVisibility()])])),
+    tiles: [head("refunds").textContent, head("exposure").textContent],
+    strip: [head("freshness").textContent, head("signed").textContent],
+    details_open: head("details").open, figures_shown: head("tree-size").checkVisibility(),
     url: location.href, cookie: document.cookie, local: JSON.stringify(localStorage),
   };
 }"""
@@ -152,6 +158,7 @@ async def campus_day(hub: Hub) -> None:
     swipes.append((21 * 60 + 5, len(tills) - 1, cards[1], 1290))  # an evening purchase: meal period "other"
     for minute, till, card, amount_fen in swipes:
         tills[till].purchase(card, amount_fen, at(minute))
+    tills[1].purchase("DEADBEEF", 500, at(12 * 60 + 5))  # a card the hub never issued: declined
     voided = tills[0].pending[-1]  # the cashier voids the last sale, a few minutes later
     tills[0].reversal(voided["card"], voided["seq"], datetime.fromisoformat(voided["at"]) + timedelta(minutes=3))
     for till in tills:
@@ -207,18 +214,53 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     assert shown["series"] == 2 and shown["points"] > 0 and shown["inked"] > 50  # two canteens, lines drawn
     assert shown["windows"] == len(POS)
     assert shown["gates"] == [["dorm-1", 4, 4, 1]]
+    assert shown["declines"] == {"pos-declines": [["card_unknown", 1, "未登记的卡card_unknown1", True]],
+                                 "gate-declines": [["no_access", 1, "无通行权限no_access1", True]]}
+    assert shown["tiles"] == ["—", "—"]  # refunds and exposure: not reported by the hub yet
     assert token not in shown["url"] and shown["url"] == url
     assert token not in shown["cookie"] and token not in shown["local"]
 
     await wait_for(page, "+document.body.dataset.refreshes >= 3")  # it keeps polling
+    issued_at = await wait_for(page, "document.getElementById('signed').dataset.issuedAt")
+    shown = await page.evaluate(READ_PAGE)
+    signed_at = datetime.fromisoformat(str(issued_at)).astimezone(SHANGHAI).strftime("%H:%M")
+    assert shown["strip"] == ["数据已是最新", f"审计日志已签名于 {signed_at}"]
+    assert not shown["details_open"] and not shown["figures_shown"]  # the engineering figures wait behind 详情
+    await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+    await page.click("#details summary")
+    shown = await page.evaluate(READ_PAGE)
+    assert shown["details_open"] and shown["figures_shown"]
     assert int(await wait_for(page, "document.getElementById('tree-size').dataset.treeSize")) > 0
     assert re.fullmatch("[0-9a-f]{16}…", await page.evaluate("document.getElementById('root-hash').textContent"))
-    await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
     await page.click("#lang")
     assert await page.evaluate("document.querySelector('h1').textContent") == "One-card hub · Logistics dashboard"
+    shown = await page.evaluate(READ_PAGE)
+    assert shown["strip"][0] == "Data up to date" and shown["strip"][1].startswith("Audit log signed at ")
+    assert shown["declines"]["pos-declines"][0][2] == "Unknown cardcard_unknown1"
     devtools = await as_a_phone(page)
     await wait_for(page, "document.getElementById('per-minute').width <= 800")  # the chart resized
     await phone_screenshot(devtools, ARTIFACTS / "dashboard-phone-en.png")
+
+
+async def test_the_refunds_and_exposure_tiles_draw_the_documented_shapes(hub: Hub, page: Page) -> None:
+    """Until the hub fills ``refunds`` and ``exposure`` (issue 14's other parts), the hub's real
+    answer is passed on with those two fields set to the shapes ``responses_stats`` documents;
+    once the hub reports them, drop the rewrite and seed refunds and an overdraft instead."""
+    slots = {"refunds": {"count": 3, "amount": 4560},
+             "exposure": {"negative_balances": {"accounts": 2, "fen": 1250}, "flagged_fen": 3300,
+                          "offline_over_limit": {"events": 1, "fen": 20000}}}
+
+    async def fill_slots(route: Route) -> None:
+        answer = await route.fetch()
+        await route.fulfill(response=answer, json={**await answer.json(), **slots})
+
+    await page.route("**/v1/stats/dashboard*", fill_slots)
+    await page.goto(str(hub.client.make_url("/dashboard")))
+    await sign_in(page, hub.token("manager"))
+    await wait_for(page, "document.body.dataset.loaded === '1'")
+    shown = await page.evaluate("""() => ["refunds", "refunds-amount", "exposure", "exposure-lines"].map(
+        (id) => document.getElementById(id).innerText)""")
+    assert shown == ["3 笔", "¥45.60", "¥12.50", "2 个账户余额为负\n待核查事件 ¥33.00\n离线超限 1 笔，共 ¥200.00"]
 
 
 async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, page: Page) -> None:

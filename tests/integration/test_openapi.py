@@ -17,7 +17,8 @@ PROBLEM = "application/problem+json"
 UNSECURED = {
     ("post", "/v1/devices/{device_id}/events"), ("get", "/v1/devices/{device_id}/hotlist"),
     ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/hub/key"), ("get", "/dashboard"),
-    ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard.css"), ("get", "/healthz"),
+    ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"), ("get", "/dashboard/dashboard.css"),
+    ("get", "/healthz"),
     ("get", "/metrics"), ("get", "/openapi.json"),
 }
 
@@ -80,6 +81,7 @@ async def test_every_answer_has_its_content_type_and_problems_are_problem_json(h
     assert set(settlement) == {"application/json", "text/csv"}
     assert set(ops[("get", "/dashboard")]["responses"]["200"]["content"]) == {"text/html"}
     assert set(ops[("get", "/dashboard/dashboard.js")]["responses"]["200"]["content"]) == {"text/javascript"}
+    assert set(ops[("get", "/dashboard/dashboard-text.js")]["responses"]["200"]["content"]) == {"text/javascript"}
     assert set(ops[("get", "/dashboard/dashboard.css")]["responses"]["200"]["content"]) == {"text/css"}
     assert set(ops[("get", "/metrics")]["responses"]["200"]["content"]) == {"text/plain"}
     assert "304" in ops[("get", "/v1/devices/{device_id}/rules")]["responses"]

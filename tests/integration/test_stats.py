@@ -355,32 +355,3 @@ def _fold(sent: Sent, outcomes: Outcomes, n: int,
     expected["total"] = {"count": total_count, "amount": total_fen,
                          "cards": sum(1 for v in net_total.values() if v > 0)}
     return expected
-
-
-async def test_a_stats_view_made_before_per_swipe_rows_is_rebuilt_so_a_range_edge_is_exact(
-    database: Database, tmp_path: Path,
-) -> None:
-    """A hub before exact statistics kept no ``stats_swipes``: the next hub replays the view."""
-    noon = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-    hub = await start_hub(database, tmp_path / "hub")
-    try:
-        await hub.merchant()
-        pos = await hub.pos()
-        await hub.account("s1", cash=10_000, card="C0FFEE01")
-        for minutes in (10, 20, 100):  # 12:10, 12:20, 13:40
-            pos.purchase("C0FFEE01", 100, noon + timedelta(minutes=minutes))
-        await hub.send(pos)
-        await hub.settle()
-    finally:
-        await hub.client.close()
-    with psycopg.connect(database.url, autocommit=True) as conn:  # as a hub before stats_swipes left it
-        conn.execute("DROP TABLE stats_swipes")
-    hub = await start_hub(database, tmp_path / "hub")
-    try:
-        await hub.settle()
-        start, end = noon + timedelta(minutes=15), noon + timedelta(minutes=105)
-        answer = await hub.get("/v1/stats/consumption", params={"from": start.isoformat(), "to": end.isoformat(),
-                                                                "by": "merchant"})
-        assert answer["total"] == {"count": 2, "amount": 200, "cards": 1}
-    finally:
-        await hub.client.close()

@@ -82,3 +82,21 @@ def test_an_exact_number_of_purchases_when_asked() -> None:
     campus = Campus(seed=3, day=DAY, tz=TZ, pos=layout(3, 6), cardholders=cardholders(3, 100, DAY, TZ, rng))
     assert len(campus_day(campus, random.Random(1), 1000)) == 1000
     assert len(campus_day(campus, random.Random(1), 50)) == 50
+
+
+def test_people_who_go_into_the_library_come_out_again_later_before_it_closes() -> None:
+    campus, _ = plan(5, 2000)
+    doors = [*(f"s5-dorm-{k}-{door}" for k in range(1, 5) for door in ("east", "west")), "s5-library-main"]
+    gates = Gates(devices=[SimDevice(d, "gate") for d in doors], zone_of={d: d.rsplit("-", 1)[0] for d in doors})
+    day = gate_day(gates, campus, random.Random(1))
+    library = [s for s in day if s.gate == "s5-library-main"]
+    visitors = {c.card for c in campus.cardholders if c.category == "visitor"}
+    ins = {s.card: s.at for s in library if s.direction == "in"}
+    outs = {s.card: s.at for s in library if s.direction == "out"}
+    assert len(ins) + len(outs) == len(library)  # one visit a person at most
+    assert set(outs) == set(ins) - visitors and outs  # visitors are refused at the door
+    closing = datetime.combine(DAY, time(22), tzinfo=TZ)
+    assert all(ins[card] < out < closing for card, out in outs.items())
+    # About as many library passages as when a visit was an "in" only (0.3 of students, 0.1 of staff).
+    students, staff = (sum(c.category == k for c in campus.cardholders) for k in ("student", "staff"))
+    assert abs(len(library) - (0.3 * students + 0.1 * staff + 0.5 * len(visitors))) < 0.15 * len(library)

@@ -1,4 +1,4 @@
-"""The managers' dashboard: one static page, its script and its style sheet.
+"""The managers' dashboard: one static page, its script (two modules) and its style sheet.
 
 The page itself needs no token; it asks for one and sends it to ``/v1/stats/dashboard``."""
 
@@ -33,6 +33,13 @@ async def page(request: web.Request) -> web.Response:
             responses={200: Body("text/javascript", {"type": "string"})})
 async def script(request: web.Request) -> web.Response:
     return _file("dashboard.js", "text/javascript")
+
+
+@routes.get("/dashboard/dashboard-text.js")
+@documented("The dashboard's words, in Chinese and English (a module the script imports)", auth=False,
+            store=False, responses={200: Body("text/javascript", {"type": "string"})})
+async def words(request: web.Request) -> web.Response:
+    return _file("dashboard-text.js", "text/javascript")
 
 
 @routes.get("/dashboard/dashboard.css")

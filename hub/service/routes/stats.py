@@ -99,6 +99,14 @@ async def dashboard(request: web.Request) -> web.Response:
         **sections,
         "gates": [{"zone": r["zone"], "name": r["name"] or r["zone"], "in": r["in"], "out": r["out"],
                    "declined": r["declined"]} for r in found.gates],
+        # Declines are aggregates without cards: a manager sees them as they are.
+        "declines": [{"kind": r["kind"], "reason": r["reason"], "count": r["count"]} for r in found.declines],
+        # SLOT (issue 14, for the lead): the day's refunds {"count", "amount"} and the exposure of
+        # GET /v1/risk/exposure {"negative_balances": {"accounts", "fen"}, "flagged_fen",
+        # "offline_over_limit": {"events", "fen"}} (responses_stats.Counted, DashboardExposure);
+        # the page draws them as soon as they are not null.
+        "refunds": None,
+        "exposure": None,
         "projections": {"store_position": store, "lag_events": max((store - p for p in views.values()), default=0)},
         "checkpoint": {key: latest[key] for key in ("tree_size", "root_hash", "issued_at")} if latest else None,
     })

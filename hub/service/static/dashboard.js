@@ -1,54 +1,23 @@
 // cardhub dashboard: polls GET /v1/stats/dashboard with the bearer token kept in sessionStorage
 // and draws it. Money arrives as integer fen and is only formatted here, never computed on.
-"use strict";
+// A module (strict by itself): its words are in dashboard-text.js.
+import { REASONS, TEXT } from "./dashboard-text.js";
+
 (() => {
   const POLL_MS = 2000, TIMEOUT_MS = 10000, BUCKET_MIN = 10, DAY_MIN = 1440;
+  // Projections this few events behind the store read as up to date: between two polls a busy
+  // hub always has a few events in flight.
+  const UP_TO_DATE_EVENTS = 20;
   const TOKEN_KEY = "cardhub.dashboard.token", LANG_KEY = "cardhub.dashboard.lang";
   const COLORS = ["#1f6feb", "#d6336c", "#2f9e44", "#f08c00", "#7048e8", "#0c8599", "#862e9c", "#5c940d"];
   const MEALS = ["breakfast", "lunch", "dinner", "other"];
   const CATEGORIES = ["student", "staff", "visitor"];
-  const TEXT = {
-    zh: {
-      title: "一卡通 · 后勤看板", date: "日期", today: "今天", signout: "退出", signinTitle: "登录",
-      signinHelp: "请输入 manager、admin 或 auditor 令牌（cardhub token issue --role manager）。",
-      token: "令牌", signin: "登录", swipes: "刷卡笔数", revenue: "营业额", cards: "人数（卡）",
-      perMinute: "各食堂每分钟刷卡笔数（10 分钟平均）", meals: "各餐次消费（笔数 / 金额）", merchant: "商户",
-      breakfast: "早餐", lunch: "午餐", dinner: "晚餐", other: "其他", day: "全天", total: "合计",
-      windows: "最繁忙窗口（前 10）", categories: "持卡人类别", category: "类别", countAmount: "笔数 / 金额", share: "营业额占比", student: "学生", staff: "教职工", visitor: "访客",
-      gates: "门禁通行", zone: "区域", in: "进", out: "出", declined: "拒绝", system: "投影与审计",
-      storePosition: "事件库位置", lag: "投影滞后", treeSize: "检查点树大小", rootHash: "检查点根哈希",
-      issuedAt: "检查点签发于", events: "个事件", cardsN: "张卡", noData: "暂无数据", noCheckpoint: "尚无检查点",
-      loading: "加载中…", updated: "更新于", retrying: "连接失败，2 秒后重试：",
-      unauthorized: "已退出：令牌无效（不是本系统签发的），请用新令牌重新登录。",
-      expired: "已退出：令牌已过期，请用新令牌重新登录。", revoked: "已退出：令牌已被吊销，请用新令牌重新登录。",
-      forbidden: "此令牌无权查看看板（需要 manager、admin 或 auditor 角色）。", signedOut: "已退出。",
-    },
-    en: {
-      title: "One-card hub · Logistics dashboard", date: "Date", today: "Today", signout: "Sign out",
-      signinTitle: "Sign in", signinHelp: "Enter a manager, admin or auditor token (cardhub token issue --role manager).",
-      token: "Token", signin: "Sign in", swipes: "Swipes", revenue: "Revenue", cards: "Distinct cards",
-      perMinute: "Swipes per minute per canteen (10-minute average)", meals: "Meal periods (swipes / amount)",
-      merchant: "Merchant", breakfast: "Breakfast", lunch: "Lunch", dinner: "Dinner", other: "Other",
-      day: "Day", total: "Total", windows: "Busiest windows (top 10)", categories: "Cardholder categories",
-      category: "Category", countAmount: "Swipes / amount", share: "Share of revenue", student: "Students",
-      staff: "Staff", visitor: "Visitors", gates: "Gate traffic", zone: "Zone", in: "In", out: "Out",
-      declined: "Declined", system: "Projections and audit", storePosition: "Event store position",
-      lag: "Projection lag", treeSize: "Checkpoint tree size", rootHash: "Checkpoint root hash",
-      issuedAt: "Checkpoint issued at", events: "events", cardsN: "cards", noData: "No data yet",
-      noCheckpoint: "no checkpoint yet", loading: "Loading…", updated: "Updated", retrying: "Connection failed, retrying in 2 s:",
-      unauthorized: "Signed out: the token is not valid (not one this hub issued); sign in with a new one.",
-      expired: "Signed out: the token expired; sign in with a new one.",
-      revoked: "Signed out: the token was revoked; sign in with a new one.",
-      forbidden: "This token may not read the dashboard (it needs the manager, admin or auditor role).",
-      signedOut: "Signed out.",
-    },
-  };
-
   const $ = (id) => document.getElementById(id);
   const state = { lang: "zh", date: "", data: null, series: [], cutBucket: DAY_MIN / BUCKET_MIN,
                   timer: 0, seq: 0, message: "" };
   try { state.lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh"; } catch { /* storage off */ }
-  const t = (key) => TEXT[state.lang][key] ?? key;
+  // A label, with {name} replaced by vars.name.
+  const t = (key, vars) => (TEXT[state.lang][key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
 
   // --- formatting: integers only ---
   const group = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
@@ -179,7 +148,37 @@
     renderWindows(d.windows);
     renderCategories(d.categories);
     renderGates(d.gates);
+    renderSlots(d.refunds, d.exposure);
+    renderDeclines(d.declines);
     renderSystem(d.projections, d.checkpoint, d.time_zone);
+  }
+
+  // Refunds and exposure: "—" while the hub answers null (responses_stats.Counted, DashboardExposure).
+  function renderSlots(refunds, exposure) {
+    $("refunds").dataset.shown = refunds ? "1" : "";
+    $("refunds").textContent = refunds ? t("refundsN", { count: num(refunds.count) }) : "—";
+    $("refunds-amount").textContent = refunds ? money(refunds.amount) : "";
+    $("exposure").dataset.shown = exposure ? "1" : "";
+    // The money owed by accounts below zero (offline purchases debited past the balance), then each figure.
+    $("exposure").textContent = exposure ? money(exposure.negative_balances.fen) : "—";
+    $("exposure-lines").replaceChildren(...(exposure ? [
+      t("negativeBalances", { accounts: num(exposure.negative_balances.accounts) }),
+      t("flaggedFen", { fen: money(exposure.flagged_fen) }),
+      t("offlineOverLimit", { events: num(exposure.offline_over_limit.events),
+                              fen: money(exposure.offline_over_limit.fen) }),
+    ] : []).map((line) => el("li", {}, line)));
+  }
+
+  function renderDeclines(declines) {
+    for (const [kind, id] of [["pos", "pos-declines"], ["gate", "gate-declines"]]) {
+      const mine = declines.filter((x) => x.kind === kind);
+      const list = $(id);
+      list.dataset.total = String(mine.reduce((sum, x) => sum + x.count, 0));
+      list.replaceChildren(...mine.map((x) => el("li", { "data-reason": x.reason, "data-count": x.count },
+        el("span", { class: "name" }, REASONS[state.lang][x.reason] ?? x.reason, el("small", {}, x.reason)),
+        el("span", { class: "value" }, num(x.count)))));
+      if (!mine.length) list.append(el("li", { class: "empty" }, t("noDeclines")));
+    }
   }
 
   function renderMeals(d) {
@@ -234,11 +233,19 @@
     $("gates").tBodies[0].replaceChildren(...rows);
   }
 
+  // In words first (fresh or behind, signed when); the engineering figures behind "details".
   function renderSystem(projections, checkpoint, zone) {
+    const lag = projections.lag_events, fresh = $("freshness"), signed = $("signed");
+    fresh.textContent = lag <= UP_TO_DATE_EVENTS ? t("upToDate") : t("behind", { n: num(lag) });
+    fresh.className = lag <= UP_TO_DATE_EVENTS ? "ok" : lag < 10000 ? "warn" : "bad";
+    fresh.dataset.lag = String(lag);
+    signed.textContent = checkpoint ? t("signedAt", { time: clock(checkpoint.issued_at, zone).slice(11, 16) })
+      : t("notSigned");
+    signed.dataset.issuedAt = checkpoint ? checkpoint.issued_at : "";
+    signed.title = checkpoint ? clock(checkpoint.issued_at, zone) : "";
     $("store-position").textContent = num(projections.store_position);
-    const lag = projections.lag_events;
     $("lag").textContent = `${num(lag)} ${t("events")}`;
-    $("lag").className = lag < 100 ? "ok" : lag < 10000 ? "warn" : "bad";
+    $("lag").className = fresh.className;
     $("lag").dataset.lag = String(lag);
     $("tree-size").textContent = checkpoint ? num(checkpoint.tree_size) : t("noCheckpoint");
     $("tree-size").dataset.treeSize = checkpoint ? String(checkpoint.tree_size) : "";
