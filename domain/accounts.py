@@ -427,8 +427,7 @@ class Account(Aggregate):
         key = f"{device}:{seq}"
         self.refunded[key] = self.refunded.get(key, 0) + amount_fen
         self.refunds[ref] = {"device": device, "seq": seq, "amount": amount_fen, "subsidy": subsidy_fen,
-                             "cash": cash_fen, "remaining": remaining_fen, "ref": ref, "reason": reason,
-                             "balance": self.total_fen}
+                             "cash": cash_fen, "remaining": remaining_fen, "ref": ref, "reason": reason}
 
     def close(self, ref: str, cards: list[str], closed_at: datetime, actor: Actor) -> tuple[dict[str, Any], bool]:
         """销户: expires every grant, pays the cash out; ``cards``: the cards the caller blocks.

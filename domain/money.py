@@ -39,13 +39,13 @@ class MoneyOffice:
     def refund_purchase(self, account_id: str, device: str, seq: int, amount_fen: int, reason: str, ref: str,
                         *, actor: Actor) -> tuple[dict[str, Any], bool]:
         """Refunds all or part of an approved purchase of the account, recorded by ``device`` at
-        ``seq`` (one read of the store). Returns the answer (its ``balance`` the account's total
-        after it) and whether the ref is new."""
+        ``seq`` (one read of the store). Returns the answer, with ``balance`` the account's total
+        now (as a credit's answer has it), and whether the ref is new."""
         def refund(workspace: Workspace) -> tuple[dict[str, Any], bool]:
             account = self._account_in(workspace, account_id)
             answered = account.refund_answered(ref, device, seq, amount_fen)
             if answered is not None:  # answered as before, whatever happened since
-                return answered, False
+                return {**answered, "balance": account.total_fen}, False
             account.refuse_if_closed()
             stored = self._stored_swipe(device, seq)
             if stored is None or stored.facts["account_id"] != account_id:
@@ -59,7 +59,7 @@ class MoneyOffice:
                 stored.envelope, stored.facts, seq in log.reversed_seqs, amount_fen, reason, ref,
                 self.clock().isoformat(), check(actor))
             workspace.changed(1 + account.expire_due(self.clock()))  # given back to an expired grant
-            return answer, True
+            return {**answer, "balance": account.total_fen}, True
         return self._in_one_save(refund)  # type: ignore[no-any-return]
 
     def close_account(self, account_id: str, ref: str, *, actor: Actor) -> tuple[dict[str, Any], bool]:
