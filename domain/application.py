@@ -27,6 +27,7 @@ from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
 from domain.facts import Rejection, UploadResult
+from domain.money import MoneyOffice
 from domain.reads import Access, ReadOf, record_read
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.tokens import TokenOffice
@@ -56,7 +57,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CampusCard(TokenOffice, Application):
+class CampusCard(MoneyOffice, TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
@@ -202,8 +203,7 @@ class CampusCard(TokenOffice, Application):
         """Destroys the account's data key, which erases its personal fields from every event
         (DESIGN §12), and records ``Account.Erased``; the events themselves stay as they are."""
         account = self.get_account(account_id)
-        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
-        account.erase([c.card_uid for c in cards if c.status == ACTIVE], self._now(), check(actor))
+        account.erase(self._now(), check(actor))
         self._keystore().destroy(account_id)
         self.save(account)
         return account
@@ -215,7 +215,7 @@ class CampusCard(TokenOffice, Application):
     def issue_card(self, card_uid: str, account_id: str, *, actor: Actor) -> Card:
         """Binds a new card; the account's lost cards become cancelled (补卡)."""
         account = self.get_account(account_id)
-        account.refuse_if_erased()
+        account.refuse_if_closed()
         self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
         cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
         for old in cards:
@@ -238,7 +238,7 @@ class CampusCard(TokenOffice, Application):
     def report_found(self, card_uid: str, *, actor: Actor) -> Card:
         card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
         account = self.get_account(card.account_id)
-        account.refuse_if_erased()
+        account.refuse_if_closed()
         for uid in account.card_uids:
             if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
                 raise Conflict(f"account {account.account_id} has another active card {uid}")
@@ -246,13 +246,15 @@ class CampusCard(TokenOffice, Application):
         self.save(card)
         return card
 
-    def credit(self, account_id: str, kind: str, amount_fen: int, ref: str, *, actor: Actor) -> tuple[Account, bool]:
-        """A top-up (``topup``) or subsidy; returns the account and whether this ref is new."""
-        account = self.get_account(account_id)
-        created = account.credit(kind, amount_fen, ref, self._now(), check(actor))
-        if created:
-            self.save(account)
-        return account, created
+    def credit(self, account_id: str, kind: str, amount_fen: int, ref: str, *, actor: Actor,
+               expires_at: datetime | None = None) -> tuple[Account, bool]:
+        """A top-up (``topup``) or subsidy (``expires_at``: when what is left of it expires, DESIGN
+        §11); returns the account and whether this ref is new. Grants due expire first."""
+        def credit(workspace: Workspace) -> tuple[Account, bool]:
+            account = self._account_in(workspace, account_id)
+            expiry = expires_at.isoformat() if expires_at is not None else None
+            return account, account.credit(kind, amount_fen, ref, self._now(), check(actor), expiry)
+        return self._in_one_save(credit)
 
     # -- reads of a person (DESIGN §12) -------------------------------------
 
@@ -331,6 +333,8 @@ class CampusCard(TokenOffice, Application):
         card: Card | None = workspace.find(ids.card_id(env.card))
         account: Account | None = workspace.find(ids.account_id(card.account_id)) if card else None
         now = self.clock()
+        if account is not None:
+            workspace.changed(account.expire_due(now))  # DESIGN §11: before deciding
         ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz, now=now)
         if env.type == "gate" and device.zone is not None:
             ctx.zone = workspace.find(ids.zone_id(device.zone))
@@ -342,7 +346,7 @@ class CampusCard(TokenOffice, Application):
         result, facts = decide(ctx)
         log.record(env.raw, env.hash, result, facts, now.isoformat())
         recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
-        workspace.changed(2)  # the swipe, and at most one account event
+        workspace.changed(2)  # the swipe, and one account event (rarely more: an expiry of what it gave back)
         return result
 
     def _signature_ok(self, device: Device, item: Item) -> bool:

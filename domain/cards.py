@@ -25,7 +25,7 @@ class Card(Aggregate):
         actor: Actor | None
 
     class Cancelled(Acted, Aggregate.Event):
-        """By the command that issued the card replacing it (补卡)."""
+        """By the command that issued the card replacing it (补卡), or that closed its account (销户)."""
 
         actor: Actor | None
 
@@ -66,6 +66,14 @@ class Card(Aggregate):
         if self.status != LOST:
             raise Conflict(f"card {self.card_uid} is {self.status}; only a lost card is replaced")
         self._cancelled(actor=actor)
+
+    def cancel_for_closure(self, actor: Actor) -> bool:
+        """Its account is closed (销户): an active or lost card is cancelled (and so on the
+        hotlist); returns False for one cancelled before."""
+        if self.status == CANCELLED:
+            return False
+        self._cancelled(actor=actor)
+        return True
 
     @event(Cancelled)
     def _cancelled(self, actor: Actor) -> None:

@@ -11,7 +11,7 @@ No ``from __future__ import annotations`` here: a TypedDict tells its ``NotRequi
 time only from evaluated annotations (Python 3.11), and tests/unit/test_facts.py reads them.
 """
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class SignedEnvelope(TypedDict):
@@ -70,3 +70,6 @@ class SwipeFacts(TypedDict):
     # Both since statistics: events stored before lack them.
     category: NotRequired[str]  # the cardholder's category, when the card is known
     refunded_at: NotRequired[str]  # on a refund: the ``at`` of the purchase it voided
+    # Since expiring subsidies (DESIGN §11), on a purchase that took subsidy: [[grant ref, fen], ...]
+    # in spending order, so that a refund or reversal gives it back to those grants.
+    drawn: NotRequired[list[list[Any]]]

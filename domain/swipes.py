@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from domain.access import Zone, admits
+from domain import grants
 from domain.accounts import Account, Split
 from domain.cards import ACTIVE, Card
 from domain.devices import Device, SwipeLog
@@ -91,6 +92,8 @@ def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
         facts["category"] = ctx.account.category
     if facts["refunded_seq"] is not None and ctx.referenced is not None:
         facts["refunded_at"] = ctx.referenced.envelope["at"]
+    if env.type == "purchase" and split is not None and split.drawn:
+        facts["drawn"] = split.drawn  # the grants its subsidy came from, for a refund (DESIGN §11)
     return result, facts
 
 
@@ -126,7 +129,7 @@ def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
         and ref.envelope["card"] == env.card
         and ref.result["decision"] == APPROVED
         and ref.facts["account_id"] == account.account_id
-        and ref.facts["subsidy_fen"] + ref.facts["cash_fen"] > 0
+        and ref.facts["subsidy_fen"] + ref.facts["cash_fen"] > account.refunded_fen(env.device, env.ref_seq)
         and env.ref_seq not in ctx.log.reversed_seqs
     )
     if env.offline:
@@ -139,9 +142,19 @@ def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
     elif not valid:
         return DECLINED, "reversal_invalid", None
     assert ref is not None and account is not None
-    split = Split(subsidy_fen=ref.facts["subsidy_fen"], cash_fen=ref.facts["cash_fen"])
+    split = _rest(ref.facts, account.refunded_fen(env.device, env.ref_seq))
     account.refund(split, ctx.local_day, env.device, env.seq, env.ref_seq)
+    account.expire_due(ctx.now)  # subsidy given back to a grant that has expired expires again
     return APPROVED, None, split
+
+
+def _rest(facts: SwipeFacts, refunded_fen: int) -> Split:
+    """What a reversal gives back of a purchase: all of it, less what refunds gave back before
+    (DESIGN §11), subsidy and cash in the purchase's proportions, to the grants it came from."""
+    subsidy_fen, total_fen = facts["subsidy_fen"], facts["subsidy_fen"] + facts["cash_fen"]
+    subsidy_before = refunded_fen * subsidy_fen // total_fen
+    given = grants.give_back(facts.get("drawn"), subsidy_fen, subsidy_before, subsidy_fen)
+    return Split(subsidy_fen - subsidy_before, total_fen - refunded_fen - (subsidy_fen - subsidy_before), given)
 
 
 def _gate(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:

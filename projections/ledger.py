@@ -11,6 +11,7 @@ from eventsourcing.persistence import Tracking
 
 from domain.accounts import Account
 from domain.devices import SwipeLog
+from domain.wire import parse_rfc3339
 from projections.base import BatchingProjection, View
 
 
@@ -41,11 +42,17 @@ class LedgerView(View):
             " decision text, reason text, flags text[] NOT NULL DEFAULT '{{}}', balance_fen numeric,"
             " card_uid text, device_id text, seq bigint, merchant_id text, ref text,"
             " at text, occurred_at timestamptz, recorded_at timestamptz NOT NULL)",
+        # Subsidy grants with an expiry, until their SubsidyExpired (or the account's closure):
+        # what the hub's clock expires (``hub.ingest.expiry``). Empty for events before §11.
+        "subsidy_expiries": "CREATE TABLE IF NOT EXISTS {schema}.subsidy_expiries ("
+            " account_id text NOT NULL, ref text NOT NULL, expires_at timestamptz NOT NULL,"
+            " PRIMARY KEY (account_id, ref))",
     }
     indexes = (
         "CREATE INDEX IF NOT EXISTS transactions_by_account"
         " ON {schema}.transactions (account_id, notification_id DESC)",
         "CREATE INDEX IF NOT EXISTS transactions_by_merchant ON {schema}.transactions (merchant_id, occurred_at)",
+        "CREATE INDEX IF NOT EXISTS subsidy_expiries_by_time ON {schema}.subsidy_expiries (expires_at)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -63,6 +70,14 @@ class LedgerView(View):
         self.erase_account = self.sql(
             "UPDATE {schema}.balances SET erased_at = %(erased_at)s WHERE account_id = %(account_id)s"
         )
+        self.add_expiry = self.sql(
+            "INSERT INTO {schema}.subsidy_expiries (account_id, ref, expires_at)"
+            " VALUES (%(account_id)s, %(ref)s, %(expires_at)s) ON CONFLICT DO NOTHING"
+        )
+        self.drop_expiry = self.sql(
+            "DELETE FROM {schema}.subsidy_expiries WHERE account_id = %(account_id)s AND ref = %(ref)s"
+        )
+        self.drop_expiries = self.sql("DELETE FROM {schema}.subsidy_expiries WHERE account_id = %(account_id)s")
         # Batched: the moves of a flush summed per account, its transactions in one insert.
         self.move = self.sql(
             "UPDATE {schema}.balances AS b SET subsidy_fen = b.subsidy_fen + m.subsidy_fen,"
@@ -147,7 +162,49 @@ class LedgerProjection(BatchingProjection[LedgerView]):
         )
         self._move(account_id, subsidy, domain_event.amount_fen - subsidy)
         self._transactions.append(row)
+        if domain_event.expires_at is not None:
+            self._staged_now(tracking, self.view.add_expiry, {
+                "account_id": account_id, "ref": domain_event.ref,
+                "expires_at": datetime.fromisoformat(domain_event.expires_at)})
+            return
         self.stage(tracking)
+
+    def _staged_now(self, tracking: Tracking, statement: Any, row: dict[str, Any]) -> None:
+        """A statement of its own (the grants to expire: no batched move depends on its order)."""
+        self.stage(tracking, [(statement, row)])
+
+    @process_event.register
+    def _(self, domain_event: Account.SubsidyExpired, tracking: Tracking) -> None:
+        account_id = domain_event.account_id
+        if domain_event.amount_fen:
+            self._move(account_id, -domain_event.amount_fen, 0)
+            self._transactions.append(_transaction(
+                tracking, account_id=account_id, kind="expiry", amount_fen=-domain_event.amount_fen,
+                subsidy_fen=-domain_event.amount_fen, cash_fen=0, ref=domain_event.ref,
+                recorded_at=datetime.fromisoformat(domain_event.recorded_at)))
+        self._staged_now(tracking, self.view.drop_expiry, {"account_id": account_id, "ref": domain_event.ref})
+
+    @process_event.register
+    def _(self, domain_event: Account.RefundIssued, tracking: Tracking) -> None:
+        """At the purchase's time (``at``, ``occurred_at``), so its day's settlement nets it."""
+        e = domain_event
+        self._move(e.account_id, e.subsidy_fen, e.cash_fen)
+        self._transactions.append(_transaction(
+            tracking, account_id=e.account_id, kind="refund", amount_fen=e.amount_fen, subsidy_fen=e.subsidy_fen,
+            cash_fen=e.cash_fen, decision="approved", reason=e.reason, flags=["whole"] if e.whole else [],
+            card_uid=e.card_uid, device_id=e.device, seq=e.seq, merchant_id=e.merchant_id, ref=e.ref,
+            at=e.purchase_at, occurred_at=parse_rfc3339(e.purchase_at),
+            recorded_at=datetime.fromisoformat(e.recorded_at)))
+        self.stage(tracking)
+
+    @process_event.register
+    def _(self, domain_event: Account.Closed, tracking: Tracking) -> None:
+        e = domain_event
+        self._move(e.account_id, 0, -e.payout_fen)
+        self._transactions.append(_transaction(
+            tracking, account_id=e.account_id, kind="payout", amount_fen=-e.payout_fen, subsidy_fen=0,
+            cash_fen=-e.payout_fen, ref=e.ref, recorded_at=datetime.fromisoformat(e.closed_at)))
+        self._staged_now(tracking, self.view.drop_expiries, {"account_id": e.account_id})
 
     @process_event.register
     def _(self, domain_event: Account.Debited, tracking: Tracking) -> None:

@@ -88,15 +88,26 @@ async def transactions(conn: Connection, account_id: str, keyset: Keyset,
 
 
 async def settlement(conn: Connection, merchant_id: str, start: datetime, end: datetime) -> list[Any]:
-    """Per device, in device order: the count and fen of the merchant's approved purchases and
-    reversals that moved money, by the device's clock in ``[start, end)``."""
+    """Per device, in device order: the count and fen of the merchant's approved purchases,
+    reversals and card-office refunds (DESIGN §11) that moved money, by the device's clock in
+    ``[start, end)`` — a refund at its purchase's time, so the purchase's day nets it."""
     return await conn.fetch(
         "SELECT device_id,"
         " count(*) FILTER (WHERE kind = 'purchase') AS purchases,"
         " coalesce(sum(-amount_fen) FILTER (WHERE kind = 'purchase'), 0) AS purchase_fen,"
         " count(*) FILTER (WHERE kind = 'reversal') AS reversals,"
-        " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0) AS reversal_fen"
+        " coalesce(sum(amount_fen) FILTER (WHERE kind = 'reversal'), 0) AS reversal_fen,"
+        " count(*) FILTER (WHERE kind = 'refund') AS refunds,"
+        " coalesce(sum(amount_fen) FILTER (WHERE kind = 'refund'), 0) AS refund_fen"
         " FROM transactions WHERE merchant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
         " AND decision = 'approved' AND amount_fen <> 0 GROUP BY device_id ORDER BY device_id",
         merchant_id, start, end,
     )
+
+
+async def due_expiries(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Accounts with a subsidy grant whose ``expires_at`` <= ``now`` not yet expired in the view."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT account_id FROM subsidy_expiries WHERE expires_at <= $1 ORDER BY account_id LIMIT $2",
+        now, limit)
+    return [r["account_id"] for r in rows]

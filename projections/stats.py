@@ -3,7 +3,7 @@
 Approved purchases that moved money, net of approved refunds, are counted in the hub's local
 time: ``stats_hourly`` holds the net count and fen per (local hour, meal period, merchant,
 device, cardholder category), so any whole-hour range can be grouped by merchant, device, hour,
-meal, category or day from a few rows an hour; ``stats_sales`` holds the same per card, so that
+meal, category or day from a few rows an hour (card-office refunds of §11 netted likewise); ``stats_sales`` holds the same per card, so that
 ``cards`` (distinct cards) stays exact. ``stats_swipes`` holds the same per instant (the swipe's
 signed ``occurred_at``), read only for the partial hours at the edges of a range, so that a range
 between any two instants is exact (``stats_queries.consumption``). A refund is
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.persistence import Tracking
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from domain.accounts import Account
 from domain.devices import SwipeLog
 from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import parse_rfc3339
@@ -218,7 +219,16 @@ class StatsProjection(BatchingProjection[StatsView]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         if isinstance(domain_event, SwipeLog.Recorded):
             self._swipe(domain_event.envelope, domain_event.result, domain_event.facts)
+        elif isinstance(domain_event, Account.RefundIssued):
+            self._refund(domain_event)
         self.stage(tracking)
+
+    def _refund(self, refund: Account.RefundIssued) -> None:
+        """A card-office refund (DESIGN §11) nets its purchase where it was counted, like a
+        reversal: −fen, and −1 purchase only when nothing of it remains (``whole``)."""
+        instant = parse_rfc3339(refund.purchase_at)
+        self._count(instant, refund.merchant_id, refund.device, refund.category, refund.card_uid,
+                    -1 if refund.whole else 0, -refund.amount_fen)
 
     def _swipe(self, envelope: SignedEnvelope, result: SwipeResult, facts: SwipeFacts) -> None:
         kind = envelope["type"]
@@ -235,20 +245,22 @@ class StatsProjection(BatchingProjection[StatsView]):
         sign = 1 if kind == "purchase" else -1
         # refunded_at, category: NotRequired (refunds and events stored before statistics lack them).
         when = envelope["at"] if kind == "purchase" else facts.get("refunded_at", envelope["at"])
-        instant = parse_rfc3339(when)
+        self._count(parse_rfc3339(when), facts["merchant_id"], envelope["device"],
+                    facts.get("category", UNKNOWN_CATEGORY), envelope["card"], sign, sign * moved_fen)
+
+    def _count(self, instant: datetime, merchant: str | None, device: str, category: str, card: str,
+               count: int, fen: int) -> None:
         at = LocalTime.of(instant, self.tz, self.meals)
-        merchant = facts["merchant_id"]
-        sale = (at.hour_start, at.day, at.hour, at.meal, merchant, envelope["device"],
-                facts.get("category", UNKNOWN_CATEGORY), envelope["card"])
-        self._sales[sale] += sign
-        self._sales_fen[sale] += sign * moved_fen
-        self._swipes[(instant, *sale[1:])] += sign
-        self._swipes_fen[(instant, *sale[1:])] += sign * moved_fen
-        self._hourly[sale[:-1]] += sign
-        self._hourly_fen[sale[:-1]] += sign * moved_fen
+        sale = (at.hour_start, at.day, at.hour, at.meal, merchant, device, category, card)
+        self._sales[sale] += count
+        self._sales_fen[sale] += fen
+        self._swipes[(instant, *sale[1:])] += count
+        self._swipes_fen[(instant, *sale[1:])] += fen
+        self._hourly[sale[:-1]] += count
+        self._hourly_fen[sale[:-1]] += fen
         minute = (at.day, at.minute_of_day, merchant)
-        self._minutes[minute] += sign
-        self._minutes_fen[minute] += sign * moved_fen
+        self._minutes[minute] += count
+        self._minutes_fen[minute] += fen
 
     def _decline(self, envelope: SignedEnvelope, result: SwipeResult) -> None:
         """A declined swipe in the local hour of its signed ``at``: a gate's, or a POS's (a

@@ -1,4 +1,6 @@
-"""The books identity of §1: what was credited equals the balances plus purchases less reversals."""
+"""The books identity of DESIGN §11 (it replaces §1's): Σ top-ups + Σ subsidies = Σ balances +
+Σ approved purchases − Σ approved reversals − Σ refunds + Σ payouts + Σ expired subsidies,
+every term summed from the stored events but the balances (the ledger's replayed view)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,24 @@ from typing import Any
 
 from psycopg import sql
 
+from domain.accounts import Account
 from hub.audit.replay import Replay
 from hub.audit.report import Check
 
 
 @dataclass
 class Sums:
-    credits: int = 0
+    topups: int = 0
+    subsidies: int = 0
     purchases: int = 0
     reversals: int = 0
+    refunds: int = 0
+    payouts: int = 0
+    expired: int = 0
+
+    @property
+    def credits(self) -> int:
+        return self.topups + self.subsidies
 
     def add_swipe(self, event: Any) -> None:
         """The money an approved purchase took from an account, or a reversal gave back."""
@@ -28,6 +39,25 @@ class Sums:
             elif envelope["type"] == "reversal":
                 self.reversals += moved
 
+    def add_account_event(self, event: Any) -> None:
+        """Credits, refunds, payouts and expired subsidy (each expiry counted once: closure
+        expires by ``SubsidyExpired`` events; ``Closed.expired_subsidy_fen`` only repeats them)."""
+        if isinstance(event, Account.Credited):
+            if event.kind == "subsidy":
+                self.subsidies += event.amount_fen
+            else:
+                self.topups += event.amount_fen
+        elif isinstance(event, Account.RefundIssued):
+            self.refunds += event.amount_fen
+        elif isinstance(event, Account.SubsidyExpired):
+            self.expired += event.amount_fen
+        elif isinstance(event, Account.Closed):
+            self.payouts += event.payout_fen
+
+
+def _money(fen: int) -> str:
+    return f"¥{fen / 100:,.2f} ({fen:,} fen)"
+
 
 def check_books(sums: Sums, replay: Replay, check: Check) -> None:
     row = replay.connection.execute(sql.SQL(
@@ -35,7 +65,11 @@ def check_books(sums: Sums, replay: Replay, check: Check) -> None:
     ).format(sql.Identifier(replay.view("ledger").datastore.schema))).fetchone()
     balances = int(row["total"]) if row else 0
     check.count = sums.credits
-    check.detail = (f"¥{sums.credits / 100:,.2f} = ¥{balances / 100:,.2f} + ¥{sums.purchases / 100:,.2f}"
-                    f" − ¥{sums.reversals / 100:,.2f}")
-    if sums.credits != balances + sums.purchases - sums.reversals:
-        check.fail(f"off by {sums.credits - (balances + sums.purchases - sums.reversals)} fen: {check.detail}")
+    check.detail = (
+        f"top-ups {_money(sums.topups)} + subsidies {_money(sums.subsidies)} = balances {_money(balances)}"
+        f" + purchases {_money(sums.purchases)} − reversals {_money(sums.reversals)}"
+        f" − refunds {_money(sums.refunds)} + payouts {_money(sums.payouts)}"
+        f" + expired subsidies {_money(sums.expired)}")
+    right = balances + sums.purchases - sums.reversals - sums.refunds + sums.payouts + sums.expired
+    if sums.credits != right:
+        check.fail(f"off by {sums.credits - right} fen: {check.detail}")

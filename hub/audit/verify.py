@@ -3,7 +3,7 @@
 One REPEATABLE READ snapshot of the database is read: the events, the live views and their
 tracking positions, the latest checkpoint. Every event is hashed into a fresh Merkle tree;
 every device envelope's signature and chain is checked against the device's registered key;
-the books identity of §1 is summed; every projection is replayed into a scratch schema up to
+the books identity of §11 is summed; every projection is replayed into a scratch schema up to
 the position its live view had in the snapshot, and the two are compared row by row.
 This module reads the snapshot and runs the checks in order; they are ``hub.audit.signed``,
 ``hub.audit.books`` and ``hub.audit.replay``, and ``hub.audit.report`` shows what they found.
@@ -46,7 +46,7 @@ def verify(
     leaves = report.add("Merkle tree over the event store", "events")
     checkpoint_check = report.add("latest checkpoint: hub signature and root", "leaves")
     saved_check = report.add("saved checkpoint: signature, root, consistency", "leaves") if saved_checkpoint else None
-    books = report.add("books: credits = Σ balances + purchases − reversals", "fen")
+    books = report.add("books (§11): credits = balances + net purchases − refunds + payouts + expired", "fen")
     actors = Actors(report.add("actors: command events by the actor's role", "events"))
     replayed = report.add("replay: every projection applies every event", "projections")
 
@@ -126,8 +126,9 @@ def _scan(
             actors.add(notification, domain_event)
             if isinstance(domain_event, Device.Registered):
                 keys[domain_event.device_id] = public_key_from_b64(domain_event.public_key)
-            elif isinstance(domain_event, Account.Credited):
-                sums.credits += domain_event.amount_fen
+            elif isinstance(domain_event, Account.Credited | Account.RefundIssued | Account.SubsidyExpired
+                            | Account.Closed):
+                sums.add_account_event(domain_event)
             elif isinstance(domain_event, SwipeLog.Recorded):
                 check_swipe(notification, domain_event, keys, heads, signatures, chains)
                 sums.add_swipe(domain_event)

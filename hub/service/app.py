@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hub.audit import audit_log
 from hub.config import Settings
-from hub.ingest import recorder
+from hub.ingest import expiry, recorder
 from hub.ingest.application import IngestCampusCard
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
@@ -27,6 +27,7 @@ from hub.service.routes import access as routes_access
 from hub.service.routes import admin as routes_admin
 from hub.service.routes import audit as routes_audit
 from hub.service.routes import dashboard as routes_dashboard
+from hub.service.routes import money as routes_money
 from hub.service.routes import devices as routes_devices
 from hub.service.routes import readers as routes_readers
 from hub.service.routes import reads as routes_reads
@@ -77,6 +78,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources(database))
     app.router.add_routes(routes_admin.routes)
+    app.router.add_routes(routes_money.routes)
     app.router.add_routes(routes_devices.routes)
     app.router.add_routes(routes_reads.routes)
     app.router.add_routes(routes_readers.routes)
@@ -126,6 +128,8 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
                 app[POOL], app[HUB_KEY], every_s=settings.checkpoint_seconds, every_events=settings.checkpoint_events,
             ))),
             asyncio.create_task(_outliving_outages("token revocations", lambda: app[TOKENS].follow(app[POOL]))),
+            asyncio.create_task(_outliving_outages("subsidy expiry", lambda: expiry.expire_forever(
+                app[POOL], writer, application))),
         ]
         try:
             yield

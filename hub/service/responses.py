@@ -77,6 +77,27 @@ class Credit(Answer):
     balance: Balance
 
 
+class Refund(Answer):
+    account_id: str
+    device: str
+    seq: int
+    amount: int
+    subsidy: int
+    cash: int
+    remaining: int
+    ref: str
+    reason: str
+    balance: int  # the account's total (fen) just after the refund, as a swipe's result has it
+
+
+class Closure(Answer):
+    account_id: str
+    closed_at: str
+    payout: int
+    expired_subsidy: int
+    cards_blocked: list[str]
+
+
 class UploadResult(Answer):
     seq: int | None
     status: Literal["accepted", "duplicate", "rejected"]
@@ -190,6 +211,7 @@ class DeviceSettlement(Answer):
     purchases: Sums
     reversals: Sums
     net: int
+    refunds: Sums | None = None  # card-office refunds of its purchases of the day (DESIGN §11)
 
 
 class Settlement(Answer):
@@ -200,6 +222,7 @@ class Settlement(Answer):
     reversals: Sums
     net: int
     devices: list[DeviceSettlement]
+    refunds: Sums | None = None
 
 
 class ZoneAnswer(Answer):

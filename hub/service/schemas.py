@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from domain.wire import RFC3339_PATTERN, UNSAFE_CHARS
+from domain.wire import MAX_SAFE_INT, RFC3339_PATTERN, UNSAFE_CHARS
 
 
 def whole(pattern: str) -> str:
@@ -17,6 +17,7 @@ def whole(pattern: str) -> str:
 
 
 MAX_CREDIT_FEN = 100_000_000  # DESIGN §9: a top-up or subsidy is at most ¥1,000,000
+OPERATOR_MAX_CREDIT_FEN = 1_000_000  # DESIGN §12: an operator's credit or refund above ¥10,000 needs an admin
 SAFE_TEXT = whole(f"[^{UNSAFE_CHARS}]*")  # no control or bidirectional character
 
 AccountId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_-]{1,32}"))]
@@ -72,6 +73,32 @@ class CardIn(Strict):
 
 class CreditIn(Strict):
     amount: Fen
+    ref: Ref
+
+
+class SubsidyIn(Strict):
+    """A subsidy grant (DESIGN §11): what is left of it expires at ``expires_at``, when given."""
+
+    amount: Fen
+    ref: Ref
+    expires_at: Instant | None = None
+
+
+Seq = Annotated[int, msgspec.Meta(ge=1, lt=MAX_SAFE_INT)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_TEXT)]
+
+
+class RefundIn(Strict):
+    """A refund of all or part of the purchase ``device`` recorded at ``seq`` (DESIGN §11)."""
+
+    device: DeviceId
+    seq: Seq
+    amount: Fen
+    reason: Reason
+    ref: Ref
+
+
+class CloseIn(Strict):
     ref: Ref
 
 

@@ -164,7 +164,7 @@ async def test_settlement_per_local_day_as_json_and_csv(hub: Hub) -> None:
     assert resp.status == 200 and resp.content_type == "text/csv"
     lines = (await resp.text()).splitlines()
     assert lines[0].startswith("merchant_id,date,time_zone,device_id")
-    assert lines[-1] == "canteen-1,2026-11-25,Asia/Shanghai,TOTAL,4,406,1,100,306"
+    assert lines[-1] == "canteen-1,2026-11-25,Asia/Shanghai,TOTAL,4,406,1,100,306,0,0"  # refunds last (§11)
     assert (await hub.request("GET", "/v1/merchants/canteen-1/settlement?date=2026-11-25",
                               role="merchant", scope="canteen-2"))[0] == 403
     assert (await hub.request("GET", "/v1/merchants/canteen-1/settlement?date=25.11.2026", role="admin"))[0] == 422

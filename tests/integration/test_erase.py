@@ -104,8 +104,9 @@ async def test_an_erased_account_leaves_no_name_anywhere_and_the_audit_still_hol
 
     status, refused = await hub.request("POST", "/v1/accounts/S2026001/erase")
     assert status == 409 and refused["code"] == "not_closed"
-    assert f"active card {CARD}" in refused["detail"] and "until account closure" in refused["detail"]
+    assert "is not closed: close it first" in refused["detail"]
     await hub.post(f"/v1/cards/{CARD}/lost", expect=200)
+    await hub.post("/v1/accounts/S2026001/close", {"ref": "close-1"})
     before = await _checkpoint(hub)
 
     erased = await hub.post("/v1/accounts/S2026001/erase", expect=200)
@@ -138,6 +139,7 @@ async def test_an_erased_account_leaves_no_name_anywhere_and_the_audit_still_hol
 
 async def test_an_erased_account_takes_no_new_card_and_no_money(hub: Hub) -> None:
     await hub.account("s1")
+    await hub.post("/v1/accounts/s1/close", {"ref": "close-1"})
     await hub.post("/v1/accounts/s1/erase", expect=200)
     for path, body in [("/v1/cards", {"card_uid": "C0FFEE02", "account_id": "s1"}),
                        ("/v1/accounts/s1/topups", {"amount": 100, "ref": "late"})]:
@@ -145,11 +147,11 @@ async def test_an_erased_account_takes_no_new_card_and_no_money(hub: Hub) -> Non
         assert (status, problem["code"]) == (409, "erased"), problem
 
 
-async def test_erasure_is_refused_with_money_left_to_other_roles_and_for_unknown_accounts(hub: Hub) -> None:
+async def test_erasure_is_refused_before_closure_to_other_roles_and_for_unknown_accounts(hub: Hub) -> None:
     await hub.account("s1", subsidy=300)
     status, problem = await hub.request("POST", "/v1/accounts/s1/erase")
     assert status == 409 and problem["code"] == "not_closed"
-    assert "300 fen subsidy and 0 fen cash" in problem["detail"] and "zero balance" in problem["detail"]
+    assert "is not closed: close it first" in problem["detail"]
     for role, scope in [("operator", None), ("auditor", None), ("cardholder", "s1"), ("manager", None)]:
         assert (await hub.request("POST", "/v1/accounts/s1/erase", role=role, scope=scope))[0] == 403, role
     assert (await hub.request("POST", "/v1/accounts/s1/erase", role=None))[0] == 401
@@ -205,6 +207,7 @@ async def test_an_account_opened_in_clear_is_blanked_by_erasure_and_its_event_st
     await hub.settle()
     assert (await hub.get("/v1/accounts/T001"))["name"] == NAME  # read from its event, not from a view
     assert await asyncio.to_thread(_holding_the_name, database) == ["cardhub_events.state"]
+    await hub.post("/v1/accounts/T001/close", {"ref": "close-1"})
     await hub.post("/v1/accounts/T001/erase", expect=200)
     await hub.settle()
     account = await hub.get("/v1/accounts/T001")

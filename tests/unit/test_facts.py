@@ -28,7 +28,8 @@ PURCHASE_STATE = (
     '"sig":"{sig1}"},"event_hash":"{hash1}",'
     '"result":{"seq":1,"status":"accepted","decision":"approved","balance":2800},'
     '"facts":{"account_id":"s1","merchant_id":"canteen-1","zone":null,"local_day":"2026-11-25",'
-    '"subsidy_fen":500,"cash_fen":200,"flags":[],"refunded_seq":null,"category":"student"},'
+    '"subsidy_fen":500,"cash_fen":200,"flags":[],"refunded_seq":null,"category":"student",'
+    '"drawn":[["s1",500]]},'  # since expiring subsidies (DESIGN §11): a NotRequired key, added last
     '"recorded_at":"2026-11-25T04:00:30+00:00"}'
 )
 REVERSAL_STATE = (
@@ -100,4 +101,4 @@ def test_the_envelope_shape_is_protocol_v1s_fields() -> None:
     assert SignedEnvelope.__optional_keys__ == by_type | {"offline", "decision"}
     assert Rejection.__optional_keys__ == {"detail"}
     assert SwipeResult.__optional_keys__ == {"reason", "balance"}
-    assert SwipeFacts.__optional_keys__ == {"category", "refunded_at"}
+    assert SwipeFacts.__optional_keys__ == {"category", "refunded_at", "drawn"}

@@ -95,6 +95,7 @@ def test_an_account_is_opened_with_its_name_sealed_under_a_new_key() -> None:
 
 def test_erasure_destroys_the_key_and_is_recorded_once() -> None:
     app, keys = _campus()
+    app.close_account("S1", "close-1", actor=CLI)
     account = app.erase_account("S1", actor=CLI)
     assert keys.keys["S1"] is None and account.name is None and account.erased_at is not None
     erased = list(app.events.get(account.id))[-1]
@@ -105,23 +106,24 @@ def test_erasure_destroys_the_key_and_is_recorded_once() -> None:
     assert again.value.code == "erased"
 
 
-def test_an_account_with_an_active_card_or_money_is_not_erased() -> None:
+def test_an_account_is_erased_only_once_closed() -> None:
     app, keys = _campus()
     app.issue_card("C0FFEE01", "S1", actor=CLI)
-    with pytest.raises(Conflict, match="active card C0FFEE01: until account closure") as refused:
-        app.erase_account("S1", actor=CLI)
-    assert refused.value.code == "not_closed"
     app.report_lost("C0FFEE01", actor=CLI)
     app.credit("S1", "topup", 100, "r1", actor=CLI)
-    with pytest.raises(Conflict, match="0 fen subsidy and 100 fen cash"):
+    with pytest.raises(Conflict, match="is not closed: close it first") as refused:
         app.erase_account("S1", actor=CLI)
+    assert refused.value.code == "not_closed"
     assert keys.keys["S1"] is not None and app.get_account("S1").erased_at is None
+    app.close_account("S1", "close-1", actor=CLI)
+    assert app.erase_account("S1", actor=CLI).erased_at is not None
 
 
 def test_an_erased_account_takes_no_card_no_found_card_and_no_credit() -> None:
     app, _ = _campus()
     app.issue_card("C0FFEE01", "S1", actor=CLI)
     app.report_lost("C0FFEE01", actor=CLI)
+    app.close_account("S1", "close-1", actor=CLI)
     app.erase_account("S1", actor=CLI)
     for command in (lambda: app.issue_card("C0FFEE02", "S1", actor=CLI), lambda: app.report_found("C0FFEE01", actor=CLI),
                     lambda: app.credit("S1", "topup", 100, "r1", actor=CLI)):

@@ -73,12 +73,12 @@ def test_a_snapshot_without_class_version_keeps_the_zones_it_has() -> None:
     assert _swipe(app, gate, "out")["decision"] == "approved"
 
 
-def test_a_snapshot_taken_now_is_version_3_and_restores_as_it_was() -> None:
+def test_a_snapshot_taken_now_is_version_4_and_restores_as_it_was() -> None:
     app, gate = _campus()
     assert _swipe(app, gate, "in")["decision"] == "approved"
     account = app.get_account("s1")
     snapshot = Snapshot.take(account)
-    assert snapshot.state["class_version"] == 3 and snapshot.state["zones_inside"] == ["dorm-1"]
+    assert snapshot.state["class_version"] == 4 and snapshot.state["zones_inside"] == ["dorm-1"]
     assert snapshot.state["name"]["alg"] == "A256GCM" and snapshot.state["erased_at"] is None
     restored = snapshot.mutate(None)
     assert vars(restored) == vars(account)

@@ -19,11 +19,10 @@ from domain.wire import parse_instant
 from hub.service import responses
 from hub.service.http import Problem, authorize, json_response, read_body
 from hub.service.query import documented
-from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn
+from hub.service.schemas import OPERATOR_MAX_CREDIT_FEN, AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn, SubsidyIn
 from hub.service.typedefs import WRITER
 
 CARD_OFFICE = ("admin", "operator")
-OPERATOR_MAX_CREDIT_FEN = 1_000_000  # ¥10,000
 routes = web.RouteTableDef()
 
 
@@ -108,11 +107,10 @@ async def create_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/accounts/{account_id}/erase")
-@documented("Erase an account's personal data: destroys its data key (DESIGN §12); only a closed account —"
-            " until closure is built, one with no active card and a zero balance",
+@documented("Erase an account's personal data: destroys its data key (DESIGN §12); only a closed account",
             responses={200: responses.Account, 404: None, 409: None})
 async def erase_account(request: web.Request) -> web.Response:
-    """409 ``not_closed`` (an active card, money left) or ``erased`` (erased before)."""
+    """409 ``not_closed`` (not closed: ``POST …/close`` first) or ``erased`` (erased before)."""
     actor = authorize(request, "admin").actor()
     account_id = request.match_info["account_id"]
     account = await request.app[WRITER].run(
@@ -156,8 +154,8 @@ async def top_up(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/accounts/{account_id}/subsidies")
-@documented("Grant a subsidy (idempotent by ref: 200 for a ref credited before)", body=CreditIn,
-            responses={201: responses.Credit, 200: responses.Credit, 409: None})
+@documented("Grant a subsidy, optionally expiring at expires_at (idempotent by ref: 200 for a ref credited"
+            " before)", body=SubsidyIn, responses={201: responses.Credit, 200: responses.Credit, 409: None})
 async def grant_subsidy(request: web.Request) -> web.Response:
     return await _credit(request, "subsidy")
 
@@ -168,13 +166,14 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
     caller = authorize(request, *CARD_OFFICE)
     actor = caller.actor()
     account_id = request.match_info["account_id"]
-    body = await read_body(request, CreditIn)
+    body = await read_body(request, SubsidyIn if kind == "subsidy" else CreditIn)
+    expires_at = _instant(getattr(body, "expires_at", None), "expires_at")
     if caller.role == "operator" and body.amount > OPERATOR_MAX_CREDIT_FEN:
         raise Problem(403, "forbidden", f"an operator may credit at most {OPERATOR_MAX_CREDIT_FEN:,} fen"
                       f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {body.amount:,} fen needs an admin")
 
     def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
-        account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor)
+        account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor, expires_at=expires_at)
         return balance_json(account), created
 
     balance, created = await request.app[WRITER].run(credit)

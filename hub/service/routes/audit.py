@@ -116,7 +116,7 @@ async def events(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/merchants/{merchant_id}/settlement")
-@documented("A merchant's approved purchases and reversals on one local day (JSON, or CSV with format=csv"
+@documented("A merchant's approved purchases, reversals and refunds on one local day (JSON, or CSV with format=csv"
             " or Accept: text/csv)", query=SettlementQuery, responses={200: responses.Settlement, 404: None},
             content={200: {"text/csv": {"type": "string"}}})
 async def settlement(request: web.Request) -> web.Response:
@@ -131,7 +131,8 @@ async def settlement(request: web.Request) -> web.Response:
             raise Problem(404, "not_found", f"merchant {merchant_id} not found")
         rows = await ledger_queries.settlement(conn, merchant_id, *local_day(day, zone))
     devices = [_settled(r["device_id"], r) for r in rows]
-    total = _settled(None, {k: sum(r[k] for r in rows) for k in ("purchases", "purchase_fen", "reversals", "reversal_fen")})
+    total = _settled(None, {k: sum(r[k] for r in rows) for k in (
+        "purchases", "purchase_fen", "reversals", "reversal_fen", "refunds", "refund_fen")})
     body = {"merchant_id": merchant_id, "date": day.isoformat(), "time_zone": str(zone), **total, "devices": devices}
     if q.format == "csv" or (q.format is None and "text/csv" in request.headers.get("Accept", "")):
         return _csv(body)
@@ -143,7 +144,8 @@ def _settled(device_id: str | None, row: Any) -> dict[str, Any]:
     out.update({
         "purchases": {"count": row["purchases"], "amount": row["purchase_fen"]},
         "reversals": {"count": row["reversals"], "amount": row["reversal_fen"]},
-        "net": row["purchase_fen"] - row["reversal_fen"],
+        "refunds": {"count": row["refunds"], "amount": row["refund_fen"]},
+        "net": row["purchase_fen"] - row["reversal_fen"] - row["refund_fen"],
     })
     return out
 
@@ -153,11 +155,12 @@ def _csv(body: dict[str, Any]) -> web.Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["merchant_id", "date", "time_zone", "device_id", "purchases", "purchases_fen",
-                     "reversals", "reversals_fen", "net_fen"])
+                     "reversals", "reversals_fen", "net_fen", "refunds", "refunds_fen"])
     for row in [*body["devices"], {**body, "device_id": "TOTAL"}]:
         writer.writerow([body["merchant_id"], body["date"], body["time_zone"], row["device_id"],
                          row["purchases"]["count"], row["purchases"]["amount"],
-                         row["reversals"]["count"], row["reversals"]["amount"], row["net"]])
+                         row["reversals"]["count"], row["reversals"]["amount"], row["net"],
+                         row["refunds"]["count"], row["refunds"]["amount"]])
     name = f"settlement-{body['merchant_id']}-{body['date']}.csv"
     return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

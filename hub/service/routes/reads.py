@@ -71,8 +71,12 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         "cash": row["cash_fen"], "balance": row["balance_fen"],
         "recorded_at": row["recorded_at"].isoformat(),
     }
-    if row["kind"] in ("topup", "subsidy"):
+    if row["kind"] in ("topup", "subsidy", "payout", "expiry"):
         item["ref"] = row["ref"]
+    elif row["kind"] == "refund":  # at its purchase's time; ``reason``: the card office's text
+        item.update({"ref": row["ref"], "decision": row["decision"], "card": row["card_uid"],
+                     "device": row["device_id"], "seq": row["seq"], "merchant_id": row["merchant_id"],
+                     "at": row["at"], "flags": list(row["flags"]), "reason": row["reason"]})
     else:
         item.update({
             "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"],
