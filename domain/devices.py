@@ -38,6 +38,7 @@ class Merchant(Aggregate):
         """New with its actor (no older shape to upcast). ``version`` counts the merchant's
         limits from 1: what devices are told (``GET /v1/devices/{id}/limits``)."""
 
+        merchant_id: str
         max_amount_fen: int
         max_card_day_fen: int
         max_device_total_fen: int
@@ -58,10 +59,10 @@ class Merchant(Aggregate):
         self.limits_version = 0
 
     def set_limits(self, new: Limits, actor: Actor) -> None:
-        self._limits_set(**new, version=self.limits_version + 1, actor=actor)
+        self._limits_set(merchant_id=self.merchant_id, **new, version=self.limits_version + 1, actor=actor)
 
     @event(LimitsSet)
-    def _limits_set(self, max_amount_fen: int, max_card_day_fen: int, max_device_total_fen: int,
+    def _limits_set(self, merchant_id: str, max_amount_fen: int, max_card_day_fen: int, max_device_total_fen: int,
                     max_offline_seconds: int, version: int, actor: Actor) -> None:
         self.limits = Limits(max_amount_fen=max_amount_fen, max_card_day_fen=max_card_day_fen,
                              max_device_total_fen=max_device_total_fen, max_offline_seconds=max_offline_seconds)

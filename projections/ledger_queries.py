@@ -100,3 +100,11 @@ async def settlement(conn: Connection, merchant_id: str, start: datetime, end: d
         " AND decision = 'approved' AND amount_fen <> 0 GROUP BY device_id ORDER BY device_id",
         merchant_id, start, end,
     )
+
+
+async def negative_balances(conn: Connection) -> tuple[int, int]:
+    """How many accounts' totals are below zero, and the sum of those totals' magnitudes (fen)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS accounts, coalesce(sum(-(subsidy_fen + cash_fen)), 0) AS fen FROM balances"
+        " WHERE subsidy_fen + cash_fen < 0")
+    return int(row["accounts"]), int(row["fen"])
