@@ -7,11 +7,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from eventsourcing.domain import Snapshot
+from eventsourcing.utils import get_topic
 
 from device_sim.device import SimDevice
 from domain import ids
 from domain.actors import CLI
 from domain.application import CampusCard, Item
+from domain.cards import Card
+from domain.devices import Merchant, SwipeLog
 from domain.errors import Invalid
 from domain.wire import parse_envelope
 
@@ -232,3 +236,45 @@ def test_the_swipe_log_keeps_at_most_32_recent_purchases() -> None:
     send(app, pos)
     log = app.repository.get(ids.swipe_log_id("pos-1"))
     assert len(log.recent) == 32 and log.recent[-1][2] == 40
+
+
+NEW_STATE = {Merchant: ("limits", "limits_version"), Card: ("offline_fen",),
+             SwipeLog: ("contact_at", "period_from", "period_fen", "recent")}
+
+
+def old_snapshot(aggregate: Any) -> Snapshot:
+    """A snapshot of ``aggregate`` as a hub before offline limits took it: no class version, and
+    none of the state this change added."""
+    dropped = ("_id", "_version", "_pending_events", *NEW_STATE[type(aggregate)])
+    return Snapshot(  # type: ignore[call-arg]
+        originator_id=aggregate.id, originator_version=aggregate.version, timestamp=Snapshot.create_timestamp(),
+        topic=get_topic(type(aggregate)), state={k: v for k, v in vars(aggregate).items() if k not in dropped},
+    )
+
+
+def test_snapshots_from_before_limits_are_upcast_to_no_limits_no_tally_and_no_contact() -> None:
+    app, pos = campus(limits=None)
+    pos.purchase(CARD, 100, NOON)
+    send(app, pos)
+    ids_ = (ids.merchant_id("canteen-1"), ids.card_id(CARD), ids.swipe_log_id("pos-1"))
+    app.snapshots.put([old_snapshot(app.repository.get(i)) for i in ids_])
+    app.repository.cache = None  # read from the store: the snapshots, then later events
+    merchant, card, log = (app.repository.get(i) for i in ids_)
+    assert (merchant.limits, merchant.limits_version) == (None, 0)
+    assert card.offline_fen == {}
+    assert (log.contact_at, log.period_from, log.period_fen, log.recent) == (None, None, 0, [])
+    app.set_merchant_limits("canteen-1", **LIMITS, actor=CLI)  # and they go on from there
+    offline(pos, CARD, 2001, NOON + timedelta(minutes=1))
+    send(app, pos)
+    assert flags(app)[2] == ["offline_over_limit"]
+
+
+def test_snapshots_taken_now_are_version_2_and_restore_as_they_were() -> None:
+    app, pos = campus()
+    offline(pos, CARD, 100, NOON)
+    send(app, pos)
+    for aggregate_id in (ids.merchant_id("canteen-1"), ids.card_id(CARD), ids.swipe_log_id("pos-1")):
+        aggregate = app.repository.get(aggregate_id)
+        snapshot = Snapshot.take(aggregate)
+        assert snapshot.state["class_version"] == 2
+        assert vars(snapshot.mutate(None)) == vars(aggregate)
