@@ -64,11 +64,14 @@ def instant_ms(at: datetime) -> int:
 
 def parse_stored_instant(text: str) -> datetime | None:
     """An ``at`` or ``recorded_at`` read back from a stored event. Events stored by hubs older
-    than the edge's checks may hold any text: those are left out of the limits, never fail."""
+    than the edge's checks may hold any text (no offset, the year 1): those are left out of the
+    limits and the duplicate check, never fail the aggregate that replays them."""
     try:
-        return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        at = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        at.timestamp()  # within the range of an epoch time, once in UTC
+    except (ValueError, AttributeError, OverflowError):
         return None
+    return at if at.tzinfo is not None else None
 
 
 def is_duplicate(recent: list[list[object]], at_ms: int, card: str, amount_fen: int) -> bool:
