@@ -25,6 +25,17 @@ MERCHANTS = (
     ("market", "教育超市", "supermarket"),
     ("laundry", "自助洗衣", "laundry"),
 )
+# Offline limits per merchant (DESIGN §11), fen / fen per card and day / fen per device since its
+# last upload / seconds. A canteen's max_amount sits near the top of its lunch prices
+# (device_sim.day.MEALS): online, the dearest lunches are declined ``over_limit``; offline, the
+# day's rogue window (device_sim.incidents) approves them and the hub flags ``offline_over_limit``.
+LIMITS = {
+    "canteen-1": {"max_amount": 1900, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "canteen-2": {"max_amount": 1500, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "canteen-3": {"max_amount": 2300, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "market": {"max_amount": 5000, "max_card_day": 10_000, "max_device_total": 100_000, "max_offline_seconds": 9000},
+    "laundry": {"max_amount": 1000, "max_card_day": 2000, "max_device_total": 10_000, "max_offline_seconds": 10_800},
+}
 CANTEENS = ("canteen-1", "canteen-2", "canteen-3")
 CANTEEN_SHARE = (45, 35, 20)  # of the windows, and of the cardholders who prefer each canteen
 MARKET_TILLS = 4
@@ -142,6 +153,7 @@ async def seed_campus(
                     cardholders=cardholders(seed, accounts, day, tz, rng))
     for merchant_id, name, category in MERCHANTS:
         await client.create("/v1/merchants", {"merchant_id": merchant_id, "name": name, "category": category})
+        await client.call("PUT", f"/v1/merchants/{merchant_id}/limits", LIMITS[merchant_id])
     known = {d.device_id: d for d in existing}
     for pos in campus.pos:
         device = known.get(pos.device_id)

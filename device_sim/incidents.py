@@ -32,7 +32,8 @@ def _kind(merchant_id: str) -> str:
 
 def pos_drivers(campus: Campus, tally: Tally, rng: random.Random, offline_share: float) -> dict[str, PosDriver]:
     """One driver per POS device; ``offline_share`` of them (at least one canteen window) lose
-    their link for part of the day."""
+    their link for part of the day. That canteen window, offline over the lunch peak, ignores
+    its merchant's offline limits (it approves beyond them), so the hub has something to flag."""
     pos = campus.pos
     canteens = [p for p in pos if _kind(p.merchant_id) == "canteen"]
     first = rng.choice(canteens)
@@ -45,7 +46,7 @@ def pos_drivers(campus: Campus, tally: Tally, rng: random.Random, offline_share:
         start, stop = choices[k % len(choices)]
         windows[device.device_id] = (campus.at(start), campus.at(stop))
     return {p.device_id: PosDriver(campus.devices[p.device_id], tally, merchant=p.merchant_id,
-                                   offline=windows.get(p.device_id))
+                                   offline=windows.get(p.device_id), ignores_limits=p is first)
             for p in pos}
 
 

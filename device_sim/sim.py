@@ -31,7 +31,7 @@ from device_sim.driver import Link
 from device_sim.gates import GateDriver, GateSwipe, gate_day, gate_drivers, seed_gates
 from device_sim.incidents import pos_drivers, schedule_faults
 from device_sim.pos import PosDriver
-from device_sim.summary import Consumption, fetch_consumption, print_report
+from device_sim.summary import Consumption, fetch_consumption, fetch_exposure, print_report
 from device_sim.tally import Tally
 
 console = Console()
@@ -50,6 +50,7 @@ class SimReport:
     seed_s: float = 0.0
     consumption: Consumption | None = None  # the hub's statistics of the day, per merchant
     phases: list[tuple[str, int, float]] = field(default_factory=list)  # (phase, swipes, seconds)
+    exposure: dict[str, Any] | None = None  # GET /v1/risk/exposure after the day
 
     @property
     def ok(self) -> bool:
@@ -92,8 +93,9 @@ async def simulate(
             _save_state(state, known)
         books = await _books(client, campus, day.tally) if existing is None else None
         consumption = await fetch_consumption(client, campus, checked=existing is None)
+        exposure = await fetch_exposure(client)
     return SimReport(campus, day.tally, day.elapsed_s, client.retries, books, day.gate_tally if gate_set else None,
-                     seed_s, consumption, day.phases)
+                     seed_s, consumption, day.phases, exposure)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The day's summary: the hub's own statistics per merchant and meal period, checked against
-what the devices were told; declines by reason; faulty inputs and the hub's answers;
-throughput and the books."""
+what the devices were told; declines by reason; faulty inputs and the hub's answers; the
+money at risk (``GET /v1/risk/exposure``); throughput and the books."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def print_report(report: SimReport, console: Console) -> None:
     console.print(f"\n[bold]cardhub — campus day {campus.day} ({campus.tz.key})[/]:\n"
                   f"{len(campus.cardholders):,} cardholders ({kinds}), {len(campus.pos)} POS devices{gates}",
                   highlight=False)
-    for table in (_consumption(report), _declines(report), _faults(report), _throughput(report)):
+    for table in (_consumption(report), _declines(report), _faults(report), _exposure(report),
+                  _throughput(report)):
         console.print()
         console.print(table)
 
@@ -156,6 +157,39 @@ def _faults(report: SimReport) -> Table:
     gate_codes = report.gates.codes if report.gates else Counter()
     for code, n in sorted((tally.codes - explained + gate_codes).items()):
         table.add_row("[red]other rejection[/]", f"{n:,}", f"rejected: {code}", "[red]UNEXPECTED[/]")
+    return table
+
+
+async def fetch_exposure(client: HubClient) -> dict[str, Any]:
+    """The hub's exposure once the projections caught up (an admin token)."""
+    await client.caught_up()
+    _, data = await client.call("GET", "/v1/risk/exposure")
+    return data
+
+
+def _exposure(report: SimReport) -> Table:
+    """Negative balances, flagged swipes by flag and the devices that decided offline."""
+    table = Table(title="Money at risk (GET /v1/risk/exposure; ¥ of approved purchases)", box=box.SIMPLE_HEAD,
+                  title_justify="left", show_edge=False)
+    table.add_column("what", style="bold")
+    table.add_column("swipes", justify="right")
+    table.add_column("¥", justify="right")
+    table.add_column("last upload")
+    exposure = report.exposure
+    if exposure is None:
+        table.caption = "not asked"
+        return table
+    negative = exposure["negative_balances"]
+    table.add_row("negative balances", f"{negative['accounts']:,} accounts", yuan(-negative["fen"]), "")
+    table.add_section()
+    for flagged in exposure["flagged"]:
+        table.add_row(f"flag {flagged['flag']}", f"{flagged['events']:,}", yuan(flagged["fen"]), "")
+    table.add_section()
+    for device in exposure["devices"]:
+        last = datetime.fromisoformat(device["last_upload"]).astimezone(report.campus.tz)
+        table.add_row(f"offline {device['device']}", f"{device['offline_events']:,}", yuan(device["fen"]),
+                      f"{last:%H:%M:%S}")
+    table.caption = "last upload: the hub's clock (local time) at the device's latest recorded swipe"
     return table
 
 

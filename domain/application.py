@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import EnvType
 
-from domain import ids, personal
+from domain import ids, limits, personal
 from domain.access import Zone
 from domain.actors import Actor, check
 from domain.accounts import CATEGORIES, Account
@@ -61,7 +61,7 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
-    snapshotting_intervals = {Account: 200, SwipeLog: 500, Access: 200}  # noqa: RUF012
+    snapshotting_intervals = {Account: 200, SwipeLog: 500, Access: 200, Card: 200}  # noqa: RUF012
     workspace_class: ClassVar[type[Workspace]] = Workspace
 
     def __init__(
@@ -106,6 +106,18 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
             raise Invalid(f"category must be one of {', '.join(MERCHANT_CATEGORIES)}", field="category")
         self._refuse_existing(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
         merchant = Merchant(merchant_id=merchant_id, name=name, category=category, actor=check(actor))
+        self.save(merchant)
+        return merchant
+
+    def set_merchant_limits(
+        self, merchant_id: str, max_amount_fen: int, max_card_day_fen: int, max_device_total_fen: int,
+        max_offline_seconds: int, *, actor: Actor,
+    ) -> Merchant:
+        """DESIGN §11: the merchant's offline limits, checked by the next online purchase (the
+        writer decides on this aggregate) and told to its devices with a new version."""
+        new = limits.checked(max_amount_fen, max_card_day_fen, max_device_total_fen, max_offline_seconds)
+        merchant: Merchant = self._get(ids.merchant_id(merchant_id), f"merchant {merchant_id}")
+        merchant.set_limits(new, check(actor))
         self.save(merchant)
         return merchant
 
@@ -338,6 +350,8 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
         ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz, now=now)
         if env.type == "gate" and device.zone is not None:
             ctx.zone = workspace.find(ids.zone_id(device.zone))
+        if env.type == "purchase" and device.merchant_id is not None:
+            ctx.merchant = workspace.find(ids.merchant_id(device.merchant_id))
         if env.type == "reversal":
             assert env.ref_seq is not None
             ctx.referenced = recorded.get((device.device_id, env.ref_seq)) or self._stored_swipe(
@@ -346,7 +360,9 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
         result, facts = decide(ctx)
         log.record(env.raw, env.hash, result, facts, now.isoformat())
         recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
-        workspace.changed(2)  # the swipe, and one account event (rarely more: an expiry of what it gave back)
+        # the swipe, one account event (rarely more: an expiry of what it gave back) and, offline, one card
+        # event (its offline spending)
+        workspace.changed(3 if env.offline else 2)
         return result
 
     def _signature_ok(self, device: Device, item: Item) -> bool:

@@ -3,6 +3,8 @@ A lost or cancelled card is on the hotlist."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
@@ -10,9 +12,18 @@ from domain.actors import Acted, Actor
 from domain.errors import Conflict
 
 ACTIVE, LOST, CANCELLED = "active", "lost", "cancelled"
+DAYS_KEPT = 3  # offline spending is kept for the last few local days only
 
 
 class Card(Aggregate):
+    # The shape of a snapshot. 2: ``offline_fen``, local day → merchant → fen (DESIGN §11).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A card snapshotted before offline limits: no offline spending counted."""
+        state.setdefault("offline_fen", {})
+
     class Issued(Acted, Aggregate.Created):
         card_uid: str
         account_id: str
@@ -29,6 +40,16 @@ class Card(Aggregate):
 
         actor: Actor | None
 
+    class SpentOffline(Aggregate.Event):
+        """An approved offline purchase of the card, counted towards its day at the merchant
+        (``max_card_day``); driven by a swipe, it names the device and seq, as Account.Debited does."""
+
+        merchant_id: str
+        local_day: str
+        amount_fen: int
+        device: str
+        seq: int
+
     @staticmethod
     def create_id(card_uid: str) -> object:
         return ids.card_id(card_uid)
@@ -38,6 +59,21 @@ class Card(Aggregate):
         self.card_uid = card_uid
         self.account_id = account_id
         self.status = ACTIVE
+        self.offline_fen: dict[str, dict[str, int]] = {}
+
+    def offline_spent(self, merchant_id: str, local_day: str) -> int:
+        """Fen of the card's approved offline purchases at the merchant in that local day."""
+        return self.offline_fen.get(local_day, {}).get(merchant_id, 0)
+
+    def spend_offline(self, merchant_id: str, local_day: str, amount_fen: int, device: str, seq: int) -> None:
+        self._spent_offline(merchant_id=merchant_id, local_day=local_day, amount_fen=amount_fen, device=device, seq=seq)
+
+    @event(SpentOffline)
+    def _spent_offline(self, merchant_id: str, local_day: str, amount_fen: int, device: str, seq: int) -> None:
+        day = self.offline_fen.setdefault(local_day, {})
+        day[merchant_id] = day.get(merchant_id, 0) + amount_fen
+        for old in sorted(self.offline_fen)[:-DAYS_KEPT]:
+            del self.offline_fen[old]
 
     @property
     def is_hotlisted(self) -> bool:

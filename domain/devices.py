@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from eventsourcing.domain import Aggregate, event
 
-from domain import ids
+from domain import ids, limits
 from domain.actors import Acted, Actor
 from domain.errors import Conflict
 from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
+from domain.limits import Limits
 from domain.wire import GENESIS_PREV
 
 MERCHANT_CATEGORIES = ("dining", "supermarket", "laundry", "other")
@@ -15,11 +19,32 @@ DEVICE_KINDS = ("pos", "gate")
 
 
 class Merchant(Aggregate):
+    # The shape of a snapshot. 2: ``limits`` and ``limits_version`` (DESIGN §11).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A merchant snapshotted before offline limits had none."""
+        state.setdefault("limits", None)
+        state.setdefault("limits_version", 0)
+
     class Registered(Acted, Aggregate.Created):
         merchant_id: str
         name: str
         category: str
         actor: Actor | None
+
+    class LimitsSet(Aggregate.Event):
+        """New with its actor (no older shape to upcast). ``version`` counts the merchant's
+        limits from 1: what devices are told (``GET /v1/devices/{id}/limits``)."""
+
+        merchant_id: str
+        max_amount_fen: int
+        max_card_day_fen: int
+        max_device_total_fen: int
+        max_offline_seconds: int
+        version: int
+        actor: Actor
 
     @staticmethod
     def create_id(merchant_id: str) -> object:
@@ -30,6 +55,18 @@ class Merchant(Aggregate):
         self.merchant_id = merchant_id
         self.name = name
         self.category = category
+        self.limits: Limits | None = None  # none set: no purchase is over a limit
+        self.limits_version = 0
+
+    def set_limits(self, new: Limits, actor: Actor) -> None:
+        self._limits_set(merchant_id=self.merchant_id, **new, version=self.limits_version + 1, actor=actor)
+
+    @event(LimitsSet)
+    def _limits_set(self, merchant_id: str, max_amount_fen: int, max_card_day_fen: int, max_device_total_fen: int,
+                    max_offline_seconds: int, version: int, actor: Actor) -> None:
+        self.limits = Limits(max_amount_fen=max_amount_fen, max_card_day_fen=max_card_day_fen,
+                             max_device_total_fen=max_device_total_fen, max_offline_seconds=max_offline_seconds)
+        self.limits_version = version
 
 
 class Device(Aggregate):
@@ -80,7 +117,25 @@ class Device(Aggregate):
 
 class SwipeLog(Aggregate):
     """A device's chain: the envelope of ``seq`` is stored at version ``seq + 1``, so the
-    event store itself refuses a second envelope for a stored seq (deterministic ids)."""
+    event store itself refuses a second envelope for a stored seq (deterministic ids).
+
+    It also keeps what the offline limits and the duplicate check read (DESIGN §11), all derived
+    from its own ``Recorded`` events: ``contact_at``, the hub time of its latest recorded event
+    (its last upload); the current offline period, from ``period_from`` with ``period_fen`` of
+    approved offline purchases; and ``recent``, ``[at_ms, card, amount_fen]`` of its latest
+    purchases within 10 s of one another."""
+
+    # The shape of a snapshot. 2: ``contact_at``, ``period_from``, ``period_fen``, ``recent``.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A log snapshotted before offline limits: its last contact is unknown, so its next
+        offline event starts a period of its own (as a device that never uploaded)."""
+        state.setdefault("contact_at", None)
+        state.setdefault("period_from", None)
+        state.setdefault("period_fen", 0)
+        state.setdefault("recent", [])
 
     class Recorded(Aggregate.Event):
         """One stored swipe; its state is hashed into the audit log (shapes: ``domain.facts``)."""
@@ -107,6 +162,10 @@ class SwipeLog(Aggregate):
         self.next_seq = 1
         self.head_hash = GENESIS_PREV
         self.reversed_seqs: list[int] = []
+        self.contact_at: str | None = None
+        self.period_from: str | None = None
+        self.period_fen = 0
+        self.recent: list[list[Any]] = []
 
     def record(
         self,
@@ -137,3 +196,32 @@ class SwipeLog(Aggregate):
         self.head_hash = event_hash
         if facts["refunded_seq"] is not None:
             self.reversed_seqs.append(facts["refunded_seq"])
+        at = limits.parse_stored_instant(envelope["at"])
+        if at is not None:
+            self._note(envelope, result, at)
+        self.contact_at = recorded_at
+
+    def _note(self, envelope: SignedEnvelope, result: SwipeResult, at: datetime) -> None:
+        """The offline period and the recent purchases after this swipe (see the class)."""
+        purchase = envelope["type"] == "purchase"
+        if envelope.get("offline"):
+            self.period_from, self.period_fen = self.offline_period(at, envelope["at"])
+            if purchase and result["decision"] == "approved":
+                self.period_fen += envelope.get("amount", 0)
+        if purchase:
+            self.recent = limits.kept_recent(self.recent, limits.instant_ms(at), envelope["card"],
+                                             envelope.get("amount", 0))
+
+    def offline_period(self, at: datetime, at_text: str) -> tuple[str, int]:
+        """The start and the approved offline fen so far of the period an offline event dated
+        ``at`` belongs to. The device's last upload before ``at`` is the hub time of its latest
+        recorded event, ``contact_at``: an event after it starts a period from it; one before it
+        belongs to the period under way (a backlog uploaded in several batches is one period).
+        A device that never uploaded starts its period at its first offline event."""
+        if self.contact_at is not None:
+            contact = limits.parse_stored_instant(self.contact_at)
+            if contact is not None and at > contact:
+                return self.contact_at, 0
+        if self.period_from is None:
+            return at_text, 0
+        return self.period_from, self.period_fen

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from domain import limits
 from domain.access import Zone, admits
 from domain import grants
 from domain.accounts import Account, Split
 from domain.cards import ACTIVE, Card
-from domain.devices import Device, SwipeLog
+from domain.devices import Device, Merchant, SwipeLog
 from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
 from domain.wire import Envelope
 
@@ -42,7 +43,12 @@ class SwipeContext:
     now: datetime  # the hub's clock when it decides (not the envelope's ``at``)
     referenced: Referenced | None = None
     zone: Zone | None = None  # the gate's zone (gate events only)
+    merchant: Merchant | None = None  # the pos device's merchant (purchases), with its limits
     flags: list[str] = field(default_factory=list)
+
+    @property
+    def limits(self) -> limits.Limits | None:
+        return self.merchant.limits if self.merchant is not None else None
 
     @property
     def local_day(self) -> str:
@@ -100,8 +106,11 @@ def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
 def _purchase(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
     env, account = ctx.envelope, ctx.account
     assert env.amount_fen is not None
+    _flag_possible_duplicate(ctx)
     if env.offline:
         _flag_offline_card(ctx)
+        if env.decision == APPROVED:
+            _offline_limits(ctx)
         if env.decision != APPROVED or account is None:
             return env.decision or DECLINED, None, None
         if account.split_debit(env.amount_fen).total_fen > account.total_fen:
@@ -112,6 +121,8 @@ def _purchase(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
     if reason is not None:
         return DECLINED, reason, None
     assert account is not None
+    if ctx.limits is not None and env.amount_fen > ctx.limits["max_amount_fen"]:
+        return DECLINED, "over_limit", None
     if account.would_exceed_daily_limit(env.amount_fen, ctx.local_day):
         return DECLINED, "daily_limit", None
     if account.total_fen < env.amount_fen:
@@ -200,6 +211,36 @@ def _flag_clock_skew(ctx: SwipeContext) -> None:
     skew = ctx.envelope.occurred_at - ctx.now
     if skew > MAX_CLOCK_SKEW or (not ctx.envelope.offline and skew < -MAX_CLOCK_SKEW):
         ctx.flags.append("clock_skew")
+
+
+def _offline_limits(ctx: SwipeContext) -> None:
+    """DESIGN §11: an approved offline purchase stands (it happened), and is flagged
+    ``offline_over_limit`` when it went beyond any of the merchant's limits. The card counts it
+    towards its day at the merchant whether or not the merchant has limits, so limits set
+    during a day see the whole day."""
+    env, merchant_id = ctx.envelope, ctx.device.merchant_id
+    assert env.amount_fen is not None and merchant_id is not None
+    card_day_fen = env.amount_fen
+    if ctx.card is not None:
+        card_day_fen += ctx.card.offline_spent(merchant_id, ctx.local_day)
+        ctx.card.spend_offline(merchant_id, ctx.local_day, env.amount_fen, env.device, env.seq)
+    if ctx.limits is None:
+        return
+    period_from, period_fen = ctx.log.offline_period(env.occurred_at, env.raw["at"])
+    since = limits.parse_stored_instant(period_from)
+    offline_seconds = (env.occurred_at - since).total_seconds() if since is not None else 0.0
+    if limits.beyond(ctx.limits, env.amount_fen, card_day_fen, period_fen + env.amount_fen, offline_seconds):
+        ctx.flags.append("offline_over_limit")
+
+
+def _flag_possible_duplicate(ctx: SwipeContext) -> None:
+    """DESIGN §11: a purchase of the same card and amount as another purchase of this device
+    within the previous 10 s (by the envelopes' ``at``), online or offline, is flagged; an
+    online one is still decided as any other."""
+    env = ctx.envelope
+    assert env.amount_fen is not None
+    if limits.is_duplicate(ctx.log.recent, limits.instant_ms(env.occurred_at), env.card, env.amount_fen):
+        ctx.flags.append("possible_duplicate")
 
 
 def _flag_offline_card(ctx: SwipeContext) -> None:

@@ -25,6 +25,7 @@ from domain.facts import SignedEnvelope
 EVENT_PREFIX = b"cardhub/event/v1\n"
 HOTLIST_PREFIX = b"cardhub/hotlist/v1\n"
 RULES_PREFIX = b"cardhub/rules/v1\n"
+LIMITS_PREFIX = b"cardhub/limits/v1\n"
 CHECKPOINT_PREFIX = b"cardhub/checkpoint/v1\n"
 
 GENESIS_PREV = "0" * 64
@@ -124,7 +125,7 @@ def verify_envelope(envelope: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
 
 
 def sign_document(prefix: bytes, body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """Signs a hub document (hotlist, rules, checkpoint): ``sig`` over prefix + canonical body."""
+    """Signs a hub document (hotlist, rules, limits, checkpoint): ``sig`` over prefix + canonical body."""
     return {**body, "sig": b64encode(key.sign(prefix + canonical(body)))}
 
 

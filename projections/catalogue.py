@@ -11,6 +11,7 @@ from projections.base import BatchingProjection, View
 from projections.directory import DirectoryProjection, DirectoryView
 from projections.ledger import LedgerProjection, LedgerView
 from projections.reads import ReadsProjection, ReadsView
+from projections.risk import RiskProjection, RiskView
 from projections.stats import StatsProjection, StatsView
 from projections.tokens import TokensProjection, TokensView
 
@@ -22,6 +23,7 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (StatsProjection, StatsView),
     (TokensProjection, TokensView),
     (ReadsProjection, ReadsView),
+    (RiskProjection, RiskView),
 )
 
 # A view is written by one thread and waited on by another: it needs few connections (the

@@ -53,3 +53,13 @@ async def hotlist(conn: Connection, device_id: str, since: int | None) -> Hotlis
         rows = await conn.fetch("SELECT card_uid, status FROM cards WHERE hotlist_version > $1 ORDER BY card_uid",
                                 since)
     return Hotlist(version, full, rows)
+
+
+async def device_limits(conn: Connection, device_id: str) -> Any:
+    """The offline limits of a registered, unrevoked point-of-sale device's merchant
+    (``merchant_id``, ``max_amount_fen``, ``max_card_day_fen``, ``max_device_total_fen``,
+    ``max_offline_seconds``, all None before any was set, and ``limits_version``, 0 then), or None."""
+    return await conn.fetchrow(
+        "SELECT d.merchant_id, m.max_amount_fen, m.max_card_day_fen, m.max_device_total_fen,"
+        " m.max_offline_seconds, m.limits_version FROM devices d JOIN merchants m USING (merchant_id)"
+        " WHERE d.device_id = $1 AND NOT d.revoked AND d.kind = 'pos'", device_id)

@@ -111,3 +111,11 @@ async def due_expiries(conn: Connection, now: datetime, limit: int) -> list[str]
         "SELECT DISTINCT account_id FROM subsidy_expiries WHERE expires_at <= $1 ORDER BY account_id LIMIT $2",
         now, limit)
     return [r["account_id"] for r in rows]
+
+
+async def negative_balances(conn: Connection) -> tuple[int, int]:
+    """How many accounts' totals are below zero, and the sum of those totals' magnitudes (fen)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS accounts, coalesce(sum(-(subsidy_fen + cash_fen)), 0) AS fen FROM balances"
+        " WHERE subsidy_fen + cash_fen < 0")
+    return int(row["accounts"]), int(row["fen"])

@@ -31,6 +31,7 @@ from hub.service.routes import money as routes_money
 from hub.service.routes import devices as routes_devices
 from hub.service.routes import readers as routes_readers
 from hub.service.routes import reads as routes_reads
+from hub.service.routes import risk as routes_risk
 from hub.service.routes import stats as routes_stats
 from hub.service.routes import tokens as routes_tokens
 from hub.service.token_keys import TokenKeyring
@@ -87,6 +88,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_stats.routes)
     app.router.add_routes(routes_dashboard.routes)
     app.router.add_routes(routes_tokens.routes)
+    app.router.add_routes(routes_risk.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 

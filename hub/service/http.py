@@ -29,7 +29,9 @@ RETRY_AFTER_SECONDS = "1"
 _STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404, AlreadyExists: 409, Conflict: 409, Invalid: 422,
 }
-_FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
+# msgspec names the field at fault "at `$.field`", or, for the top level's fields, as
+# "missing required field `field`" and "unknown field `field`".
+_FIELD_RE = re.compile(r"at `\$\.?([^`]*)`|(?:required|unknown) field `([^`]*)`$")
 MAX_JSON_DEPTH = 32  # DESIGN §9: deeper nesting is malformed
 _NESTED = (dict, list)
 _ESCAPED_SURROGATE_RE = re.compile(rb"\\u[dD][89a-fA-F]")  # any surrogate, high or low
@@ -157,7 +159,7 @@ async def read_body(request: web.Request, body_type: type[T]) -> T:
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _FIELD_RE.search(message)
-        field = match.group(1) if match else None
+        field = (match.group(1) or match.group(2)) if match else None
         raise Problem(422, "invalid", explain_patterns(message), field=field) from None
 
 

@@ -121,3 +121,14 @@ class AccessRuleIn(Strict):
     days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], msgspec.Meta(min_length=1, max_length=7)]
     start: HHMM = msgspec.field(name="from")
     stop: HHMM = msgspec.field(name="to")
+
+
+class LimitsIn(Strict):
+    """A merchant's offline limits (DESIGN §11), every one required: fen, fen per card and local
+    day, fen of a device's offline purchases since its last upload, seconds since that upload
+    (the bounds are ``domain.limits.BOUNDS``, checked again by the domain)."""
+
+    max_amount: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    max_card_day: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
+    max_device_total: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
+    max_offline_seconds: Annotated[int, msgspec.Meta(ge=1, le=2_592_000)]

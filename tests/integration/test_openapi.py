@@ -16,9 +16,9 @@ from tests.conftest import Hub
 PROBLEM = "application/problem+json"
 UNSECURED = {
     ("post", "/v1/devices/{device_id}/events"), ("get", "/v1/devices/{device_id}/hotlist"),
-    ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/hub/key"), ("get", "/dashboard"),
-    ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"), ("get", "/dashboard/dashboard.css"),
-    ("get", "/healthz"),
+    ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/devices/{device_id}/limits"), ("get", "/v1/hub/key"),
+    ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
+    ("get", "/dashboard/dashboard.css"), ("get", "/healthz"),
     ("get", "/metrics"), ("get", "/openapi.json"),
 }
 

@@ -208,7 +208,7 @@ async def test_poison_already_in_the_store_is_projected_and_verify_passes(
         body = await hub.get("/healthz", role=None)
         assert body["status"] == "ok", body
         assert {name: p["position"] for name, p in body["projections"].items()} == dict.fromkeys(
-            ("ledger", "directory", "access", "audit", "stats", "tokens", "reads"), store)
+            ("ledger", "directory", "access", "audit", "stats", "tokens", "reads", "risk"), store)
 
         balance = await hub.get("/v1/accounts/s1/balance")
         debited = await hub.app[POOL].fetchval(

@@ -1,4 +1,4 @@
-"""Device routes (DESIGN §2): signed uploads, the signed hotlist (read by
+"""Device routes (DESIGN §2, §11): signed uploads, the signed hotlist and offline limits (read by
 ``projections.directory_queries``), the hub's public key. No bearer token: signatures authenticate."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from domain.wire import HOTLIST_PREFIX, sign_document
+from domain.wire import HOTLIST_PREFIX, LIMITS_PREFIX, sign_document
 from hub.ingest import pipeline
-from hub.service import responses
+from hub.service import responses, responses_risk
 from hub.service.http import Problem, json_response, read_body
 from hub.service.keys import hub_public_key_b64
 from hub.service.query import SinceQuery, documented, query
@@ -56,6 +56,25 @@ async def hotlist(request: web.Request) -> web.Response:
         "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     return json_response(sign_document(HOTLIST_PREFIX, body, request.app[HUB_KEY]))
+
+
+@routes.get("/v1/devices/{device_id}/limits")
+@documented("Signed offline limits of a point-of-sale device's merchant", auth=False,
+            responses={200: responses_risk.DeviceLimits, 404: None})
+async def limits(request: web.Request) -> web.Response:
+    """The four limits are null, and ``version`` 0, while the merchant has none."""
+    device_id = request.match_info["device_id"]
+    async with request.app[POOL].acquire() as conn:
+        row = await directory_queries.device_limits(conn, device_id)
+    if row is None:
+        raise Problem(404, "not_found", f"device {device_id} is not a registered point-of-sale device, or is revoked")
+    body: dict[str, Any] = {
+        "device": device_id, "merchant_id": row["merchant_id"], "max_amount": row["max_amount_fen"],
+        "max_card_day": row["max_card_day_fen"], "max_device_total": row["max_device_total_fen"],
+        "max_offline_seconds": row["max_offline_seconds"], "version": row["limits_version"],
+        "issued_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    return json_response(sign_document(LIMITS_PREFIX, body, request.app[HUB_KEY]))
 
 
 @routes.get("/v1/hub/key")
