@@ -120,9 +120,9 @@ class SwipeLog(Aggregate):
     event store itself refuses a second envelope for a stored seq (deterministic ids).
 
     It also keeps what the offline limits and the duplicate check read (DESIGN §11), all derived
-    from its own ``Recorded`` events: ``contact_at``, the hub time of its latest recorded event
-    (its last upload); the current offline period, from ``period_from`` with ``period_fen`` of
-    approved offline purchases; and ``recent``, ``[at_ms, card, amount_fen]`` of its latest
+    from its own ``Recorded`` events: ``contact_at``, the ``at`` of its latest online event (its
+    last upload, on its own clock); the current offline period (the offline events since then),
+    from ``period_from`` with ``period_fen`` of approved offline purchases; and ``recent``, ``[at_ms, card, amount_fen]`` of its latest
     purchases within 10 s of one another."""
 
     # The shape of a snapshot. 2: ``contact_at``, ``period_from``, ``period_fen``, ``recent``.
@@ -199,29 +199,26 @@ class SwipeLog(Aggregate):
         at = limits.parse_stored_instant(envelope["at"])
         if at is not None:
             self._note(envelope, result, at)
-        self.contact_at = recorded_at
 
     def _note(self, envelope: SignedEnvelope, result: SwipeResult, at: datetime) -> None:
         """The offline period and the recent purchases after this swipe (see the class)."""
         purchase = envelope["type"] == "purchase"
         if envelope.get("offline"):
-            self.period_from, self.period_fen = self.offline_period(at, envelope["at"])
+            self.period_from, self.period_fen = self.offline_period(envelope["at"])
             if purchase and result["decision"] == "approved":
                 self.period_fen += envelope.get("amount", 0)
+        else:  # an online event is an upload: the device is in contact, no period under way
+            self.contact_at, self.period_from, self.period_fen = envelope["at"], None, 0
         if purchase:
             self.recent = limits.kept_recent(self.recent, limits.instant_ms(at), envelope["card"],
                                              envelope.get("amount", 0))
 
-    def offline_period(self, at: datetime, at_text: str) -> tuple[str, int]:
+    def offline_period(self, at_text: str) -> tuple[str, int]:
         """The start and the approved offline fen so far of the period an offline event dated
-        ``at`` belongs to. The device's last upload before ``at`` is the hub time of its latest
-        recorded event, ``contact_at``: an event after it starts a period from it; one before it
-        belongs to the period under way (a backlog uploaded in several batches is one period).
-        A device that never uploaded starts its period at its first offline event."""
-        if self.contact_at is not None:
-            contact = limits.parse_stored_instant(self.contact_at)
-            if contact is not None and at > contact:
-                return self.contact_at, 0
-        if self.period_from is None:
-            return at_text, 0
-        return self.period_from, self.period_fen
+        ``at_text`` belongs to: the offline events since the device's latest online event are one
+        period (a backlog uploaded in several batches too), from that event's ``at`` — its last
+        upload, on the device's own clock. A device never online starts its period at its first
+        offline event. Only the signed envelopes decide it, so anyone can recompute the flags."""
+        if self.period_from is not None:
+            return self.period_from, self.period_fen
+        return self.contact_at or at_text, 0

@@ -226,7 +226,7 @@ def _offline_limits(ctx: SwipeContext) -> None:
         ctx.card.spend_offline(merchant_id, ctx.local_day, env.amount_fen, env.device, env.seq)
     if ctx.limits is None:
         return
-    period_from, period_fen = ctx.log.offline_period(env.occurred_at, env.raw["at"])
+    period_from, period_fen = ctx.log.offline_period(env.raw["at"])
     since = limits.parse_stored_instant(period_from)
     offline_seconds = (env.occurred_at - since).total_seconds() if since is not None else 0.0
     if limits.beyond(ctx.limits, env.amount_fen, card_day_fen, period_fen + env.amount_fen, offline_seconds):

@@ -119,3 +119,12 @@ async def negative_balances(conn: Connection) -> tuple[int, int]:
         "SELECT count(*) AS accounts, coalesce(sum(-(subsidy_fen + cash_fen)), 0) AS fen FROM balances"
         " WHERE subsidy_fen + cash_fen < 0")
     return int(row["accounts"]), int(row["fen"])
+
+
+async def refunds_between(conn: Connection, start: datetime, end: datetime) -> tuple[int, int]:
+    """The refunds of the purchases made in [start, end) (a refund row carries its purchase's
+    time): how many, and their fen."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS refunds, coalesce(sum(amount_fen), 0) AS fen FROM transactions"
+        " WHERE kind = 'refund' AND occurred_at >= $1 AND occurred_at < $2", start, end)
+    return int(row["refunds"]), int(row["fen"])

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from projections import audit_queries, directory_queries
+from projections import audit_queries, directory_queries, ledger_queries, risk_queries
 from projections.queries import Connection, local_day
 
 # by → the column of stats_hourly and stats_sales it groups by
@@ -141,12 +141,14 @@ class DashboardDay:
     gates: list[Any]  # per zone (and its name): approved ``in``, ``out``, and ``declined``
     declines: list[Any]  # kind (pos | gate), reason, count: the day's declined swipes, most first
     checkpoint: Any  # the latest audit checkpoint, or None
+    refunds: tuple[int, int]  # the refunds of the day's purchases: how many, fen
+    exposure: risk_queries.Exposure  # money at risk now, whatever the day
 
 
 async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
     """Everything the dashboard shows of one local day in ``tz``."""
     span = local_day(day, tz)
-    sales, cards, merchants, locations, minutes, gates, declines, checkpoint = await asyncio.gather(
+    sales, cards, merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure = await asyncio.gather(
         pool.fetch(
             "SELECT GROUPING(merchant_id, meal, device_id, category) AS g, merchant_id, meal, device_id, category,"
             " sum(count)::bigint AS count, sum(amount_fen) AS amount FROM stats_hourly"
@@ -174,12 +176,14 @@ async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
             *span,
         ),
         audit_queries.latest_checkpoint(pool),
+        ledger_queries.refunds_between(pool, *span),
+        risk_queries.exposure(pool),
     )
     by_set: dict[str, list[Any]] = {}
     for row in sales:
         by_set.setdefault(SALES_SETS.get(row["g"], ""), []).append(row)
     return DashboardDay(by_set, {(r["merchant_id"], r["meal"], r["category"]): r["cards"] for r in cards},
-                        merchants, locations, minutes, gates, declines, checkpoint)
+                        merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure)
 
 
 async def _gates(pool: Connection, start: datetime, end: datetime) -> list[Any]:

@@ -105,11 +105,12 @@ class EventsFen(Answer):
 
 
 class DashboardExposure(Answer):
-    """Money at risk now (DESIGN §11): accounts below zero and by how much, the fen of flagged
-    events, and offline purchases beyond a merchant's limits."""
+    """Money at risk now (DESIGN §11): accounts below zero and by how much, the fen of the
+    purchases devices approved offline (decided without the hub), and those beyond a merchant's
+    limits (``GET /v1/risk/exposure`` has the whole picture)."""
 
     negative_balances: AccountsFen
-    flagged_fen: int
+    offline_fen: int
     offline_over_limit: EventsFen
 
 
@@ -136,7 +137,7 @@ class Dashboard(Answer):
     per_minute: list[PerMinute]
     gates: list[Gates]
     declines: list[Decline]  # the day's declined swipes per kind and reason, most first within a kind
-    refunds: Counted | None  # the day's refunds (DESIGN §11); null until the hub reports them
-    exposure: DashboardExposure | None  # null until the hub reports it
+    refunds: Counted  # the refunds of the day's purchases (DESIGN §11), netted in its sales
+    exposure: DashboardExposure  # money at risk now, whatever the day
     projections: Lag
     checkpoint: DashboardCheckpoint | None

@@ -216,7 +216,7 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     assert shown["gates"] == [["dorm-1", 4, 4, 1]]
     assert shown["declines"] == {"pos-declines": [["card_unknown", 1, "未登记的卡card_unknown1", True]],
                                  "gate-declines": [["no_access", 1, "无通行权限no_access1", True]]}
-    assert shown["tiles"] == ["—", "—"]  # refunds and exposure: not reported by the hub yet
+    assert shown["tiles"] == ["0 笔", "¥0.00"]  # no refund, no account below zero
     assert token not in shown["url"] and shown["url"] == url
     assert token not in shown["cookie"] and token not in shown["local"]
 
@@ -242,25 +242,31 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     await phone_screenshot(devtools, ARTIFACTS / "dashboard-phone-en.png")
 
 
-async def test_the_refunds_and_exposure_tiles_draw_the_documented_shapes(hub: Hub, page: Page) -> None:
-    """Until the hub fills ``refunds`` and ``exposure`` (issue 14's other parts), the hub's real
-    answer is passed on with those two fields set to the shapes ``responses_stats`` documents;
-    once the hub reports them, drop the rewrite and seed refunds and an overdraft instead."""
-    slots = {"refunds": {"count": 3, "amount": 4560},
-             "exposure": {"negative_balances": {"accounts": 2, "fen": 1250}, "flagged_fen": 3300,
-                          "offline_over_limit": {"events": 1, "fen": 20000}}}
-
-    async def fill_slots(route: Route) -> None:
-        answer = await route.fetch()
-        await route.fulfill(response=answer, json={**await answer.json(), **slots})
-
-    await page.route("**/v1/stats/dashboard*", fill_slots)
+async def test_the_refunds_and_exposure_tiles_show_the_hubs_figures(hub: Hub, page: Page) -> None:
+    """A refund by the card office and an offline purchase into overdraft: the tiles show the
+    day's refunds and the money at risk exactly as the hub counts them."""
+    await campus_day(hub)
+    sale = next(t for t in (await hub.get("/v1/accounts/s2/transactions"))["items"] if t["kind"] == "purchase"
+                and t["decision"] == "approved")
+    await hub.post("/v1/accounts/s2/refunds", {"device": sale["device"], "seq": sale["seq"], "amount": 123,
+                                               "reason": "charged twice", "ref": "refund-e2e-1"})
+    await hub.account("s9", cash=100, card="CA0000FF", category="student")
+    till = SimDevice("canteen-2-pos09", "pos")  # a window that lost its link: it approved ¥600 on a ¥1 card
+    await hub.post("/v1/devices", {"device_id": till.device_id, "kind": "pos", "public_key": till.public_key,
+                                   "merchant_id": "canteen-2"})
+    till.purchase("CA0000FF", 60000, at(12 * 60 + 30), offline=True, decision="approved")
+    assert [r["status"] for r in await hub.send(till)] == ["accepted"]
+    await hub.settle()
     await page.goto(str(hub.client.make_url("/dashboard")))
     await sign_in(page, hub.token("manager"))
     await wait_for(page, "document.body.dataset.loaded === '1'")
+    await page.fill("#date", DAY.isoformat())
+    await wait_for(page, f"document.body.dataset.date === '{DAY.isoformat()}'")
+    risk = await hub.get("/v1/risk/exposure", role="auditor")
+    assert risk["negative_balances"] == {"accounts": 1, "fen": 59900}
     shown = await page.evaluate("""() => ["refunds", "refunds-amount", "exposure", "exposure-lines"].map(
         (id) => document.getElementById(id).innerText)""")
-    assert shown == ["3 笔", "¥45.60", "¥12.50", "2 个账户余额为负\n待核查事件 ¥33.00\n离线超限 1 笔，共 ¥200.00"]
+    assert shown == ["1 笔", "¥1.23", "¥599.00", "1 个账户余额为负\n离线批准 ¥600.00\n离线超限 0 笔，共 ¥0.00"]
 
 
 async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, page: Page) -> None:

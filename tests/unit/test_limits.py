@@ -164,9 +164,8 @@ def test_the_card_keeps_its_last_three_local_days() -> None:
 
 
 def test_a_backlog_uploaded_in_two_batches_is_one_period_from_the_last_contact() -> None:
-    """The device's last upload before an offline event is the hub time of its latest recorded
-    event before that event's ``at``: the second batch (at 14:00) still belongs to the period
-    that began at the last online contact (12:00)."""
+    """The offline events since the device's latest online event (12:00, its last upload) are one
+    period, however many uploads bring them; the next online event ends it."""
     clock = Clock(NOON)
     app, pos = campus({**LIMITS, "max_card_day_fen": 50_000}, clock=clock)
     pos.purchase(CARD, 100, NOON)
@@ -183,10 +182,15 @@ def test_a_backlog_uploaded_in_two_batches_is_one_period_from_the_last_contact()
     send(app, pos)
     stored = flags(app)
     assert [seq for seq, f in stored.items() if f] == [12]
-    # ... and 3,600 s after the 12:00 contact is the last second of the period.
-    offline(pos, CARD, 10, NOON + timedelta(hours=3, seconds=1))  # after the 15:00 contact: a new period
+    # Still no online event: 13:00:01 is in the same period, more than 3,600 s after 12:00.
+    offline(pos, CARD, 10, NOON + timedelta(hours=1, seconds=1))
     send(app, pos)
-    assert flags(app)[13] == []
+    assert flags(app)[13] == ["offline_over_limit"]
+    # An online purchase at 15:00 is a contact: the next offline event starts a period from it.
+    pos.purchase(OTHER, 10, NOON + timedelta(hours=3))
+    offline(pos, CARD, 10, NOON + timedelta(hours=3, minutes=1))
+    send(app, pos)
+    assert flags(app)[15] == []
 
 
 def test_max_offline_seconds_counts_from_the_last_upload() -> None:

@@ -19,7 +19,7 @@ from hub.service.health import positions
 from hub.service.http import Problem, authenticate, authorize, json_response
 from hub.service.query import ConsumptionQuery, DashboardQuery, documented, query
 from hub.service.typedefs import POOL, SETTINGS
-from projections import directory_queries, stats_queries
+from projections import directory_queries, risk_queries, stats_queries
 from projections.stats_privacy import MIN_CARDS, OTHER, Group, merge_small_groups, union_of
 
 STATS_READERS = ("admin", "auditor", "manager")
@@ -101,15 +101,20 @@ async def dashboard(request: web.Request) -> web.Response:
                    "declined": r["declined"]} for r in found.gates],
         # Declines are aggregates without cards: a manager sees them as they are.
         "declines": [{"kind": r["kind"], "reason": r["reason"], "count": r["count"]} for r in found.declines],
-        # SLOT (issue 14, for the lead): the day's refunds {"count", "amount"} and the exposure of
-        # GET /v1/risk/exposure {"negative_balances": {"accounts", "fen"}, "flagged_fen",
-        # "offline_over_limit": {"events", "fen"}} (responses_stats.Counted, DashboardExposure);
-        # the page draws them as soon as they are not null.
-        "refunds": None,
-        "exposure": None,
+        # The refunds of the day's purchases (netted in the sales above), and the money at risk now.
+        "refunds": {"count": found.refunds[0], "amount": found.refunds[1]},
+        "exposure": _exposure(found.exposure),
         "projections": {"store_position": store, "lag_events": max((store - p for p in views.values()), default=0)},
         "checkpoint": {key: latest[key] for key in ("tree_size", "root_hash", "issued_at")} if latest else None,
     })
+
+
+def _exposure(found: risk_queries.Exposure) -> dict[str, Any]:
+    """The dashboard's share of ``GET /v1/risk/exposure``: what a manager needs to see of it."""
+    over = next((f for f in found.flags if f["flag"] == "offline_over_limit"), None)
+    return {"negative_balances": {"accounts": found.negative_accounts, "fen": found.negative_fen},
+            "offline_fen": sum(int(d["fen"]) for d in found.devices),
+            "offline_over_limit": {"events": int(over["events"]) if over else 0, "fen": int(over["fen"]) if over else 0}}
 
 
 def _sales_sections(found: stats_queries.DashboardDay) -> dict[str, Any]:

@@ -153,7 +153,7 @@ import { REASONS, TEXT } from "./dashboard-text.js";
     renderSystem(d.projections, d.checkpoint, d.time_zone);
   }
 
-  // Refunds and exposure: "—" while the hub answers null (responses_stats.Counted, DashboardExposure).
+  // Refunds and exposure: "—" until the first answer (responses_stats.Counted, DashboardExposure).
   function renderSlots(refunds, exposure) {
     $("refunds").dataset.shown = refunds ? "1" : "";
     $("refunds").textContent = refunds ? t("refundsN", { count: num(refunds.count) }) : "—";
@@ -163,7 +163,7 @@ import { REASONS, TEXT } from "./dashboard-text.js";
     $("exposure").textContent = exposure ? money(exposure.negative_balances.fen) : "—";
     $("exposure-lines").replaceChildren(...(exposure ? [
       t("negativeBalances", { accounts: num(exposure.negative_balances.accounts) }),
-      t("flaggedFen", { fen: money(exposure.flagged_fen) }),
+      t("offlineFen", { fen: money(exposure.offline_fen) }),
       t("offlineOverLimit", { events: num(exposure.offline_over_limit.events),
                               fen: money(exposure.offline_over_limit.fen) }),
     ] : []).map((line) => el("li", {}, line)));
