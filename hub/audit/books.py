@@ -56,7 +56,9 @@ class Sums:
 
 
 def _money(fen: int) -> str:
-    return f"¥{fen / 100:,.2f} ({fen:,} fen)"
+    """Yuan with two decimals from integer fen (no float on the way: sums may pass 2^53)."""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{'-' if fen < 0 else ''}¥{whole:,}.{cents:02d} ({fen:,} fen)"
 
 
 def check_books(sums: Sums, replay: Replay, check: Check) -> None:

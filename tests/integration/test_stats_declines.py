@@ -74,7 +74,8 @@ async def test_the_days_declines_are_counted_by_kind_and_reason_and_a_manager_se
         board = await hub.get("/v1/stats/dashboard?date=2026-11-25", role=role)
         assert board["declines"] == EXPECTED, role
         assert "C0FFEE" not in str(board["declines"])
-        assert board["refunds"] is None and board["exposure"] is None  # slots, filled after issue 14 merges
+        assert board["refunds"] == {"count": 0, "amount": 0}
+        assert board["exposure"]["offline_over_limit"] == {"events": 0, "fen": 0}  # no limits set here
     next_day = await hub.get("/v1/stats/dashboard?date=2026-11-26", role="manager")
     assert next_day["declines"] == [{"kind": "pos", "reason": "insufficient_funds", "count": 1}]
     assert (await hub.get("/v1/stats/dashboard?date=2026-11-24", role="manager"))["declines"] == []
