@@ -119,8 +119,8 @@ async def simulate(
                       f"{f' and {len(gate_set.devices)} gates' if gate_set else ''} in {seed_s:.1f} s")
         if campus.meal_refs and campus.meal_expires_at:
             console.print(f"month-end: {len(campus.meal_refs):,} students' meal subsidy (餐补) expires at "
-                          f"{campus.meal_expires_at:%H:%M:%S} by the hub's clock, during the day (the demo runs"
-                          " a campus day in about a minute)", highlight=False)
+                          f"{campus.meal_expires_at:%H:%M:%S},\n  during the day (its hours pass in about a minute"
+                          " of wall time)", highlight=False)
         day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [])
         day.pos = pos_drivers(campus, day.tally, rng, offline_share)
         day.gates = gate_drivers(gate_set, campus, day.gate_tally) if gate_set else {}
