@@ -21,6 +21,7 @@ async def test_a_small_campus_day_balances_and_its_statistics_match_the_devices(
     assert books is not None and books.balanced, books
     assert books.refunds > 0 and books.expired > 0 and report.office.meal_pending == 0
     assert len(report.office.closures) == CLOSURES and books.payouts == sum(c["payout"] for c in report.office.closures)
+    assert report.tally.decisions["declined: card_cancelled"] > 0  # the closed accounts' evening purchases
     stats = report.consumption
     assert stats is not None and stats.available and stats.checked and stats.matches(report.tally)
     day_total = sum(answer["total"]["amount"] for answer in stats.by_merchant.values())
