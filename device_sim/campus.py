@@ -26,14 +26,15 @@ MERCHANTS = (
     ("laundry", "自助洗衣", "laundry"),
 )
 # Offline limits per merchant (DESIGN §11), fen / fen per card and day / fen per device since its
-# last upload / seconds. A canteen's max_amount sits near the top of its lunch prices
-# (device_sim.day.MEALS): online, the dearest lunches are declined ``over_limit``; offline, the
-# day's rogue window (device_sim.incidents) approves them and the hub flags ``offline_over_limit``.
+# last upload / seconds. max_amount is the top of the merchant's prices (device_sim.day: MEALS,
+# MARKET_FEN, the laundry's): no honest purchase is declined ``over_limit``, only the day's few
+# mistakenly keyed ones (device_sim.day.MISTAKES); offline, the day's rogue window
+# (device_sim.incidents) goes past its device total and the hub flags ``offline_over_limit``.
 LIMITS = {
-    "canteen-1": {"max_amount": 1900, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
-    "canteen-2": {"max_amount": 1500, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
-    "canteen-3": {"max_amount": 2300, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
-    "market": {"max_amount": 5000, "max_card_day": 10_000, "max_device_total": 100_000, "max_offline_seconds": 9000},
+    "canteen-1": {"max_amount": 2000, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "canteen-2": {"max_amount": 1600, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "canteen-3": {"max_amount": 2400, "max_card_day": 5000, "max_device_total": 60_000, "max_offline_seconds": 7200},
+    "market": {"max_amount": 6000, "max_card_day": 10_000, "max_device_total": 100_000, "max_offline_seconds": 9000},
     "laundry": {"max_amount": 1000, "max_card_day": 2000, "max_device_total": 10_000, "max_offline_seconds": 10_800},
 }
 CANTEENS = ("canteen-1", "canteen-2", "canteen-3")
@@ -41,6 +42,7 @@ CANTEEN_SHARE = (45, 35, 20)  # of the windows, and of the cardholders who prefe
 MARKET_TILLS = 4
 DORMS = 4  # students live in dorm-1 … dorm-4 (device_sim.gates)
 WASHERS, DRYERS = 4, 2  # laundry machines per dorm, one device each
+STIPEND_EVERY, STIPEND_FEN = 4, 5000  # students with a meal subsidy who also hold a stipend (助学金)
 VISITOR_EVERY = 250  # one visitor account per this many cardholders (at least two)
 SEED_CONCURRENCY = 64  # card-office requests in flight while seeding
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -65,8 +67,9 @@ class Cardholder:
     dorm: int | None  # 1 … DORMS for students
     favourite: str  # the canteen they go to most
     body: dict[str, Any]  # POST /v1/accounts
-    subsidy_fen: int
+    subsidy_fen: int  # a grant without expiry
     cash_fen: int
+    meal_fen: int = 0  # this month's meal subsidy (餐补): it expires during the day (device_sim.office)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Campus:
     devices: dict[str, SimDevice] = field(default_factory=dict)  # POS device id → the simulated device
     credits_fen: int = 0  # top-ups and subsidies newly credited by this run
     lost: list[str] = field(default_factory=list)
+    meal_refs: dict[str, str] = field(default_factory=dict)  # account → its meal subsidy's ref, credited by this run
+    meal_expires_at: datetime | None = None
 
     @property
     def cards(self) -> list[str]:
@@ -139,7 +144,12 @@ def cardholders(seed: int, count: int, day: date, tz: ZoneInfo, rng: random.Rand
         subsidy = 0 if poor or category == "visitor" else rng.choice((0, 0, 10000, 20000))
         cash = 300 if poor else 5000 if category == "visitor" else rng.randrange(2000, 40000, 100)
         favourite = rng.choices(CANTEENS, weights=CANTEEN_SHARE)[0]
-        people.append(Cardholder(account_id, card_uid(seed, i), category, groups, dorm, favourite, body, subsidy, cash))
+        # A student's subsidy is this month's meal subsidy, which expires today; every
+        # STIPEND_EVERY-th of them also holds a stipend without expiry, spent after it (FIFO).
+        meal = subsidy if category == "student" else 0
+        subsidy = (STIPEND_FEN if i % STIPEND_EVERY == 0 else 0) if meal else subsidy
+        people.append(Cardholder(account_id, card_uid(seed, i), category, groups, dorm, favourite, body, subsidy, cash,
+                                 meal))
     return people
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
 from device_sim.campus import CANTEENS, Campus, Cardholder, Pos
@@ -47,6 +47,7 @@ WASH_FEN, DRY_FEN = 400, 300
 UNKNOWN_CARD_SHARE = 0.004  # a card the hub never issued
 REVERSAL_SHARE = 0.01  # the cashier voids the sale 20 s later
 RESEND_SHARE = 0.01  # the hub's answer is lost on the way: the device sends the event again
+MISTAKES = (3, 6)  # canteen meals a cashier keys with an extra zero (¥150.00 for ¥15.00): over max_amount
 # The day's phases, each from its start to the next one's (the last to midnight). Each is run
 # to its end, every device uploading what it kept, before the next begins.
 PHASES = (("breakfast", time(0)), ("lunch", time(10, 30)), ("afternoon", time(13, 30)),
@@ -150,6 +151,16 @@ class DayPlanner:
             self.add(minute + rng.uniform(40, 55), self.window(f"dryer-{person.dorm}"), person.card, DRY_FEN,
                      voidable=False)
 
+    def mistakes(self) -> None:
+        """A few lunches and dinners keyed ten times their price: declined ``over_limit`` online
+        (an offline window declines them too, but for the day's rogue one)."""
+        rng = self.rng
+        merchant_of = self.campus.merchant_of
+        meals = [i for i, p in enumerate(self.plan) if merchant_of[p.device_id] in CANTEENS
+                 and not p.card.startswith("DEAD") and _minutes(MEALS[1].opens) <= _minutes(p.at.time())]
+        for i in rng.sample(meals, min(rng.randint(*MISTAKES), len(meals))):
+            self.plan[i] = replace(self.plan[i], amount_fen=self.plan[i].amount_fen * 10, reverse=False, resend=False)
+
     def snacks(self, count: int) -> None:
         """Extra purchases outside the meals, when a caller asks for more than the day makes."""
         rng = self.rng
@@ -167,6 +178,7 @@ def campus_day(campus: Campus, rng: random.Random, purchases: int | None = None)
         planner.meals(person)
         planner.market(person)
         planner.laundry(person)
+    planner.mistakes()
     if purchases is not None and purchases > len(planner.plan):
         planner.snacks(purchases - len(planner.plan))
     plan = planner.plan

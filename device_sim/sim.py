@@ -2,7 +2,9 @@
 
 The day (device_sim.day, device_sim.gates) runs phase by phase — breakfast, lunch,
 afternoon, dinner, evening — each as fast as the hub takes it, with a progress bar each.
-Between breakfast and lunch the card office reports a few cards lost."""
+Between breakfast and lunch the card office reports a few cards lost; this month's meal
+subsidies expire during the run; after dinner the card office refunds a few wrong charges and
+closes two accounts (device_sim.office)."""
 
 from __future__ import annotations
 
@@ -30,13 +32,41 @@ from device_sim.device import SimDevice
 from device_sim.driver import Link
 from device_sim.gates import GateDriver, GateSwipe, gate_day, gate_drivers, seed_gates
 from device_sim.incidents import pos_drivers, schedule_faults
+from device_sim.office import (
+    MEAL_EXPIRES_IN_S,
+    OfficeBooks,
+    close_accounts,
+    closable,
+    grant_meal_subsidies,
+    read_meal_expiries,
+    refund_wrong_charges,
+)
 from device_sim.pos import PosDriver
-from device_sim.summary import Consumption, fetch_consumption, fetch_exposure, print_report
+from device_sim.summary import Consumption, fetch_consumption, fetch_exposure, print_report, yuan
 from device_sim.tally import Tally
 
 console = Console()
 LOST_CARDS = 8  # reported lost between breakfast and lunch
 BALANCE_READS = 32  # balance requests in flight for the books
+
+
+@dataclass(frozen=True)
+class Books:
+    """DESIGN §11 from what this run did and was answered, in fen: Σ credits = Σ balances +
+    Σ purchases − Σ reversals − Σ refunds + Σ payouts + Σ expired subsidies."""
+
+    credits: int  # top-ups and subsidies this run credited (201)
+    balances: int  # read back
+    purchases: int  # approved, that moved money (the tally)
+    reversals: int
+    refunds: int  # the card office's refunds (201 answers)
+    payouts: int  # closures' payouts
+    expired: int  # the meal subsidies' expiries read back, and closures' expired subsidy
+
+    @property
+    def balanced(self) -> bool:
+        return self.credits == (self.balances + self.purchases - self.reversals - self.refunds + self.payouts
+                                + self.expired)
 
 
 @dataclass
@@ -45,25 +75,28 @@ class SimReport:
     tally: Tally  # the POS devices
     elapsed_s: float  # the day's phases
     retries: int
-    books: tuple[int, int] | None  # (Σ credits − Σ approved purchases + Σ refunds, Σ balances) in fen
+    books: Books | None
     gates: Tally | None = None  # the dorm and library gates' day, when driven
     seed_s: float = 0.0
     consumption: Consumption | None = None  # the hub's statistics of the day, per merchant
     phases: list[tuple[str, int, float]] = field(default_factory=list)  # (phase, swipes, seconds)
     exposure: dict[str, Any] | None = None  # GET /v1/risk/exposure after the day
+    office: OfficeBooks = field(default_factory=OfficeBooks)
 
     @property
     def ok(self) -> bool:
-        books_ok = self.books is None or self.books[0] == self.books[1]
+        books_ok = self.books is None or self.books.balanced
         return books_ok and (self.consumption is None or self.consumption.matches(self.tally))
 
 
 async def simulate(
     url: str, token: str, *, seed: int, devices: int, accounts: int, swipes: int | None, batch: int,
     offline_share: float, state: Path | None = None, tz: ZoneInfo | None = None, gates: bool = True,
+    meal_expires_in_s: float = MEAL_EXPIRES_IN_S,
 ) -> SimReport:
     """Seeds ``accounts`` cardholders and ``devices`` canteen windows (plus tills, laundry
-    machines and gates), then runs today's campus day; ``swipes``: exactly that many purchases."""
+    machines and gates), then runs today's campus day; ``swipes``: exactly that many purchases.
+    The meal subsidies expire ``meal_expires_in_s`` after seeding (by the hub's clock)."""
     tz = tz or ZoneInfo("Asia/Shanghai")
     rng = random.Random(seed)
     existing = _load_state(state)
@@ -79,10 +112,15 @@ async def simulate(
                                        day=datetime.now(tz).date(), tz=tz, existing=known,
                                        on_progress=lambda n: progress.update(task, advance=n))
             gate_set = await seed_gates(client, seed=seed, existing=known) if gates else None
+            await grant_meal_subsidies(client, campus, meal_expires_in_s)
         _save_state(state, known)
         seed_s = time.perf_counter() - started
         console.print(f"seeded {len(campus.cardholders):,} cardholders, {len(campus.pos)} POS devices"
                       f"{f' and {len(gate_set.devices)} gates' if gate_set else ''} in {seed_s:.1f} s")
+        if campus.meal_refs and campus.meal_expires_at:
+            console.print(f"month-end: {len(campus.meal_refs):,} students' meal subsidy (餐补) expires at "
+                          f"{campus.meal_expires_at:%H:%M:%S},\n  during the day (its hours pass in about a minute"
+                          " of wall time)", highlight=False)
         day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [])
         day.pos = pos_drivers(campus, day.tally, rng, offline_share)
         day.gates = gate_drivers(gate_set, campus, day.gate_tally) if gate_set else {}
@@ -91,11 +129,14 @@ async def simulate(
             await day.run(await Link.open(client, batch), client, rng)
         finally:
             _save_state(state, known)
-        books = await _books(client, campus, day.tally) if existing is None else None
+        books = None
+        if existing is None:
+            await read_meal_expiries(client, campus, day.office)
+            books = await _books(client, campus, day.tally, day.office)
         consumption = await fetch_consumption(client, campus, checked=existing is None)
         exposure = await fetch_exposure(client)
     return SimReport(campus, day.tally, day.elapsed_s, client.retries, books, day.gate_tally if gate_set else None,
-                     seed_s, consumption, day.phases, exposure)
+                     seed_s, consumption, day.phases, exposure, day.office)
 
 
 @dataclass
@@ -109,6 +150,7 @@ class Day:
     gates: dict[str, GateDriver] = field(default_factory=dict)
     phases: list[tuple[str, int, float]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    office: OfficeBooks = field(default_factory=OfficeBooks)
 
     async def run(self, link: Link, client: HubClient, rng: random.Random) -> None:
         bounds = phase_bounds(self.campus)
@@ -130,6 +172,29 @@ class Day:
                 if name == "breakfast":
                     lost = await report_lost(client, self.campus, rng, LOST_CARDS)
                     progress.console.print(f"  {stop:%H:%M} cards reported lost: {', '.join(lost)}", highlight=False)
+                if name == "dinner":
+                    await self._card_office(client, rng, progress.console, stop)
+
+    async def _card_office(self, client: HubClient, rng: random.Random, out: Console, at: datetime) -> None:
+        """After dinner: refunds of a few wrong charges, then two graduating students' accounts
+        closed (their evening purchases at online devices are declined ``card_cancelled``)."""
+        office = self.office
+        await refund_wrong_charges(client, self.campus, self.tally, office, rng)
+        if office.refunds:
+            whole = sum(r["remaining"] == 0 for r in office.refunds)
+            out.print(f"  {at:%H:%M} card office refunds {len(office.refunds)} wrong charges, "
+                      f"¥{yuan(office.refunds_fen)} ({len(office.refunds) - whole} in part, {whole} whole)",
+                      highlight=False)
+        refunded = {r["account_id"] for r in office.refunds}
+        candidates = [c for c in closable(self.campus, self.purchases, self._online, at)
+                      if c.account_id not in refunded]
+        closed = await close_accounts(client, self.campus, office, candidates, rng)
+        if closed:
+            paid = ", ".join(f"{c['account_id']} ¥{yuan(c['payout'])}" for c in closed)
+            out.print(f"  {at:%H:%M} accounts closed (销户, graduating), cash paid out: {paid}", highlight=False)
+
+    def _online(self, device_id: str, at: datetime) -> bool:
+        return not self.pos[device_id].is_offline(at)
 
     async def _phase(self, link: Link, progress: Progress, task: Any, start: datetime,
                      stop: datetime) -> tuple[int, float]:
@@ -158,9 +223,8 @@ class Day:
         return done, time.perf_counter() - began
 
 
-async def _books(client: HubClient, campus: Campus, tally: Tally) -> tuple[int, int]:
+async def _books(client: HubClient, campus: Campus, tally: Tally, office: OfficeBooks) -> Books:
     """Reads every seeded balance back (after the projections catch up) to check the books."""
-    expected = campus.credits_fen - sum(tally.revenue_fen.values()) + sum(tally.refunds_fen.values())
     await client.caught_up()
     semaphore = asyncio.Semaphore(BALANCE_READS)
 
@@ -169,7 +233,10 @@ async def _books(client: HubClient, campus: Campus, tally: Tally) -> tuple[int, 
             _, data = await client.call("GET", f"/v1/accounts/{account_id}/balance")
             return data["total"]
 
-    return expected, sum(await asyncio.gather(*(read(c.account_id) for c in campus.cardholders)))
+    balances = sum(await asyncio.gather(*(read(c.account_id) for c in campus.cardholders)))
+    return Books(credits=campus.credits_fen, balances=balances, purchases=sum(tally.revenue_fen.values()),
+                 reversals=sum(tally.reversals_fen.values()), refunds=office.refunds_fen,
+                 payouts=office.payouts_fen, expired=office.expired_fen)
 
 
 def _load_state(path: Path | None) -> list[SimDevice] | None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from device_sim.campus import MERCHANTS, Campus
 from device_sim.client import HubClient
+from device_sim.office import OFFICE_FAULTS
 from device_sim.pos import FAULTS
 from device_sim.tally import Tally
 
@@ -88,7 +89,7 @@ def _cell(count: int, fen: int) -> str:
 
 def _consumption(report: SimReport) -> Table:
     tally, stats = report.tally, report.consumption
-    table = Table(title="Purchases by merchant and meal period (swipes / ¥, net of reversals)", box=box.SIMPLE_HEAD,
+    table = Table(title="Purchases by merchant and meal period (swipes / ¥, net of reversals and refunds)", box=box.SIMPLE_HEAD,
                   title_justify="left", show_edge=False, pad_edge=False, caption_justify="left")
     table.add_column("merchant", style="bold")
     if stats is None or not stats.available:
@@ -117,7 +118,7 @@ def _consumption(report: SimReport) -> Table:
     table.add_row("all", *(_cell(sums[f"{m} n"], sums[m]) for m in (*MEAL_COLUMNS, "total")),
                   "–" if not stats.checked else "[green]OK[/]" if stats.matches(tally) else "[red]MISMATCH[/]")
     table.caption = ("from GET /v1/stats/consumption?by=meal&merchant=…; check: each total against what "
-                     "the devices were told (approved sales − refunds)" if stats.checked else
+                     "the devices were told (approved sales − reversals − refunds)" if stats.checked else
                      "from GET /v1/stats/consumption?by=meal&merchant=…; not checked against this run's "
                      "devices: the hub holds earlier runs of the day too")
     return table
@@ -146,7 +147,7 @@ def _faults(report: SimReport) -> Table:
     table.add_column("hub answered")
     table.add_column("", justify="right")
     explained: Counter[str] = Counter()
-    for kind, (what, expected) in FAULTS.items():
+    for kind, (what, expected) in {**FAULTS, **OFFICE_FAULTS}.items():
         answers = {answer: n for (k, answer), n in tally.faults.items() if k == kind}
         if not answers:
             continue
@@ -210,8 +211,22 @@ def _throughput(report: SimReport) -> Table:
     if report.retries:
         table.add_row("uploads retried (503 or dropped)", f"{report.retries:,}")
     if report.books is not None:
-        expected, actual = report.books
-        verdict = "[green]OK[/]" if expected == actual else "[red]MISMATCH[/]"
-        table.add_row("books: credits − purchases + refunds", f"¥{yuan(expected)}")
-        table.add_row("books: Σ balances (read back)", f"¥{yuan(actual)} {verdict}")
+        _books(table, report)
     return table
+
+
+def _books(table: Table, report: SimReport) -> None:
+    """DESIGN §11, one term a row: the credits on the left, the rest summed against them."""
+    books = report.books
+    assert books is not None
+    verdict = "[green]OK[/]" if books.balanced else "[red]MISMATCH[/]"
+    right = books.balances + books.purchases - books.reversals - books.refunds + books.payouts + books.expired
+    table.add_row("books: Σ credits (top-ups, subsidies)", f"¥{yuan(books.credits)}")
+    for sign, what, fen in (("=", "Σ balances (read back)", books.balances), ("+", "purchases", books.purchases),
+                            ("−", "reversals", books.reversals), ("−", "refunds", books.refunds),
+                            ("+", "payouts (closures)", books.payouts),
+                            ("+", "expired subsidies", books.expired)):
+        table.add_row(f"  {sign} {what}", f"¥{yuan(fen)}")
+    table.add_row("  = the right-hand side", f"¥{yuan(right)} {verdict}")
+    if report.office.meal_pending:
+        table.add_row("[red]  meal subsidies not seen expired[/]", f"{report.office.meal_pending:,}")

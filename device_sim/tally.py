@@ -16,9 +16,13 @@ class Tally:
     decisions: Counter[str] = field(default_factory=Counter)  # "approved" or "declined: <reason>"
     codes: Counter[str] = field(default_factory=Counter)  # rejection codes
     revenue_fen: Counter[str] = field(default_factory=Counter)  # per merchant: approved purchases
-    refunds_fen: Counter[str] = field(default_factory=Counter)  # per merchant: approved reversals
-    sales: Counter[str] = field(default_factory=Counter)  # per merchant: purchases − reversals that moved money
+    reversals_fen: Counter[str] = field(default_factory=Counter)  # per merchant: approved reversals
+    refunds_fen: Counter[str] = field(default_factory=Counter)  # per merchant: the card office's refunds
+    sales: Counter[str] = field(default_factory=Counter)  # per merchant: purchases − reversals − whole refunds
     faults: Counter[tuple[str, str]] = field(default_factory=Counter)  # (fault sent, the hub's answer)
+    # (device, seq) → the approved online purchases that moved money, for the card office to refund
+    online_purchases: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    reversed: set[tuple[str, int]] = field(default_factory=set)  # (device, seq) of the purchases voided
 
     def add(self, merchant: str, sent: dict[int, dict[str, Any]], results: list[dict[str, Any]]) -> None:
         for result in results:
@@ -40,10 +44,15 @@ class Tally:
             if envelope["type"] == "purchase":
                 self.revenue_fen[merchant] += envelope["amount"]
                 self.sales[merchant] += 1
+                if not envelope.get("offline"):
+                    key = (envelope["device"], envelope["seq"])
+                    self.online_purchases[key] = {"device": key[0], "seq": key[1], "card": envelope["card"],
+                                                  "amount": envelope["amount"], "merchant": merchant}
             elif envelope["type"] == "reversal":
-                refunded = sent_amount(sent, envelope["ref_seq"])
-                self.refunds_fen[merchant] += refunded
-                self.sales[merchant] -= 1 if refunded else 0
+                voided = sent_amount(sent, envelope["ref_seq"])
+                self.reversals_fen[merchant] += voided
+                self.sales[merchant] -= 1 if voided else 0
+                self.reversed.add((envelope["device"], envelope["ref_seq"]))
 
     def add_fault(self, kind: str, results: list[dict[str, Any]]) -> None:
         """A deliberately faulty input and what the hub answered (also counted as a result)."""
@@ -54,8 +63,18 @@ class Tally:
             answer = f"rejected: {result['code']}" if result["status"] == "rejected" else result["status"]
             self.faults[(kind, answer)] += 1
 
+    def add_answer(self, kind: str, answer: str) -> None:
+        """A deliberately faulty card-office request (device_sim.office) and the hub's answer."""
+        self.faults[(kind, answer)] += 1
+
+    def refunded(self, merchant: str, amount_fen: int, *, whole: bool) -> None:
+        """A refund the hub made (201): statistics net it, and count the purchase out once nothing
+        of it remains."""
+        self.refunds_fen[merchant] += amount_fen
+        self.sales[merchant] -= 1 if whole else 0
+
     def net_fen(self, merchant: str) -> int:
-        return self.revenue_fen[merchant] - self.refunds_fen[merchant]
+        return self.revenue_fen[merchant] - self.reversals_fen[merchant] - self.refunds_fen[merchant]
 
 
 def sent_amount(sent: dict[int, dict[str, Any]], seq: int) -> int:

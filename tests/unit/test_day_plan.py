@@ -9,8 +9,8 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from device_sim.campus import CANTEENS, Campus, cardholders, layout
-from device_sim.day import DRY_FEN, MEALS, WASH_FEN, Purchase, campus_day
+from device_sim.campus import CANTEENS, LIMITS, Campus, cardholders, layout
+from device_sim.day import DRY_FEN, MEALS, MISTAKES, WASH_FEN, Purchase, campus_day
 from device_sim.device import SimDevice
 from device_sim.gates import Gates, gate_day
 
@@ -75,6 +75,24 @@ def test_purchases_are_whole_fen_on_the_day_and_laundry_is_fixed_price_and_mostl
     laundry = [p for p in purchases if campus.merchant_of[p.device_id] == "laundry"]
     assert {p.amount_fen for p in laundry} == {WASH_FEN, DRY_FEN}
     assert sum(minute(p.at) >= 17 * 60 for p in laundry) > 0.6 * len(laundry)
+
+
+def test_only_the_few_mistakenly_keyed_meals_are_above_their_merchants_max_amount() -> None:
+    for seed in (5, 7):
+        campus, purchases = plan(seed)
+        merchant_of = campus.merchant_of
+        over = [p for p in purchases if p.amount_fen > LIMITS[merchant_of[p.device_id]]["max_amount"]]
+        assert MISTAKES[0] <= len(over) <= MISTAKES[1]
+        assert all(merchant_of[p.device_id] in CANTEENS and not p.reverse and not p.resend for p in over)
+
+
+def test_students_subsidy_is_the_months_meal_subsidy_and_a_few_also_hold_a_stipend() -> None:
+    people = cardholders(7, 2000, DAY, TZ, random.Random(7))
+    assert all(c.meal_fen == 0 for c in people if c.category != "student")
+    meal = [c for c in people if c.meal_fen]
+    with_stipend = [c for c in meal if c.subsidy_fen]
+    assert meal and 0 < len(with_stipend) < len(meal) / 2
+    assert any(c.subsidy_fen for c in people if c.category == "staff")  # staff subsidies do not expire
 
 
 def test_an_exact_number_of_purchases_when_asked() -> None:
