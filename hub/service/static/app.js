@@ -13,7 +13,6 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   const PIN_RE = /^[0-9]{6}$/;
   const KINDS = { purchase: "purchase", reversal: "reversal", topup: "topup", subsidy: "subsidyIn", refund: "refund",
                   payout: "payout", expiry: "expiry" };
-  const OUT = new Set(["purchase", "payout", "expiry"]);  // money leaving the account
   const AT_A_MERCHANT = new Set(["purchase", "reversal", "refund"]);
   const $ = (id) => document.getElementById(id);
   const state = { lang: "zh", session: null, seq: 0, timer: 0, polls: 0, data: {}, messages: {}, pending: "" };
@@ -169,7 +168,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
       const button = action ? el("button", { type: "button", class: action[1] === "lost" ? "danger" : "primary",
                                              "data-action": action[1], "data-card": c.card_uid }, t(action[0])) : "";
       return el("li", { "data-card": c.card_uid, "data-status": c.status, "data-kind": c.kind },
-        el("span", { class: "card-name" }, t(c.kind), " ", el("span", { class: "mono" }, c.card_uid)),
+        el("span", { class: "card-name" }, t(c.kind), el("small", { class: "mono" }, c.card_uid)),
         el("span", { class: `badge ${c.status}` }, t(c.status)), button);
     });
     if (!rows.length) rows.push(el("li", { class: "empty" }, t("noCards")));
@@ -183,22 +182,23 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     $("transactions").replaceChildren(...rows);
   }
 
+  // ``amount`` is signed (negative for a purchase, a payout, an expiry) and 0 for a declined swipe.
   function transactionRow(x) {
     const declined = x.decision === "declined", kind = t(KINDS[x.kind] ?? x.kind);
     const atMerchant = AT_A_MERCHANT.has(x.kind);
     const title = atMerchant ? x.merchant_name || x.merchant_id || kind : kind;
-    const sign = declined ? "" : OUT.has(x.kind) ? "−" : "+";
+    const amount = declined ? t("declinedShort") : (x.amount > 0 ? "+" : "") + money(x.amount);
     const details = [atMerchant && x.kind !== "purchase" ? kind : "", atMerchant ? x.location : "",
                      x.kind === "refund" ? x.reason : ""].filter(Boolean).join(" · ");
-    const when_ = x.at || x.recorded_at;
+    const after = declined ? t("declined", { reason: REASONS[state.lang][x.reason] ?? x.reason ?? "" })
+      : x.balance === null || x.balance === undefined ? "" : t("balanceAfter", { amount: money(x.balance) });
+    const time = x.at || x.recorded_at;
     return el("li", { "data-kind": x.kind, "data-decision": x.decision ?? "", "data-reason": declined ? x.reason ?? "" : "",
                       "data-seq": x.seq ?? "", "data-device": x.device ?? "", "data-card": x.card ?? "",
-                      "data-amount": x.amount, class: declined ? "declined" : OUT.has(x.kind) ? "out" : "in" },
-      el("span", { class: "what" }, title),
-      el("span", { class: "amount" }, sign + money(x.amount)),
-      el("span", { class: "where" }, details, details ? " " : "", el("time", { datetime: when_ }, when(when_))),
-      el("span", { class: "after" }, declined ? t("declined", { reason: REASONS[state.lang][x.reason] ?? x.reason ?? "" })
-        : x.balance === null || x.balance === undefined ? "" : t("balanceAfter", { amount: money(x.balance) })));
+                      "data-amount": x.amount, class: declined ? "declined" : x.amount < 0 ? "out" : "in" },
+      el("span", { class: "what" }, title), el("span", { class: "amount" }, amount),
+      el("span", { class: "where" }, details, details ? " " : "", el("time", { datetime: time }, when(time))),
+      el("span", { class: "after" }, after));
   }
 
   function renderReads(items) {
