@@ -65,6 +65,13 @@ def _name(account_id: str, stored: personal.Stored, row: Any) -> str | None:
     return clean_text(personal.unseal(bytes(row["key"]), account_id, "name", stored))
 
 
+async def data_key(conn: Connection, account_id: str) -> bytes | None:
+    """The account's data key (DESIGN §12), None when destroyed or never made (an unknown account,
+    or one opened before personal fields were sealed)."""
+    key = await conn.fetchval(f"SELECT key FROM {KEYS_TABLE} WHERE account_id = $1", account_id)  # noqa: S608
+    return bytes(key) if key is not None else None
+
+
 async def balance(conn: Connection, account_id: str) -> Any:
     """The account's ``subsidy_fen`` and ``cash_fen``, or None when there is no such account."""
     return await conn.fetchrow("SELECT subsidy_fen, cash_fen FROM balances WHERE account_id = $1", account_id)

@@ -20,7 +20,7 @@ UNSECURED = {
     ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
     ("get", "/dashboard/dashboard.css"), ("get", "/app"), ("get", "/app/app.js"), ("get", "/app/app-text.js"),
     ("get", "/app/app.css"), ("get", "/healthz"),
-    ("get", "/metrics"), ("get", "/openapi.json"),
+    ("get", "/metrics"), ("get", "/openapi.json"), ("post", "/v1/sessions"),
 }
 
 
