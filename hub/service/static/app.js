@@ -244,6 +244,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     const button = $("signin").querySelector("button[type=submit]");
     const body = { account_id: $("account-id").value.trim(), pin: $("pin").value };
     button.disabled = true;
+    say("signin-message", null);
     setStatus(t("signingIn"));
     try {
       const resp = await fetch("/v1/sessions", { method: "POST", body: JSON.stringify(body), cache: "no-store",
@@ -297,9 +298,9 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   async function changePin(event) {
     event.preventDefault();
     const old = $("old-pin").value, pin = $("new-pin").value;
+    say("pin-message", null);
     if (!PIN_RE.test(pin)) return say("pin-message", "pinNotSix");
     if (pin !== $("new-pin-again").value) return say("pin-message", "pinMismatch");
-    say("pin-message", null);
     const answer = await api("POST", mine("/pin"), { pin, old_pin: old });
     for (const id of ["old-pin", "new-pin", "new-pin-again"]) $(id).value = "";
     if (answer.ok) say("pin-message", "pinChanged", null, "ok");
