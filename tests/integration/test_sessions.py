@@ -75,7 +75,7 @@ async def test_the_card_office_sets_a_pin_and_the_cardholder_signs_in_to_its_own
     # accepted at once, before any view has the token: the registry was told
     assert await as_holder(hub, token, "GET", "/v1/accounts/s1/balance") == (
         200, {"account_id": "s1", "cash": 1_000, "subsidy": 0, "total": 1_000})
-    for path in ("", "/transactions", "/reads"):
+    for path in ("", "/transactions", "/reads", "/cards"):
         assert (await as_holder(hub, token, "GET", f"/v1/accounts/s1{path}"))[0] == 200, path
         status, problem = await as_holder(hub, token, "GET", f"/v1/accounts/s2{path}")
         assert (status, problem["code"]) == (403, "forbidden"), path
