@@ -84,13 +84,17 @@ async def account_exists(conn: Connection, account_id: str) -> bool:
 async def transactions(conn: Connection, account_id: str, keyset: Keyset,
                        start: datetime | None, end: datetime | None) -> Page | None:
     """A page of the account's transactions, newest first, that happened (on the device's clock,
-    else when recorded) in ``[start, end)``; None when there is no such account."""
+    else when recorded) in ``[start, end)``; None when there is no such account. Each row has its
+    merchant's ``merchant_name`` and its device's ``location`` from the directory's views (None
+    when unknown, and for credits), joined in the one query."""
     if not await account_exists(conn, account_id):
         return None
     return await fetch_page(
         conn,
-        f"SELECT * FROM transactions WHERE account_id = $1 AND {in_window('coalesce(occurred_at, recorded_at)', 2)}",
-        (account_id, start, end), keyset,
+        "SELECT t.*, m.name AS merchant_name, d.location FROM transactions t"
+        " LEFT JOIN merchants m ON m.merchant_id = t.merchant_id LEFT JOIN devices d ON d.device_id = t.device_id"
+        f" WHERE t.account_id = $1 AND {in_window('coalesce(t.occurred_at, t.recorded_at)', 2)}",
+        (account_id, start, end), keyset, key="t.notification_id",
     )
 
 

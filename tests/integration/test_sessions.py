@@ -14,9 +14,11 @@ from typing import Any
 import jwt
 import pytest
 
+from hub.audit.verify import verify
 from hub.service.query import OPERATIONS
 from hub.service.routes.sessions import create_session
-from hub.service.typedefs import APPLICATION, POOL, SIGN_IN
+from hub.service.typedefs import APPLICATION, HUB_KEY, POOL, SIGN_IN
+from hub.storage.store import Database
 from tests.conftest import Hub
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,7 +77,7 @@ async def test_the_card_office_sets_a_pin_and_the_cardholder_signs_in_to_its_own
     # accepted at once, before any view has the token: the registry was told
     assert await as_holder(hub, token, "GET", "/v1/accounts/s1/balance") == (
         200, {"account_id": "s1", "cash": 1_000, "subsidy": 0, "total": 1_000})
-    for path in ("", "/transactions", "/reads"):
+    for path in ("", "/transactions", "/reads", "/cards"):
         assert (await as_holder(hub, token, "GET", f"/v1/accounts/s1{path}"))[0] == 200, path
         status, problem = await as_holder(hub, token, "GET", f"/v1/accounts/s2{path}")
         assert (status, problem["code"]) == (403, "forbidden"), path
@@ -219,6 +221,19 @@ async def test_the_pin_and_its_hash_are_nowhere_in_the_database(hub: Hub, caplog
     assert not any(n in caplog.text for n in needles[:4])
     events = await pool.fetchval("SELECT count(*) FROM cardhub_events WHERE topic LIKE '%Account.PinSet'")
     assert events == 2
+
+
+async def test_audit_verify_passes_and_counts_the_cardholder_as_an_actor(hub: Hub, database: Database) -> None:
+    """PinSet and a session's Token.Issued are command events with their actor; every
+    projection replays them (the views ignore them) and the Merkle log holds them."""
+    await with_pin(hub, "s1")
+    token = await session(hub, "s1")
+    await as_holder(hub, token, "POST", "/v1/accounts/s1/pin", {"pin": OTHER_PIN, "old_pin": PIN})
+    await hub.settle()
+    report = await asyncio.to_thread(verify, database, hub.app[HUB_KEY].public_key())
+    assert report.ok, [(c.name, c.problem) for c in report.checks if c.problem]
+    [line] = [c for c in report.checks if c.name.startswith("actors")]
+    assert "cardholder 2" in line.detail, line.detail  # the session's Token.Issued and the PIN change
 
 
 async def test_hostile_bodies_are_refused_and_write_nothing(hub: Hub) -> None:
