@@ -19,7 +19,7 @@ UNSECURED = {
     ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/devices/{device_id}/limits"), ("get", "/v1/hub/key"),
     ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
     ("get", "/dashboard/dashboard.css"), ("get", "/app"), ("get", "/app/app.js"), ("get", "/app/app-text.js"),
-    ("get", "/app/app.css"), ("get", "/healthz"),
+    ("get", "/app/app.css"), ("get", "/app/icon.svg"), ("get", "/healthz"),
     ("get", "/metrics"), ("get", "/openapi.json"), ("post", "/v1/sessions"),
 }
 

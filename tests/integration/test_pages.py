@@ -14,10 +14,10 @@ from tests.conftest import Hub
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGES = {
-    "/app": ["/app/app.js", "/app/app-text.js", "/app/app.css"],
+    "/app": ["/app/app.js", "/app/app-text.js", "/app/app.css", "/app/icon.svg"],
     "/dashboard": ["/dashboard/dashboard.js", "/dashboard/dashboard-text.js", "/dashboard/dashboard.css"],
 }
-CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css"}
+CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def test_the_policy_is_the_strict_one() -> None:
@@ -41,12 +41,12 @@ async def test_a_page_has_no_inline_script_or_style_and_loads_only_its_own_files
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)  # every script has a src
     assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", html, re.IGNORECASE)
     scripts = re.findall(r'<script type="module" src="([^"]+)"', html)
-    sheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
-    assert sorted(re.findall(r'(?:src|href)="([^"]+)"', html)) == sorted(scripts + sheets)
-    assert all(url.startswith(f"{page}/") for url in scripts + sheets)  # same origin, the page's own
+    links = re.findall(r'<link rel="(?:stylesheet|icon)" href="([^"]+)"', html)
+    assert sorted(re.findall(r'(?:src|href)="([^"]+)"', html)) == sorted(scripts + links)
+    assert all(url.startswith(f"{page}/") for url in scripts + links)  # same origin, the page's own
     script = await (await hub.client.get(scripts[0])).text()
     imported = re.findall(r'^import .* from "\./([^"]+)";$', script, re.MULTILINE)
-    assert sorted([*scripts, *sheets, *(f"{page}/{name}" for name in imported)]) == sorted(PAGES[page])
+    assert sorted([*scripts, *links, *(f"{page}/{name}" for name in imported)]) == sorted(PAGES[page])
 
 
 async def test_the_app_keeps_its_token_in_session_storage_only(hub: Hub) -> None:

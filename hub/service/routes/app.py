@@ -1,5 +1,5 @@
 """The cardholders' phone app (DESIGN §10): one static page, its script (two modules) and its
-style sheet.
+style sheet and icon.
 
 The page itself needs no token; the cardholder signs in on it with account id and PIN
 (``POST /v1/sessions``) and it keeps the session's token in ``sessionStorage`` only."""
@@ -18,4 +18,5 @@ serve(
     PageFile("/app/app-text.js", "app-text.js",
              "The app's words, in Chinese and English (a module the script imports)", "words"),
     PageFile("/app/app.css", "app.css", "The app's style sheet", "style"),
+    PageFile("/app/icon.svg", "app-icon.svg", "The app's icon", "icon"),
 )

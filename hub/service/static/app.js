@@ -117,7 +117,8 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     $("home").hidden = true;
     $("signout").hidden = true;
     $("signin-view").hidden = false;
-    for (const id of ["name", "account", "total", "cash", "subsidy"]) $(id).textContent = "";
+    for (const id of ["name", "account"]) $(id).textContent = "";
+    for (const id of ["total", "cash", "subsidy"]) [$(id).textContent, $(id).dataset[id]] = ["", ""];
     for (const id of ["cards", "transactions", "reads"]) $(id).replaceChildren();
     for (const id of ["cards-message", "pin-message"]) say(id, null);
     say("signin-message", key);
@@ -280,12 +281,27 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   async function cardAction(uid, action) {
     for (const b of $("cards").querySelectorAll("button")) b.disabled = true;
     const answer = await api("POST", `/v1/cards/${encodeURIComponent(uid)}/${action}`);
-    const detail = String(answer.data.detail ?? "");
-    if (answer.ok) say("cards-message", action === "lost" ? "lostDone" : "foundDone", { card: uid }, "ok");
-    else if (answer.status === 409) say("cards-message", action === "lost" ? "lostRefused" : "foundRefused", { detail });
+    if (answer.ok) {  // the writer's answer is newer than the cards' view, which follows within a moment
+      for (const card of state.data.cards) if (card.card_uid === uid) card.status = answer.data.status;
+      renderCards(state.data.cards);
+      return say("cards-message", action === "lost" ? "lostDone" : "foundDone", { card: uid }, "ok");
+    }
+    await loadCards();  // refused: what the hub has now (the page may have been behind)
+    if (answer.status === 409) refused(uid, action, String(answer.data.detail ?? ""));
     else if (answer.status === 403) say("cards-message", "cardForbidden");
     else say("cards-message", "serverError", { status: answer.status });
-    await loadCards();
+  }
+
+  // 409: the card was replaced (补卡) or the account closed meanwhile, or another card is active.
+  function refused(uid, action, detail) {
+    const other = state.data.cards.find((c) => c.card_uid !== uid && c.status === "active");
+    if (state.data.cards.find((c) => c.card_uid === uid)?.status === "cancelled") {
+      say("cards-message", "cardCancelled", { card: uid });
+    } else if (action === "found" && other) {
+      say("cards-message", "foundRefused", { card: other.card_uid });
+    } else {
+      say("cards-message", "actionRefused", { detail });
+    }
   }
 
   function confirmLost(uid) {
