@@ -15,7 +15,8 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
                   payout: "payout", expiry: "expiry" };
   const AT_A_MERCHANT = new Set(["purchase", "reversal", "refund"]);
   const $ = (id) => document.getElementById(id);
-  const state = { lang: "zh", session: null, seq: 0, timer: 0, polls: 0, data: {}, messages: {}, pending: "" };
+  const state = { lang: "zh", session: null, lastAccount: "", seq: 0, timer: 0, polls: 0, data: {}, messages: {},
+                  status: null, pending: "" };
   try { state.lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh"; } catch { /* storage off */ }
   // A label, with {name} replaced by vars.name.
   const t = (key, vars) => (TEXT[state.lang][key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
@@ -55,13 +56,17 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     $(id).dataset.tone = key ? tone || "bad" : "";
     $(id).dataset.key = key || "";
   }
-  function setStatus(text, isError) {
-    $("status").textContent = text;
+  function status(key, vars, isError) {
+    state.status = key ? { key, vars, isError } : null;
+    $("status").textContent = key ? t(key, vars) : "";
     $("status").classList.toggle("error", Boolean(isError));
   }
 
   // --- the session ---
   class SessionEnded extends Error {}
+  class Refused extends Error {  // an answer that is not 2xx (nor 401), where the page expected one
+    constructor(status) { super(`HTTP ${status}`); this.status = status; }
+  }
 
   function loadSession() {
     try {
@@ -81,7 +86,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     const resp = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined,
                                      cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
     let data = {};
-    try { data = await resp.json(); } catch { /* not JSON */ }
+    try { data = (await resp.json()) ?? {}; } catch { /* not JSON */ }
     if (seq !== state.seq) throw new SessionEnded();  // signed out meanwhile: the answer is dropped
     if (resp.status === 401) {
       expire();
@@ -92,7 +97,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   const mine = (what) => `/v1/accounts/${encodeURIComponent(state.session.account_id)}${what}`;
   async function read(path) {
     const answer = await api("GET", path);
-    if (!answer.ok) throw new Error(t("serverError", { status: answer.status }));
+    if (!answer.ok) throw new Refused(answer.status);
     return answer.data;
   }
 
@@ -122,7 +127,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     for (const id of ["cards", "transactions", "reads"]) $(id).replaceChildren();
     for (const id of ["cards-message", "pin-message"]) say(id, null);
     say("signin-message", key);
-    setStatus("");
+    status(null);
     $("pin").value = "";
     $(state.lastAccount ? "pin" : "account-id").focus();
   }
@@ -143,6 +148,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
     $("lang").textContent = state.lang === "zh" ? "English" : "中文";
     for (const [id, m] of Object.entries(state.messages)) if (m) say(id, m.key, m.vars, m.tone);
+    if (state.status) status(state.status.key, state.status.vars, state.status.isError);
     if (state.pending) $("confirm-text").textContent = t("confirmText", { card: state.pending });
     render();
   }
@@ -221,12 +227,12 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     state.polls += 1;
     try {
       await Promise.all([loadBalance(), loadTransactions(), ...(slow ? [loadAccount(), loadCards(), loadReads()] : [])]);
-      setStatus(t("updated", { time: when(new Date().toISOString()).slice(6) }));
+      status("updated", { time: when(new Date().toISOString()).slice(6) });
       document.body.dataset.loaded = "1";
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     } catch (err) {
       if (err instanceof SessionEnded || seq !== state.seq) return;
-      setStatus(err.name === "TypeError" || err.name === "TimeoutError" ? t("retrying") : err.message, true);
+      failed(err);
     }
     if (seq === state.seq) state.timer = setTimeout(poll, Math.max(0, POLL_MS - (performance.now() - started)));
   }
@@ -246,13 +252,13 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     const body = { account_id: $("account-id").value.trim(), pin: $("pin").value };
     button.disabled = true;
     say("signin-message", null);
-    setStatus(t("signingIn"));
+    status("signingIn");
     try {
       const resp = await fetch("/v1/sessions", { method: "POST", body: JSON.stringify(body), cache: "no-store",
         headers: { "Content-Type": "application/json", Accept: "application/json" }, signal: AbortSignal.timeout(TIMEOUT_MS) });
       let data = {};
-      try { data = await resp.json(); } catch { /* not JSON */ }
-      setStatus("");
+      try { data = (await resp.json()) ?? {}; } catch { /* not JSON */ }
+      status(null);
       if (resp.status === 201) return start(data);
       $("pin").value = "";
       if (resp.status === 401) say("signin-message", "wrongPin");
@@ -260,7 +266,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
       else if (resp.status === 422 || resp.status === 400) say("signin-message", "badInput");
       else say("signin-message", "serverError", { status: resp.status });
     } catch {
-      setStatus(t("retrying"), true);
+      status("retrying", null, true);
     } finally {
       button.disabled = false;
     }
@@ -274,7 +280,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     say("signin-message", null);
     $("pin").value = "";
     showHome();
-    setStatus(t("loading"));
+    status("loading");
     poll();
   }
 
@@ -326,10 +332,12 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     else say("pin-message", "pinRefused", { detail: String(answer.data.detail ?? answer.status) });
   }
 
-  // An action's failure that is not the session's end is said on the status line.
-  const run = (action) => action().catch((err) => {
-    if (!(err instanceof SessionEnded)) setStatus(t("retrying"), true);
-  });
+  // A failure that is not the session's end is said on the status line (the next poll retries).
+  function failed(err) {
+    if (err instanceof Refused) status("serverError", { status: err.status }, true);
+    else if (!(err instanceof SessionEnded)) status("retrying", null, true);
+  }
+  const run = (action) => action().catch(failed);
 
   // --- wiring ---
   $("signin").addEventListener("submit", (event) => { signIn(event); });
@@ -359,7 +367,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   state.session = loadSession();
   if (state.session) {
     showHome();
-    setStatus(t("loading"));
+    status("loading");
     poll();
   } else {
     showSignin(null);
