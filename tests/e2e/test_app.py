@@ -135,7 +135,7 @@ async def test_a_student_sees_a_purchase_arrive_and_blocks_and_unblocks_the_lost
     assert (result["decision"], result["reason"]) == ("declined", "card_lost")
     row = await row_of(page, result["seq"])
     assert (row["decision"], row["reason"]) == ("declined", "card_lost")
-    assert row["text"].startswith("第一食堂 未成功 ") and row["text"].endswith(" 未成功：卡已挂失")
+    assert row["text"].startswith("第一食堂 未成功 ") and row["text"].endswith(" 未成功：已挂失的卡")
     await shot(page, "declined")
 
     await page.click(f"#cards li[data-card='{CARD}'] button")  # 解挂: no confirmation needed

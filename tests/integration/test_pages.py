@@ -14,8 +14,9 @@ from tests.conftest import Hub
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGES = {
-    "/app": ["/app/app.js", "/app/app-text.js", "/app/app.css", "/app/icon.svg"],
-    "/dashboard": ["/dashboard/dashboard.js", "/dashboard/dashboard-text.js", "/dashboard/dashboard.css"],
+    "/app": ["/app/app.js", "/app/app-text.js", "/app/reasons.js", "/app/pages.css", "/app/app.css", "/app/icon.svg"],
+    "/dashboard": ["/dashboard/dashboard.js", "/dashboard/dashboard-text.js", "/dashboard/reasons.js",
+                   "/dashboard/pages.css", "/dashboard/dashboard.css"],
 }
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
@@ -44,9 +45,14 @@ async def test_a_page_has_no_inline_script_or_style_and_loads_only_its_own_files
     links = re.findall(r'<link rel="(?:stylesheet|icon)" href="([^"]+)"', html)
     assert sorted(re.findall(r'(?:src|href)="([^"]+)"', html)) == sorted(scripts + links)
     assert all(url.startswith(f"{page}/") for url in scripts + links)  # same origin, the page's own
-    script = await (await hub.client.get(scripts[0])).text()
-    imported = re.findall(r'^import .* from "\./([^"]+)";$', script, re.MULTILINE)
-    assert sorted([*scripts, *links, *(f"{page}/{name}" for name in imported)]) == sorted(PAGES[page])
+    modules, todo = set(scripts), list(scripts)  # and the modules they import, and those theirs
+    while todo:
+        script = await (await hub.client.get(todo.pop())).text()
+        for name in re.findall(r'^(?:import|export) .* from "\./([^"]+)";$', script, re.MULTILINE):
+            if f"{page}/{name}" not in modules:
+                modules.add(f"{page}/{name}")
+                todo.append(f"{page}/{name}")
+    assert sorted([*modules, *links]) == sorted(PAGES[page])
 
 
 async def test_the_app_keeps_its_token_in_session_storage_only(hub: Hub) -> None:

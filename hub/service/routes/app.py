@@ -17,6 +17,9 @@ serve(
     PageFile("/app/app.js", "app.js", "The app's script", "script"),
     PageFile("/app/app-text.js", "app-text.js",
              "The app's words, in Chinese and English (a module the script imports)", "words"),
+    PageFile("/app/reasons.js", "reasons.js", "Decline reasons in words, Chinese and English (a module the words import)",
+             "reasons"),
+    PageFile("/app/pages.css", "pages.css", "The palette and fonts of the hub's pages", "palette"),
     PageFile("/app/app.css", "app.css", "The app's style sheet", "style"),
     PageFile("/app/icon.svg", "app-icon.svg", "The app's icon", "icon"),
 )

@@ -15,5 +15,8 @@ serve(
     PageFile("/dashboard/dashboard.js", "dashboard.js", "The dashboard's script", "script"),
     PageFile("/dashboard/dashboard-text.js", "dashboard-text.js",
              "The dashboard's words, in Chinese and English (a module the script imports)", "words"),
+    PageFile("/dashboard/reasons.js", "reasons.js", "Decline reasons in words, Chinese and English (a module the words import)",
+             "reasons"),
+    PageFile("/dashboard/pages.css", "pages.css", "The palette and fonts of the hub's pages", "palette"),
     PageFile("/dashboard/dashboard.css", "dashboard.css", "The dashboard's style sheet", "style"),
 )

@@ -62,23 +62,8 @@ export const TEXT = {
   },
 };
 
-// Why a swipe was declined (DESIGN §2, §10, §11), in words.
-export const REASONS = {
-  zh: {
-    insufficient_funds: "余额不足", card_unknown: "未登记的卡", card_lost: "卡已挂失", card_cancelled: "卡已注销",
-    card_expired: "卡不在有效期内", daily_limit: "超过每日限额", no_access: "无通行权限", outside_schedule: "不在开放时间",
-    anti_passback: "重复进入", reversal_invalid: "无效的冲正", over_limit: "超过单笔限额",
-    credential_invalid: "付款码无效", credential_expired: "付款码过期", credential_reused: "付款码已用过",
-  },
-  en: {
-    insufficient_funds: "insufficient funds", card_unknown: "unknown card", card_lost: "card reported lost",
-    card_cancelled: "card cancelled", card_expired: "card not valid now", daily_limit: "daily limit reached",
-    no_access: "no access here", outside_schedule: "outside opening hours", anti_passback: "second entry",
-    reversal_invalid: "invalid reversal", over_limit: "over the merchant's limit",
-    credential_invalid: "invalid payment code", credential_expired: "payment code expired",
-    credential_reused: "payment code used before",
-  },
-};
+// Decline reasons in words: the same for every page of the hub.
+export { REASONS } from "./reasons.js";
 
 // Who read a cardholder's records (the reader's role) and what they read (DESIGN §12).
 export const READERS = {
