@@ -41,7 +41,8 @@ class Account(Aggregate):
     # The shape of a snapshot. 2: every snapshot has ``zones_inside`` (anti-passback, DESIGN §3).
     # 3: ``name`` is a ``personal.Stored`` (sealed), and ``erased_at`` is there (DESIGN §12).
     # 4: the subsidy as ``grants``, ``refunded`` purchases, ``refunds`` by ref, ``closed`` (§11).
-    class_version = 4
+    # 5: ``pin`` and ``pin_set_at``, the query PIN's sealed hash (§10).
+    class_version = 5
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -169,6 +170,12 @@ class Account(Aggregate):
         state["closed"] = None
 
     @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A snapshot from before query PINs: the account has none."""
+        state["pin"] = None
+        state["pin_set_at"] = None
+
+    @staticmethod
     def create_id(account_id: str) -> object:
         return ids.account_id(account_id)
 
@@ -202,6 +209,8 @@ class Account(Aggregate):
         self.card_uids: list[str] = []
         self.zones_inside: list[str] = []  # anti-passback zones passed in and not out
         self.erased_at: str | None = None
+        self.pin: personal.Sealed | None = None  # the query PIN's argon2id hash, sealed (DESIGN §10)
+        self.pin_set_at: str | None = None
 
     def assign_card(self, card_uid: str, actor: Actor) -> None:
         self._card_assigned(card_uid=card_uid, actor=actor)
@@ -248,6 +257,31 @@ class Account(Aggregate):
         """Records that the data key was destroyed; the event holds no personal data."""
         self.erased_at = erased_at
         self.name = None
+
+    # -- the query PIN (DESIGN §10) ----------------------------------------
+
+    class PinSet(Aggregate.Event):
+        """New with its actor (no older shape to upcast). ``pin``: the PIN's memory-hard hash
+        (made by the hub, never here), sealed under the account's data key as the field "pin"
+        (``personal``): never the PIN, and unreadable once the account is erased."""
+
+        pin: personal.Sealed
+        set_at: str
+        actor: Actor
+
+    def set_pin(self, sealed: personal.Sealed, set_at: str, actor: Actor,
+                replacing: personal.Sealed | None = None) -> None:
+        """Sets or changes the PIN; ``replacing``: the sealed hash the caller checked the old PIN
+        against (a cardholder's change), refused if another change came first."""
+        self.refuse_if_closed()
+        if replacing is not None and self.pin != replacing:
+            raise Conflict(f"the PIN of account {self.account_id} was changed meanwhile", code="pin_changed")
+        self._pin_set(pin=sealed, set_at=set_at, actor=actor)
+
+    @event(PinSet)
+    def _pin_set(self, pin: personal.Sealed, set_at: str, actor: Actor) -> None:
+        self.pin = pin
+        self.pin_set_at = set_at
 
     # -- credits and expiring subsidies ------------------------------------
 

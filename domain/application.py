@@ -25,9 +25,10 @@ from domain.actors import Actor, check
 from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
-from domain.errors import AlreadyExists, Conflict, Invalid, NotFound
+from domain.errors import AlreadyExists, Conflict, Forbidden, Invalid, NotFound
 from domain.facts import Rejection, UploadResult
 from domain.money import MoneyOffice
+from domain.pins import PinOffice
 from domain.reads import Access, ReadOf, record_read
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.tokens import TokenOffice
@@ -57,7 +58,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CampusCard(MoneyOffice, TokenOffice, Application):
+class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
@@ -241,14 +242,15 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
         self.save(card, account, *replaced)
         return card
 
-    def report_lost(self, card_uid: str, *, actor: Actor) -> Card:
-        card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
+    def report_lost(self, card_uid: str, *, actor: Actor, owner: str | None = None) -> Card:
+        """``owner``: the account a cardholder acts for (DESIGN §10); its own cards only."""
+        card = self._card_of(card_uid, owner)
         card.report_lost(check(actor))
         self.save(card)
         return card
 
-    def report_found(self, card_uid: str, *, actor: Actor) -> Card:
-        card: Card = self._get(ids.card_id(card_uid), f"card {card_uid}")
+    def report_found(self, card_uid: str, *, actor: Actor, owner: str | None = None) -> Card:
+        card = self._card_of(card_uid, owner)
         account = self.get_account(card.account_id)
         account.refuse_if_closed()
         for uid in account.card_uids:
@@ -256,6 +258,16 @@ class CampusCard(MoneyOffice, TokenOffice, Application):
                 raise Conflict(f"account {account.account_id} has another active card {uid}")
         card.report_found(check(actor))
         self.save(card)
+        return card
+
+    def _card_of(self, card_uid: str, owner: str | None) -> Card:
+        """The card; for a cardholder (``owner``), one of its account's, and an unknown card is
+        refused alike, so that the answer does not tell which cards exist."""
+        card: Card | None = self._find(ids.card_id(card_uid))
+        if owner is not None and (card is None or card.account_id != owner):
+            raise Forbidden(f"card {card_uid} is not a card of account {owner}")
+        if card is None:
+            raise NotFound(f"card {card_uid} not found")
         return card
 
     def credit(self, account_id: str, kind: str, amount_fen: int, ref: str, *, actor: Actor,

@@ -31,6 +31,13 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Forbidden(DomainError):
+    """A caller acting on a record that is not its own (a cardholder and another account's card),
+    known only where the record is (the writer)."""
+
+    code = "forbidden"
+
+
 class Invalid(DomainError):
     """A value that breaks a rule of DESIGN §1–2 (e.g. a pos device without a merchant)."""
 

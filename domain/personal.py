@@ -2,7 +2,9 @@
 its events sealed with AES-256-GCM under a data key of that account, kept outside the event
 store; destroying the key erases them while every event and Merkle proof stays as it was.
 
-Personal fields: ``name``. The account id (a student or staff number) stays readable: it is
+Personal fields: ``name``. Sealed the same way: ``pin``, the hash of the query PIN (DESIGN §10),
+which names no one but is a secret of the person, and opens no more once the account is erased.
+The account id (a student or staff number) stays readable: it is
 the aggregate's natural key, its uuid5 is the originator id of every event of the account, and
 swipes, transactions and the audit index are found by it; it names no one without the
 university's registry. Category, groups, limits and validity dates identify no one.
@@ -24,7 +26,7 @@ from typing import Literal, Protocol, TypedDict
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-PERSONAL_FIELDS = ("name",)
+PERSONAL_FIELDS = ("name", "pin")
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits, random for every value sealed
 AAD_PREFIX = b"cardhub/personal/v1\n"

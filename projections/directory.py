@@ -36,6 +36,7 @@ class DirectoryView(View):
                      ("limits_version", "bigint NOT NULL DEFAULT 0"))
     indexes = (
         "CREATE INDEX IF NOT EXISTS cards_by_hotlist_version ON {schema}.cards (hotlist_version)",
+        "CREATE INDEX IF NOT EXISTS cards_by_account ON {schema}.cards (account_id)",  # a cardholder's cards
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

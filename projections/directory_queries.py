@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from projections.queries import Connection
+from projections.ledger_queries import account_exists
+from projections.queries import EVENTS_TABLE, Connection, Keyset, Page, fetch_page
 
 
 async def merchant_exists(conn: Connection, merchant_id: str) -> bool:
@@ -20,6 +22,22 @@ async def merchants(conn: Connection) -> list[Any]:
 async def pos_locations(conn: Connection) -> dict[str, str]:
     """Each point-of-sale device's location."""
     return dict(await conn.fetch("SELECT device_id, location FROM devices WHERE kind = 'pos'"))
+
+
+async def account_cards(conn: Connection, account_id: str, keyset: Keyset,
+                        start: datetime | None = None, end: datetime | None = None) -> Page | None:
+    """A page of the account's cards (``card_uid``, ``status``), newest issued first — by the
+    position of its ``Card.Issued`` in the store, so the view needs no column for it; None when
+    there is no such account. (``start`` and ``end``: none, the route takes no time filter.)"""
+    assert start is None and end is None, (start, end)
+    if not await account_exists(conn, account_id):
+        return None
+    return await fetch_page(
+        conn,
+        f"SELECT c.card_uid, c.status, e.notification_id FROM cards c JOIN {EVENTS_TABLE} e"  # noqa: S608
+        " ON e.originator_id = c.aggregate_id AND e.originator_version = 1 WHERE c.account_id = $1",
+        (account_id,), keyset, key="e.notification_id",
+    )
 
 
 async def gate_zone(conn: Connection, device_id: str) -> Any:

@@ -65,6 +65,13 @@ def _name(account_id: str, stored: personal.Stored, row: Any) -> str | None:
     return clean_text(personal.unseal(bytes(row["key"]), account_id, "name", stored))
 
 
+async def data_key(conn: Connection, account_id: str) -> bytes | None:
+    """The account's data key (DESIGN §12), None when destroyed or never made (an unknown account,
+    or one opened before personal fields were sealed)."""
+    key = await conn.fetchval(f"SELECT key FROM {KEYS_TABLE} WHERE account_id = $1", account_id)  # noqa: S608
+    return bytes(key) if key is not None else None
+
+
 async def balance(conn: Connection, account_id: str) -> Any:
     """The account's ``subsidy_fen`` and ``cash_fen``, or None when there is no such account."""
     return await conn.fetchrow("SELECT subsidy_fen, cash_fen FROM balances WHERE account_id = $1", account_id)
@@ -77,13 +84,17 @@ async def account_exists(conn: Connection, account_id: str) -> bool:
 async def transactions(conn: Connection, account_id: str, keyset: Keyset,
                        start: datetime | None, end: datetime | None) -> Page | None:
     """A page of the account's transactions, newest first, that happened (on the device's clock,
-    else when recorded) in ``[start, end)``; None when there is no such account."""
+    else when recorded) in ``[start, end)``; None when there is no such account. Each row has its
+    merchant's ``merchant_name`` and its device's ``location`` from the directory's views (None
+    when unknown, and for credits), joined in the one query."""
     if not await account_exists(conn, account_id):
         return None
     return await fetch_page(
         conn,
-        f"SELECT * FROM transactions WHERE account_id = $1 AND {in_window('coalesce(occurred_at, recorded_at)', 2)}",
-        (account_id, start, end), keyset,
+        "SELECT t.*, m.name AS merchant_name, d.location FROM transactions t"
+        " LEFT JOIN merchants m ON m.merchant_id = t.merchant_id LEFT JOIN devices d ON d.device_id = t.device_id"
+        f" WHERE t.account_id = $1 AND {in_window('coalesce(t.occurred_at, t.recorded_at)', 2)}",
+        (account_id, start, end), keyset, key="t.notification_id",
     )
 
 

@@ -1,1 +1,1 @@
-"""The HTTP service: app factory, middleware, schemas, OpenAPI, metrics, keys, health, the access log, reads of a person recorded, routes/, static/; may import ingest, runner, audit, storage, config, projections, domain."""
+"""The HTTP service: app factory, middleware, schemas, OpenAPI, metrics, keys, health, the access log, reads of a person recorded, cardholders' sign-in (PINs, lockout), routes/, static/; may import ingest, runner, audit, storage, config, projections, domain."""

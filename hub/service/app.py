@@ -32,12 +32,14 @@ from hub.service.routes import devices as routes_devices
 from hub.service.routes import readers as routes_readers
 from hub.service.routes import reads as routes_reads
 from hub.service.routes import risk as routes_risk
+from hub.service.routes import sessions as routes_sessions
 from hub.service.routes import stats as routes_stats
 from hub.service.routes import tokens as routes_tokens
+from hub.service.sign_in import SignIn
 from hub.service.token_keys import TokenKeyring
 from hub.service.token_registry import TokenRegistry
 from hub.service.typedefs import (
-    APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, TOKEN_KEYS, TOKENS, VERIFIERS, WRITER,
+    APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, SIGN_IN, TOKEN_KEYS, TOKENS, VERIFIERS, WRITER,
 )
 from hub.storage import store
 from hub.storage.store import Database
@@ -76,6 +78,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app[HUB_KEY] = load_or_create_key(settings.data_dir)  # hotlists, rules, checkpoints
     app[TOKEN_KEYS] = TokenKeyring(settings.data_dir)  # bearer tokens (DESIGN §12)
     app[TOKENS] = TokenRegistry()
+    app[SIGN_IN] = SignIn()  # PINs and the lockout of sign-in (DESIGN §10); tests may set its clock
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources(database))
     app.router.add_routes(routes_admin.routes)
@@ -89,6 +92,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_dashboard.routes)
     app.router.add_routes(routes_tokens.routes)
     app.router.add_routes(routes_risk.routes)
+    app.router.add_routes(routes_sessions.routes)
     app.router.add_get("/openapi.json", openapi)
     return app
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from domain.errors import AlreadyExists, Conflict, DomainError, Invalid, NotFound
+from domain.errors import AlreadyExists, Conflict, DomainError, Forbidden, Invalid, NotFound
 from hub.ingest.isolation import WriterFailed
 from hub.ingest.lanes import Overloaded
 from hub.service.keys import Principal, TokenError, TokenExpired, TokenRevoked, read_token
@@ -27,7 +27,7 @@ T = TypeVar("T")
 PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "1"
 _STATUS_BY_ERROR: dict[type[DomainError], int] = {
-    NotFound: 404, AlreadyExists: 409, Conflict: 409, Invalid: 422,
+    NotFound: 404, AlreadyExists: 409, Conflict: 409, Invalid: 422, Forbidden: 403,
 }
 # msgspec names the field at fault "at `$.field`", or, for the top level's fields, as
 # "missing required field `field`" and "unknown field `field`".

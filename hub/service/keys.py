@@ -145,12 +145,26 @@ def issue_token(
     ttl_s: int = DEFAULT_TTL_S, now: int | None = None,
 ) -> str:
     """A new token, once ``record`` has stored its issuance (``hub.service.token_office``)."""
+    claims = new_claims(key, role, scope, ttl_s=ttl_s, now=now)
+    record(claims)
+    return sign_claims(key, claims)
+
+
+def new_claims(key: TokenKey, role: str, scope: str | None = None, *, ttl_s: int = DEFAULT_TTL_S,
+               now: int | None = None) -> TokenClaims:
+    """The claims of a new token of ``key``: record them (``Token.Issued``), then ``sign_claims``.
+    (``issue_token`` does both; a caller that records asynchronously, as ``POST /v1/sessions``
+    does through the writer, calls the two itself.)"""
     check_role(role, scope)
     if not 0 < ttl_s <= MAX_TTL_S:
         raise TokenError(f"a token lives 1 s to {MAX_TTL_S // 86_400} days")
     iat = int(time.time()) if now is None else now
-    claims = TokenClaims(jti=str(uuid.uuid4()), role=role, scope=scope or None, kid=key.kid, iat=iat, exp=iat + ttl_s)
-    record(claims)
+    return TokenClaims(jti=str(uuid.uuid4()), role=role, scope=scope or None, kid=key.kid, iat=iat, exp=iat + ttl_s)
+
+
+def sign_claims(key: TokenKey, claims: TokenClaims) -> str:
+    """The bearer token of claims already recorded, signed by ``key`` (the one that made them)."""
+    assert claims.kid == key.kid, (claims.kid, key.kid)
     return jwt.encode(claims.jwt_claims(), key.private, algorithm="EdDSA", headers={"kid": key.kid})
 
 

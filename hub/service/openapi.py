@@ -21,6 +21,7 @@ DESCRIPTIONS = {
     401: "Missing, invalid, expired or revoked token", 403: "The token's role or scope does not cover this",
     404: "Unknown id, or an id that cannot exist", 409: "Conflicts with the current state", 413: "Body too large",
     422: "A field or query parameter is invalid; `field` names it",
+    429: "Too many failed attempts: locked; send again after Retry-After seconds",
     503: "The store is unavailable or the hub is at capacity; send again after Retry-After seconds",
 }
 
@@ -94,9 +95,9 @@ def _response(status: int, answer: Any, op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {"description": DESCRIPTIONS.get(status, "")}
     if answer is None:
         out["content"] = {PROBLEM_TYPE: {"schema": {"$ref": REF.format(name="Problem")}}}
-        if status == 503:
+        if status in (429, 503):
             out["headers"] = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
-        if status == 401:
+        if status == 401 and op.auth:  # a route without a token (sign-in) asks for no bearer
             out["headers"] = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
     elif isinstance(answer, Body):
         out["description"] = answer.description or out["description"]

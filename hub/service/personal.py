@@ -14,7 +14,7 @@ from aiohttp import web
 from domain.reads import ReadOf
 from hub.service.http import Problem, authorize
 from hub.service.keys import Principal
-from hub.service.query import PageQuery, query
+from hub.service.query import KeysetQuery, PageQuery, query
 from hub.service.typedefs import POOL, WRITER
 from projections.queries import Connection, Keyset, Page
 
@@ -31,16 +31,18 @@ async def note_read(request: web.Request, caller: Principal, what: str, *, accou
     await request.app[WRITER].record_read(ReadOf(what, caller.actor(), account_id=account, card_uid=card))
 
 
-async def account_page(request: web.Request, roles: tuple[str, ...], what: str,
-                       fetch: AccountPage) -> tuple[PageQuery, Page]:
+async def account_page(request: web.Request, roles: tuple[str, ...], what: str, fetch: AccountPage,
+                       query_type: type[KeysetQuery] = PageQuery) -> tuple[KeysetQuery, Page]:
     """A page of the records of the path's account, for a caller with one of ``roles`` (a
-    cardholder only for its own), the read recorded first: ``404`` for an unknown account."""
+    cardholder only for its own), the read recorded first: ``404`` for an unknown account.
+    ``query_type``: the route's, a ``KeysetQuery`` for a list without ``from`` and ``to``."""
     account_id = request.match_info["account_id"]
     caller = authorize(request, *roles, account=account_id)
-    page = query(request, PageQuery)
+    page = query(request, query_type)
+    start, end = (page.start, page.end) if isinstance(page, PageQuery) else (None, None)
     await note_read(request, caller, what, account=account_id)
     async with request.app[POOL].acquire() as conn:
-        found = await fetch(conn, account_id, page.keyset, page.start, page.end)
+        found = await fetch(conn, account_id, page.keyset, start, end)
     if found is None:
         raise Problem(404, "not_found", f"account {account_id} not found")
     return page, found

@@ -138,13 +138,11 @@ class NoQuery(Query):
 NO_QUERY = NoQuery()
 
 
-class PageQuery(Query):
-    """``limit``, ``cursor``, ``from`` and ``to`` of a list (DESIGN §6), newest first."""
+class KeysetQuery(Query):
+    """``limit`` and ``cursor`` of a list (DESIGN §6), newest first: a list with no time to filter on."""
 
     limit: Limit = 100
     cursor: Cursor | None = None
-    start: Instant | None = msgspec.field(default=None, name="from")
-    end: Instant | None = msgspec.field(default=None, name="to")
 
     @property
     def before(self) -> int:
@@ -159,6 +157,13 @@ class PageQuery(Query):
     def next_cursor(self, page: Page) -> str | None:
         """The cursor of the page after ``page``, None when it was the last."""
         return None if page.next_before is None else Cursor.encode(page.next_before)
+
+
+class PageQuery(KeysetQuery):
+    """``limit``, ``cursor``, ``from`` and ``to`` of a list (DESIGN §6), newest first."""
+
+    start: Instant | None = msgspec.field(default=None, name="from")
+    end: Instant | None = msgspec.field(default=None, name="to")
 
 
 @dataclass(frozen=True)

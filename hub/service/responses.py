@@ -142,6 +142,8 @@ class Transaction(Answer):
     at: str | None = None
     flags: list[str] = []
     reason: str | None = None
+    merchant_name: str | None = None  # purchases, reversals, refunds: the merchant's, null when unknown
+    location: str | None = None  # … and the device's location (a canteen's window), null when unknown
 
 
 class Transactions(Answer):
@@ -313,6 +315,32 @@ class TokenRecord(Answer):
     issued_by: Actor
     revoked_at: str | None
     revoked_by: Actor | None
+
+
+class PinSet(Answer):
+    """The PIN is never in an answer: when it was set, by the hub's clock."""
+
+    account_id: str
+    pin_set_at: str
+
+
+class Session(Answer):
+    """A cardholder's bearer token for its own account (DESIGN §10), valid 12 h."""
+
+    token: str
+    expires_at: str
+    account_id: str
+
+
+class CardItem(Answer):
+    card_uid: str
+    status: Literal["active", "lost", "cancelled"]
+    kind: Literal["physical"]
+
+
+class Cards(Answer):
+    items: list[CardItem]
+    next: str | None
 
 
 class Tokens(Answer):

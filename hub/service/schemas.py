@@ -132,3 +132,19 @@ class LimitsIn(Strict):
     max_card_day: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
     max_device_total: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
     max_offline_seconds: Annotated[int, msgspec.Meta(ge=1, le=2_592_000)]
+
+
+# A query PIN (DESIGN §10): exactly six ASCII digits ("١٢٣٤٥٦" and full-width digits are not).
+Pin = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9]{6}"), description="6 ASCII digits")]
+
+
+class PinIn(Strict):
+    """The card office sets ``pin``; the account's cardholder changes it, giving ``old_pin`` too."""
+
+    pin: Pin
+    old_pin: Pin | None = None
+
+
+class SessionIn(Strict):
+    account_id: AccountId
+    pin: Pin

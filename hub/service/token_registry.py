@@ -7,7 +7,8 @@
   at most ``STORE_SCAN_ROWS`` notifications a beat). So a revocation by ``cardhub token
   revoke`` (another process) is refused on every route within that interval, however far the
   projections lag.
-- The API: ``POST /v1/tokens/{jti}/revoke`` marks its token revoked here at once.
+- The API: ``POST /v1/tokens/{jti}/revoke`` marks its token revoked here at once, and
+  ``POST /v1/sessions`` marks the token it issues as issued.
 - A jti the hub has not seen yet (a token the command line issued a moment ago, before the
   view has it): its Token aggregate is looked up in the event store by id (uuid5 of the
   jti) and the answer kept. No ``Token.Issued`` there: the token is refused, though validly
@@ -84,6 +85,12 @@ class TokenRegistry:
             known = self._known[jti] = _Known(revoked, exp)
         known.revoked = known.revoked or revoked
         return known
+
+    def mark_issued(self, jti: str, exp: float) -> None:
+        """A token this hub has just recorded (``POST /v1/sessions``): accepted on the next request
+        without a read of the store."""
+        self._never.discard(jti)
+        self._learn(jti, False, exp)
 
     def mark_revoked(self, jti: str, exp: float) -> None:
         self._learn(jti, True, exp)

@@ -13,6 +13,7 @@ from hub.ingest.application import IngestCampusCard
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
 from hub.service.metrics import Metrics
+from hub.service.sign_in import SignIn
 from hub.service.token_keys import TokenKeyring
 from hub.service.token_registry import TokenRegistry
 
@@ -26,3 +27,4 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 VERIFIERS = web.AppKey("verifiers", ThreadPoolExecutor)
 TOKEN_KEYS = web.AppKey("token_keys", TokenKeyring)
 TOKENS = web.AppKey("tokens", TokenRegistry)
+SIGN_IN = web.AppKey("sign_in", SignIn)

@@ -19,7 +19,7 @@ UNSECURED = {
     ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/devices/{device_id}/limits"), ("get", "/v1/hub/key"),
     ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
     ("get", "/dashboard/dashboard.css"), ("get", "/healthz"),
-    ("get", "/metrics"), ("get", "/openapi.json"),
+    ("get", "/metrics"), ("get", "/openapi.json"), ("post", "/v1/sessions"),
 }
 
 

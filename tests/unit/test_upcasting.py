@@ -73,16 +73,31 @@ def test_a_snapshot_without_class_version_keeps_the_zones_it_has() -> None:
     assert _swipe(app, gate, "out")["decision"] == "approved"
 
 
-def test_a_snapshot_taken_now_is_version_4_and_restores_as_it_was() -> None:
+def test_a_snapshot_taken_now_is_version_5_and_restores_as_it_was() -> None:
     app, gate = _campus()
     assert _swipe(app, gate, "in")["decision"] == "approved"
     account = app.get_account("s1")
     snapshot = Snapshot.take(account)
-    assert snapshot.state["class_version"] == 4 and snapshot.state["zones_inside"] == ["dorm-1"]
+    assert snapshot.state["class_version"] == 5 and snapshot.state["zones_inside"] == ["dorm-1"]
     assert snapshot.state["name"]["alg"] == "A256GCM" and snapshot.state["erased_at"] is None
+    assert snapshot.state["pin"] is None and snapshot.state["pin_set_at"] is None
     restored = snapshot.mutate(None)
     assert vars(restored) == vars(account)
     assert app.repository.get(ids.account_id("s1")).zones_inside == ["dorm-1"]
+
+
+def test_a_version_4_snapshot_is_an_account_without_a_pin() -> None:
+    """Taken before query PINs (DESIGN §10)."""
+    app, _ = _campus()
+    account = app.get_account("s1")
+    kept = {k: v for k, v in vars(account).items()
+            if k not in ("_id", "_version", "_pending_events", "pin", "pin_set_at")}
+    app.snapshots.put([Snapshot(  # type: ignore[call-arg]
+        originator_id=account.id, originator_version=account.version, timestamp=Snapshot.create_timestamp(),
+        topic=get_topic(Account), state={**kept, "class_version": 4},
+    )])
+    restored = app.repository.get(account.id)
+    assert restored.pin is None and restored.pin_set_at is None and app.pin_of("s1") is None
 
 
 def test_a_version_2_snapshot_holds_its_name_in_clear_and_is_read_as_plain() -> None:

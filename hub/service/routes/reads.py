@@ -12,9 +12,9 @@ from hub.service import responses
 from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
-from hub.service.query import Body, PageQuery, documented
+from hub.service.query import Body, KeysetQuery, PageQuery, documented
 from hub.service.typedefs import METRICS, POOL, WRITER
-from projections import ledger_queries
+from projections import directory_queries, ledger_queries
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
 routes = web.RouteTableDef()
@@ -73,19 +73,27 @@ def _transaction_json(row: Any) -> dict[str, Any]:
     }
     if row["kind"] in ("topup", "subsidy", "payout", "expiry"):
         item["ref"] = row["ref"]
-    elif row["kind"] == "refund":  # at its purchase's time; ``reason``: the card office's text
-        item.update({"ref": row["ref"], "decision": row["decision"], "card": row["card_uid"],
-                     "device": row["device_id"], "seq": row["seq"], "merchant_id": row["merchant_id"],
-                     "at": row["at"], "flags": list(row["flags"]), "reason": row["reason"]})
-    else:
-        item.update({
-            "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"],
-            "seq": row["seq"], "merchant_id": row["merchant_id"],
-            "at": row["at"], "flags": list(row["flags"]),
-        })
-        if row["reason"]:
-            item["reason"] = row["reason"]
+        return item
+    item.update({  # a purchase, a reversal, or a refund (at its purchase's time)
+        "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"], "seq": row["seq"],
+        "merchant_id": row["merchant_id"], "merchant_name": row["merchant_name"], "location": row["location"],
+        "at": row["at"], "flags": list(row["flags"]),
+    })
+    if row["kind"] == "refund":  # ``reason``: the card office's text
+        item.update({"ref": row["ref"], "reason": row["reason"]})
+    elif row["reason"]:
+        item["reason"] = row["reason"]
     return item
+
+
+@routes.get("/v1/accounts/{account_id}/cards")
+@documented("The account's cards with their status, newest issued first", query=KeysetQuery,
+            responses={200: responses.Cards, 404: None})
+async def cards(request: web.Request) -> web.Response:
+    """Read from the directory's view: a card just issued or reported may take a moment to show."""
+    page, found = await account_page(request, ACCOUNT_READERS, "cards", directory_queries.account_cards, KeysetQuery)
+    items = [{"card_uid": r["card_uid"], "status": r["status"], "kind": "physical"} for r in found.rows]
+    return json_response({"items": items, "next": page.next_cursor(found)})
 
 
 @routes.get("/healthz")
