@@ -195,8 +195,9 @@ async def seed_campus(
 
 
 async def report_lost(client: HubClient, campus: Campus, rng: random.Random, count: int) -> list[str]:
-    """The card office reports a few students' cards lost (deterministic for the seed)."""
-    students = [c.card for c in campus.cardholders if c.category == "student"]
+    """The card office reports a few students' cards lost (deterministic for the seed), none
+    reported lost before."""
+    students = [c.card for c in campus.cardholders if c.category == "student" and c.card not in campus.lost]
     lost = rng.sample(students, min(count, len(students)))
     for uid in lost:
         await client.create(f"/v1/cards/{uid}/lost", None)

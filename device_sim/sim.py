@@ -2,7 +2,8 @@
 
 The day (device_sim.day, device_sim.gates) runs phase by phase — breakfast, lunch,
 afternoon, dinner, evening — each as fast as the hub takes it, with a progress bar each.
-Between breakfast and lunch the card office reports a few cards lost; this month's meal
+Between breakfast and lunch the card office reports a few cards lost, and a few students report
+their own through the app's API (device_sim.holders); this month's meal
 subsidies expire during the run; after dinner the card office refunds a few wrong charges and
 closes two accounts (device_sim.office)."""
 
@@ -31,6 +32,7 @@ from device_sim.day import Purchase, campus_day, phase_bounds
 from device_sim.device import SimDevice
 from device_sim.driver import Link
 from device_sim.gates import GateDriver, GateSwipe, gate_day, gate_drivers, seed_gates
+from device_sim.holders import Holders, give_pins, read_declines, report_own_losses
 from device_sim.incidents import pos_drivers, schedule_faults
 from device_sim.office import (
     MEAL_EXPIRES_IN_S,
@@ -46,7 +48,7 @@ from device_sim.summary import Consumption, fetch_consumption, fetch_exposure, p
 from device_sim.tally import Tally
 
 console = Console()
-LOST_CARDS = 8  # reported lost between breakfast and lunch
+LOST_CARDS = 8  # reported lost between breakfast and lunch, by the card office or their holders
 BALANCE_READS = 32  # balance requests in flight for the books
 
 
@@ -82,6 +84,7 @@ class SimReport:
     phases: list[tuple[str, int, float]] = field(default_factory=list)  # (phase, swipes, seconds)
     exposure: dict[str, Any] | None = None  # GET /v1/risk/exposure after the day
     office: OfficeBooks = field(default_factory=OfficeBooks)
+    holders: Holders = field(default_factory=Holders)  # PINs, and the holders' own 挂失
 
     @property
     def ok(self) -> bool:
@@ -113,6 +116,8 @@ async def simulate(
                                        on_progress=lambda n: progress.update(task, advance=n))
             gate_set = await seed_gates(client, seed=seed, existing=known) if gates else None
             await grant_meal_subsidies(client, campus, meal_expires_in_s)
+            holders = Holders()
+            await give_pins(client, campus, holders)
         _save_state(state, known)
         seed_s = time.perf_counter() - started
         console.print(f"seeded {len(campus.cardholders):,} cardholders, {len(campus.pos)} POS devices"
@@ -121,7 +126,8 @@ async def simulate(
             console.print(f"month-end: {len(campus.meal_refs):,} students' meal subsidy (餐补) expires at "
                           f"{campus.meal_expires_at:%H:%M:%S},\n  during the day (its hours pass in about a minute"
                           " of wall time)", highlight=False)
-        day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [])
+        day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [],
+                  holders=holders)
         day.pos = pos_drivers(campus, day.tally, rng, offline_share)
         day.gates = gate_drivers(gate_set, campus, day.gate_tally) if gate_set else {}
         await client.caught_up()  # gates going offline fetch their signed rules from the views
@@ -135,8 +141,10 @@ async def simulate(
             books = await _books(client, campus, day.tally, day.office)
         consumption = await fetch_consumption(client, campus, checked=existing is None)
         exposure = await fetch_exposure(client)
+        await client.caught_up()
+        await read_declines(client, holders)
     return SimReport(campus, day.tally, day.elapsed_s, client.retries, books, day.gate_tally if gate_set else None,
-                     seed_s, consumption, day.phases, exposure, day.office)
+                     seed_s, consumption, day.phases, exposure, day.office, holders)
 
 
 @dataclass
@@ -151,6 +159,7 @@ class Day:
     phases: list[tuple[str, int, float]] = field(default_factory=list)
     elapsed_s: float = 0.0
     office: OfficeBooks = field(default_factory=OfficeBooks)
+    holders: Holders = field(default_factory=Holders)
 
     async def run(self, link: Link, client: HubClient, rng: random.Random) -> None:
         bounds = phase_bounds(self.campus)
@@ -170,8 +179,11 @@ class Day:
                 self.phases.append((name, swipes, seconds))
                 self.elapsed_s += seconds
                 if name == "breakfast":
-                    lost = await report_lost(client, self.campus, rng, LOST_CARDS)
-                    progress.console.print(f"  {stop:%H:%M} cards reported lost: {', '.join(lost)}", highlight=False)
+                    own = await report_own_losses(client, self.campus, self.holders, self.purchases, stop)
+                    lost = await report_lost(client, self.campus, rng, LOST_CARDS - len(own))
+                    progress.console.print(f"  {stop:%H:%M} cards reported lost: by the card office {', '.join(lost)};\n"
+                                           f"  by their holders, signed in with their PIN (挂失 in the app):"
+                                           f" {', '.join(c.card for c in own)}", highlight=False)
                 if name == "dinner":
                     await self._card_office(client, rng, progress.console, stop)
 

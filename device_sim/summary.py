@@ -81,6 +81,11 @@ def print_report(report: SimReport, console: Console) -> None:
                   _throughput(report)):
         console.print()
         console.print(table)
+    holders = report.holders
+    if holders.reported:
+        console.print(f"\ncardholders' own 挂失: {len(holders.reported)} students signed in with their PIN and reported"
+                      f" their card lost;\n  the hub then declined {holders.declined_after:,} purchases of those cards"
+                      " card_lost (read back from their own transactions)", highlight=False)
 
 
 def _cell(count: int, fen: int) -> str:

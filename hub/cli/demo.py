@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 from rich.console import Console
 
+from device_sim.campus import Cardholder
 from device_sim.client import HubError
 from device_sim.sim import simulate
 from device_sim.summary import print_report
@@ -58,9 +59,9 @@ def _audit(data_dir: Path) -> bool:
     return report.ok
 
 
-def _try_it(url: str, data_dir: Path, account: str) -> None:
-    """Where to look next, while the hub runs: the dashboard with a manager token, a
-    cardholder's balance, the CLI."""
+def _try_it(url: str, data_dir: Path, account: str, app_users: list[Cardholder], pins: dict[str, str]) -> None:
+    """Where to look next, while the hub runs: the dashboard with a manager token, the phone
+    app as a student with a PIN, a cardholder's balance, the CLI."""
     settings = Settings.from_env(data_dir=data_dir)
     manager, cardholder = issue_from_data_dir(settings, "manager"), issue_from_data_dir(settings, "cardholder", account)
     cardhub = _cardhub()
@@ -68,8 +69,20 @@ def _try_it(url: str, data_dir: Path, account: str) -> None:
         f"\n[bold]Dashboard[/]: open {url}/dashboard in a browser and sign in by pasting this manager"
         " token into the page (it stays in the tab's session, never in the address):\n"
         f"  {manager}\n"
-        f"  (another: {cardhub} token issue --role manager --data-dir {data_dir})\n"
-        "\nTry it:\n"
+        f"  (another: {cardhub} token issue --role manager --data-dir {data_dir})\n",
+        highlight=False, soft_wrap=True,
+    )
+    if app_users:
+        student = app_users[0]
+        console.print(
+            f"[bold]Phone app (持卡人)[/]: open {url}/app (a phone, or a narrow window) and sign in as student"
+            f" {student.account_id} with PIN {pins[student.account_id]}: balance, today's purchases, 挂失/解挂 of"
+            f" card {student.card}.\n  Other students with a PIN: "
+            + ", ".join(f"{c.account_id} / {pins[c.account_id]}" for c in app_users[1:]) + "\n",
+            highlight=False, soft_wrap=True,
+        )
+    console.print(
+        "Try it:\n"
         f"  curl -s -H 'Authorization: Bearer {cardholder}' {url}/v1/accounts/{account}/balance\n"
         f"  curl -s {url}/healthz\n"
         f"  {cardhub} token issue --role admin --data-dir {data_dir}\n"
@@ -157,7 +170,8 @@ def _day(args: argparse.Namespace, settings: Settings, url: str, hub: subprocess
     if not ok:
         console.print("[red]the books, the statistics or the audit did not check out: see above[/]")
     if not args.no_wait:
-        _try_it(url, data_dir, report.campus.cardholders[0].account_id)
+        _try_it(url, data_dir, report.campus.cardholders[0].account_id, report.holders.active(report.campus),
+                report.holders.pins)
     return 0 if ok else 1
 
 

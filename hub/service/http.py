@@ -17,7 +17,7 @@ from hub.ingest.isolation import WriterFailed
 from hub.ingest.lanes import Overloaded
 from hub.service.keys import Principal, TokenError, TokenExpired, TokenRevoked, read_token
 from hub.service.query import OPERATIONS, check_request
-from hub.service.schemas import SAFE_TEXT
+from hub.service.schemas import OPERATOR_MAX_CREDIT_FEN, SAFE_TEXT
 from hub.service.typedefs import POOL, TOKEN_KEYS, TOKENS
 from hub.storage.store import STORE_ERRORS
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "1"
+CARD_OFFICE = ("admin", "operator")  # the roles of the card office's commands (DESIGN §5)
 _STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404, AlreadyExists: 409, Conflict: 409, Invalid: 422, Forbidden: 403,
 }
@@ -300,3 +301,11 @@ def authorize(
     if not allowed:
         raise Problem(403, "forbidden", f"role {principal.role} may not do this")
     return principal
+
+
+def refuse_operator_over(caller: Principal, amount_fen: int, verb: str) -> None:
+    """DESIGN §12: an ``operator`` credits or refunds at most ``OPERATOR_MAX_CREDIT_FEN`` in one
+    command; above, it is an admin's (``403``). ``verb``: what the command does (credit, refund)."""
+    if caller.role == "operator" and amount_fen > OPERATOR_MAX_CREDIT_FEN:
+        raise Problem(403, "forbidden", f"an operator may {verb} at most {OPERATOR_MAX_CREDIT_FEN:,} fen"
+                      f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {amount_fen:,} fen needs an admin")

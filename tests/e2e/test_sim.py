@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from device_sim.holders import SELF_REPORTED
 from device_sim.office import CLOSURES, OFFICE_FAULTS
 from device_sim.pos import FAULTS
 from device_sim.sim import simulate
@@ -33,4 +34,7 @@ async def test_a_small_campus_day_balances_and_its_statistics_match_the_devices(
     expected = {**FAULTS, **OFFICE_FAULTS}
     assert all(answer == expected[kind][1] for kind, answer in report.tally.faults)
     assert report.gates is not None and report.gates.events > 0 and not report.gates.codes
+    holders = report.holders  # students who reported their own card lost, signed in with their PIN
+    assert len(holders.reported) == SELF_REPORTED and all(c.card in report.campus.lost for c in holders.reported)
+    assert holders.declined_after > 0  # a purchase after their 挂失, declined card_lost
     assert report.ok

@@ -12,14 +12,13 @@ from aiohttp import web
 from domain.access import Zone
 from domain.wire import RULES_PREFIX, sign_document
 from hub.service import responses
-from hub.service.http import Problem, authenticate, authorize, json_response, read_body
+from hub.service.http import CARD_OFFICE, Problem, authenticate, authorize, json_response, read_body
 from hub.service.personal import note_read
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
 from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
 from projections import access_queries
 
-CARD_OFFICE = ("admin", "operator")
 ACCESS_READERS = ("admin", "operator", "auditor")
 routes = web.RouteTableDef()
 

@@ -18,12 +18,13 @@ from domain.cards import Card
 from domain.devices import Device, Merchant
 from domain.wire import parse_instant
 from hub.service import responses
-from hub.service.http import Problem, authenticate, authorize, json_response, read_body
+from hub.service.http import (
+    CARD_OFFICE, Problem, authenticate, authorize, json_response, read_body, refuse_operator_over,
+)
 from hub.service.query import documented
-from hub.service.schemas import OPERATOR_MAX_CREDIT_FEN, AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn, SubsidyIn
+from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn, SubsidyIn
 from hub.service.typedefs import WRITER
 
-CARD_OFFICE = ("admin", "operator")
 routes = web.RouteTableDef()
 
 
@@ -182,9 +183,7 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
     account_id = request.match_info["account_id"]
     body = await read_body(request, SubsidyIn if kind == "subsidy" else CreditIn)
     expires_at = _instant(getattr(body, "expires_at", None), "expires_at")
-    if caller.role == "operator" and body.amount > OPERATOR_MAX_CREDIT_FEN:
-        raise Problem(403, "forbidden", f"an operator may credit at most {OPERATOR_MAX_CREDIT_FEN:,} fen"
-                      f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {body.amount:,} fen needs an admin")
+    refuse_operator_over(caller, body.amount, "credit")
 
     def credit(app: CampusCard) -> tuple[dict[str, Any], bool]:
         account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor, expires_at=expires_at)

@@ -11,12 +11,11 @@ from aiohttp import web
 
 from domain.application import CampusCard
 from hub.service import responses
-from hub.service.http import Problem, authorize, json_response, read_body
+from hub.service.http import CARD_OFFICE, authorize, json_response, read_body, refuse_operator_over
 from hub.service.query import documented
-from hub.service.schemas import OPERATOR_MAX_CREDIT_FEN, CloseIn, RefundIn
+from hub.service.schemas import CloseIn, RefundIn
 from hub.service.typedefs import WRITER
 
-CARD_OFFICE = ("admin", "operator")
 routes = web.RouteTableDef()
 
 
@@ -30,9 +29,7 @@ async def refund(request: web.Request) -> web.Response:
     actor = caller.actor()
     account_id = request.match_info["account_id"]
     body = await read_body(request, RefundIn)
-    if caller.role == "operator" and body.amount > OPERATOR_MAX_CREDIT_FEN:
-        raise Problem(403, "forbidden", f"an operator may refund at most {OPERATOR_MAX_CREDIT_FEN:,} fen"
-                      f" (¥{OPERATOR_MAX_CREDIT_FEN // 100:,}) in one command; {body.amount:,} fen needs an admin")
+    refuse_operator_over(caller, body.amount, "refund")
 
     def refund(app: CampusCard) -> tuple[dict[str, Any], bool]:
         answer, created = app.refund_purchase(account_id, body.device, body.seq, body.amount, body.reason,
