@@ -32,6 +32,7 @@ from domain.pins import PinOffice
 from domain.reads import Access, ReadOf, record_read
 from domain.swipes import Referenced, SwipeContext, decide
 from domain.tokens import TokenOffice
+from domain.virtual_cards import VirtualCardOffice
 from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
 from domain.workspace import Workspace
 
@@ -58,7 +59,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
+class CampusCard(MoneyOffice, PinOffice, TokenOffice, VirtualCardOffice, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
@@ -226,11 +227,12 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         return self.keys
 
     def issue_card(self, card_uid: str, account_id: str, *, actor: Actor) -> Card:
-        """Binds a new card; the account's lost cards become cancelled (补卡)."""
+        """Binds a new chip card; the account's lost chip cards become cancelled (补卡). Its
+        virtual cards (DESIGN §10) are not counted: one active chip card per account."""
         account = self.get_account(account_id)
         account.refuse_if_closed()
         self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
-        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        cards = self._chip_cards_of(account)
         for old in cards:
             if old.status == ACTIVE:
                 raise Conflict(f"account {account_id} already has an active card {old.card_uid}")
@@ -250,15 +252,23 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         return card
 
     def report_found(self, card_uid: str, *, actor: Actor, owner: str | None = None) -> Card:
+        """A chip card found again while the account has another active chip card, or a virtual
+        one while it has three active virtual cards, is refused (409)."""
         card = self._card_of(card_uid, owner)
         account = self.get_account(card.account_id)
         account.refuse_if_closed()
-        for uid in account.card_uids:
-            if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
-                raise Conflict(f"account {account.account_id} has another active card {uid}")
+        if card.is_virtual:
+            self.refuse_more_virtual(account, but=card_uid)
+        for other in self._chip_cards_of(account) if not card.is_virtual else []:
+            if other.card_uid != card_uid and other.status == ACTIVE:
+                raise Conflict(f"account {account.account_id} has another active card {other.card_uid}")
         card.report_found(check(actor))
         self.save(card)
         return card
+
+    def _chip_cards_of(self, account: Account) -> list[Card]:
+        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        return [c for c in cards if not c.is_virtual]
 
     def _card_of(self, card_uid: str, owner: str | None) -> Card:
         """The card; for a cardholder (``owner``), one of its account's, and an unknown card is

@@ -35,6 +35,7 @@ from hub.service.routes import risk as routes_risk
 from hub.service.routes import sessions as routes_sessions
 from hub.service.routes import stats as routes_stats
 from hub.service.routes import tokens as routes_tokens
+from hub.service.routes import virtual_cards as routes_virtual_cards
 from hub.service.sign_in import SignIn
 from hub.service.token_keys import TokenKeyring
 from hub.service.token_registry import TokenRegistry
@@ -91,6 +92,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_stats.routes)
     app.router.add_routes(routes_dashboard.routes)
     app.router.add_routes(routes_tokens.routes)
+    app.router.add_routes(routes_virtual_cards.routes)
     app.router.add_routes(routes_risk.routes)
     app.router.add_routes(routes_sessions.routes)
     app.router.add_get("/openapi.json", openapi)

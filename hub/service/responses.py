@@ -333,9 +333,14 @@ class Session(Answer):
 
 
 class CardItem(Answer):
+    """A chip card (``physical``), or a phone's virtual card with its ``label`` and its cert's
+    ``valid_until`` (DESIGN §10)."""
+
     card_uid: str
-    status: Literal["active", "lost", "cancelled"]
-    kind: Literal["physical"]
+    status: Literal["active", "lost", "cancelled", "revoked"]
+    kind: Literal["physical", "virtual"]
+    label: str | None = None
+    valid_until: str | None = None
 
 
 class Cards(Answer):
