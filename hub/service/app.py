@@ -106,7 +106,8 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         lock = WriterLock(database)
         await lock.acquire()  # before anything is written, even the tables
         env = application_env(database)
-        application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone())
+        application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone(),
+                                              hub_key=app[HUB_KEY].public_key())  # checks payment codes
         app[APPLICATION] = application
         application.recorder.datastore.pool.timeout = WRITER_POOL_WAIT_S
         if application.snapshots is not None:

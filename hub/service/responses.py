@@ -144,6 +144,7 @@ class Transaction(Answer):
     reason: str | None = None
     merchant_name: str | None = None  # purchases, reversals, refunds: the merchant's, null when unknown
     location: str | None = None  # … and the device's location (a canteen's window), null when unknown
+    medium: Literal["card", "phone"] | None = None  # … and paid by chip card or by phone (a virtual card, DESIGN §10)
 
 
 class Transactions(Answer):

@@ -6,15 +6,24 @@ revocation, a chip card's uid."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from device_sim.device import SimDevice
 from device_sim.phone import SimPhone
 from domain import paycode
-from domain.wire import b64encode, public_key_from_b64
-from tests.conftest import Hub
+from domain.wire import b64encode, public_key_from_b64, sign_envelope
+from hub.audit import audit_log
+from hub.audit.verify import verify
+from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+from hub.storage.store import Database
+from tests.conftest import Hub, start_hub
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -176,3 +185,198 @@ async def test_closure_cancels_virtual_cards_and_a_closed_account_registers_none
     statuses = {c["card_uid"]: c["status"] for c in (await hub.get("/v1/accounts/s1/cards"))["items"]}
     assert statuses == {"C0000001": "cancelled", kept.card_uid: "cancelled", gone.card_uid: "revoked"}
 
+
+
+# -- paying with a payment code (DESIGN §10): envelopes with ``credential`` -------------------------
+
+async def campus(hub: Hub, cash: int = 5000) -> tuple[SimDevice, SimPhone]:
+    await hub.merchant()
+    pos = await hub.pos()
+    await hub.account("s1", cash=cash)
+    return pos, await register(hub, "s1")
+
+
+async def pay(hub: Hub, pos: SimDevice, code: str, amount_fen: int = 300, at: datetime | None = None,
+              **kwargs: Any) -> dict[str, Any]:
+    pos.purchase_by_code(code, amount_fen, at or datetime.now(UTC), **kwargs)
+    [result] = await hub.send(pos)
+    return result
+
+
+async def test_a_code_pays_once_and_is_reused_the_second_time_also_after_a_restart(
+        database: Database, tmp_path: Path) -> None:
+    first = await start_hub(database, tmp_path / "hub")
+    try:
+        pos, phone = await campus(first)
+        now = datetime.now(UTC)
+        code = phone.code(now)
+        assert await pay(first, pos, code, at=now) == {"seq": 1, "status": "accepted", "decision": "approved",
+                                                        "balance": 4700}
+        again = await pay(first, pos, code, at=now + timedelta(seconds=1))
+        assert (again["decision"], again["reason"], again["balance"]) == ("declined", "credential_reused", 4700)
+        assert (await pay(first, pos, phone.code(now), at=now))["decision"] == "approved"  # the next code pays
+    finally:
+        await first.client.close()
+    second = await start_hub(database, tmp_path / "hub")  # the same store: its state, read back
+    try:
+        later = await pay(second, pos, code, at=now + timedelta(seconds=2))
+        assert (later["decision"], later["reason"]) == ("declined", "credential_reused")
+        assert (await pay(second, pos, phone.code(now), at=now))["decision"] == "approved"
+    finally:
+        await second.client.close()
+
+
+async def test_a_code_declined_for_funds_is_used_up_and_does_not_pay_after_a_top_up(hub: Hub) -> None:
+    pos, phone = await campus(hub, cash=100)
+    now = datetime.now(UTC)
+    code = phone.code(now)
+    assert (await pay(hub, pos, code, 300, at=now))["reason"] == "insufficient_funds"
+    await hub.post("/v1/accounts/s1/topups", {"amount": 1000, "ref": "more"})
+    assert (await pay(hub, pos, code, 300, at=now))["reason"] == "credential_reused"
+
+
+async def test_expired_forged_and_unknown_codes_are_declined_and_stored(hub: Hub) -> None:
+    pos, phone = await campus(hub)
+    now = datetime.now(UTC)
+    expired = await pay(hub, pos, phone.code(now - timedelta(seconds=61)), at=now)
+    assert (expired["reason"], expired["balance"]) == ("credential_expired", 5000)  # its card is known
+    early = await pay(hub, pos, phone.code(now + timedelta(seconds=6)), at=now)
+    assert early["reason"] == "credential_expired"
+    thief = SimPhone(cert=phone.cert)  # the cert is in every code shown; the phone's key is not
+    forged = await pay(hub, pos, thief.code(now), at=now)
+    assert forged == {"seq": 3, "status": "accepted", "decision": "declined", "reason": "credential_invalid"}
+    hub_key = hub.app[HUB_KEY]
+    for cert in (  # signed by the hub, but for no virtual card: an unknown uid, a chip card, another key
+        paycode.make_cert("F0FFFFFFFFFFFFFF", phone.public_key, now + timedelta(days=1), hub_key),
+        paycode.make_cert(phone.card_uid, thief.public_key, now + timedelta(days=1), hub_key),
+    ):
+        result = await pay(hub, pos, SimPhone(key=thief.key if cert["key"] == thief.public_key else phone.key,
+                                              cert=cert).code(now), at=now)
+        assert (result["reason"], "balance" in result) == ("credential_invalid", False), cert
+    for junk in ("CHV1.AAAA.BBBB", "not a code", "CHV1." + "A" * 3000):
+        assert (await pay(hub, pos, junk, at=now))["reason"] == "credential_invalid"
+    assert (await hub.balance("s1"))["total"] == 5000
+
+
+async def test_an_envelope_carries_card_or_credential_and_the_code_is_bounded(hub: Hub) -> None:
+    pos, phone = await campus(hub)
+    now = datetime.now(UTC)
+    base = {"v": 1, "device": "pos-1", "seq": 1, "prev": "0" * 64, "at": now.isoformat(), "type": "purchase",
+            "amount": 100}
+    cases = [
+        ({**base, "card": phone.card_uid, "credential": phone.code(now)}, "credential"),
+        (base, "credential"),
+        ({**base, "type": "reversal", "ref_seq": 1, "credential": phone.code(now)}, "credential"),
+        ({**{k: v for k, v in base.items() if k != "amount"}, "type": "reversal", "ref_seq": 1}, "card"),
+        ({**base, "credential": phone.code(now) + "\x00"}, "credential"),
+        ({**base, "credential": "\u202e" + phone.code(now)}, "credential"),
+        ({**base, "credential": ""}, "credential"),
+        ({**base, "credential": 7}, "credential"),
+        ({**base, "credential": "A" * 4097}, "credential"),
+    ]
+    for envelope, field in cases:
+        signed = sign_envelope(envelope, pos.key)
+        [result] = (await hub.upload("pos-1", [signed]))["results"]
+        assert (result["code"], result["detail"].split(":")[0]) == ("invalid", field), envelope
+    huge = json.dumps({"events": [{**base, "credential": "A" * (10 << 20)}]}).encode()
+    resp = await hub.client.post("/v1/devices/pos-1/events", data=io.BytesIO(huge),
+                                 headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+    await hub.settle()
+    assert (await hub.get("/v1/audit/events?device=pos-1", role="auditor"))["items"] == []  # nothing stored
+
+
+async def test_an_offline_code_stands_as_the_device_decided_and_is_flagged(hub: Hub) -> None:
+    pos, phone = await campus(hub)
+    now = datetime.now(UTC)
+    code = phone.code(now)
+    assert (await pay(hub, pos, code, at=now))["decision"] == "approved"
+    replayed = await pay(hub, pos, code, 200, at=now + timedelta(seconds=20), offline=True, decision="approved")
+    assert (replayed["decision"], replayed["balance"]) == ("approved", 4500)  # it happened: debited
+    late = await pay(hub, pos, phone.code(now - timedelta(minutes=5)), 100, at=now, offline=True)
+    assert (late["decision"], late["balance"]) == ("approved", 4400)
+    refused = await pay(hub, pos, phone.code(now), 150, at=now, offline=True, decision="declined")
+    assert (refused["decision"], refused["balance"]) == ("declined", 4400)
+    junk = await pay(hub, pos, "CHV1.bad", 100, at=now, offline=True)
+    assert junk == {"seq": 5, "status": "accepted", "decision": "approved"}  # no card: nobody to debit
+    await hub.settle()
+    items = (await hub.get("/v1/audit/events?device=pos-1", role="auditor"))["items"]
+    transactions = (await hub.get("/v1/accounts/s1/transactions"))["items"]
+    by_seq = {t.get("seq"): t for t in transactions}
+    assert by_seq[2]["flags"] == ["credential_reused"] and by_seq[3]["flags"] == ["credential_expired"]
+    assert by_seq[4]["flags"] == [] and [i["envelope"]["seq"] for i in items] == [5, 4, 3, 2, 1]
+    exposure = {f["flag"]: f for f in (await hub.get("/v1/risk/exposure", role="auditor"))["flagged"]}
+    assert (exposure["credential_reused"]["fen"], exposure["credential_expired"]["fen"]) == (200, 100)
+    assert exposure["credential_invalid"]["events"] == 1
+
+
+async def test_a_revoked_or_lost_phones_code_is_declined_and_its_card_is_on_the_hotlist(hub: Hub) -> None:
+    pos, phone = await campus(hub)
+    lost_phone = await register(hub, "s1")
+    await hub.settle()
+    version = (await hub.get("/v1/devices/pos-1/hotlist", role=None))["version"]
+    await hub.post(f"/v1/virtual-cards/{phone.card_uid}/revoke", expect=200, **holder("s1"))
+    await hub.post(f"/v1/cards/{lost_phone.card_uid}/lost", expect=200, **holder("s1"))
+    now = datetime.now(UTC)
+    assert (await pay(hub, pos, phone.code(now), at=now))["reason"] == "card_cancelled"
+    assert (await pay(hub, pos, lost_phone.code(now), at=now))["reason"] == "card_lost"
+    offline = await pay(hub, pos, phone.code(now), 100, at=now, offline=True)
+    assert offline["decision"] == "approved"
+    await hub.settle()
+    delta = await hub.get(f"/v1/devices/pos-1/hotlist?since={version}", role=None)
+    assert sorted(delta["added"]) == sorted([phone.card_uid, lost_phone.card_uid])
+    [flagged] = [t for t in (await hub.get("/v1/accounts/s1/transactions"))["items"] if t.get("seq") == 3]
+    assert flagged["flags"] == ["hotlisted_card"] and flagged["card"] == phone.card_uid
+
+
+async def test_phone_payments_are_found_by_card_everywhere_and_the_books_verify(hub: Hub, database: Database) -> None:
+    pos, phone = await campus(hub)
+    now = datetime.now(UTC)
+    for amount in (300, 450):
+        assert (await pay(hub, pos, phone.code(now), amount, at=now))["decision"] == "approved"
+    pos.reversal(phone.card_uid, 2, now)  # a reversal names the virtual card's uid
+    [voided] = await hub.send(pos)
+    assert (voided["decision"], voided["balance"]) == ("approved", 4700)
+    await pay(hub, pos, "CHV1.forged", at=now)
+    await hub.settle()
+    transactions = (await hub.get("/v1/accounts/s1/transactions"))["items"]
+    assert [(t["kind"], t.get("seq"), t.get("card"), t.get("medium")) for t in transactions] == [
+        ("reversal", 3, phone.card_uid, "phone"), ("purchase", 2, phone.card_uid, "phone"),
+        ("purchase", 1, phone.card_uid, "phone"), ("topup", None, None, None)]
+    events = (await hub.get(f"/v1/audit/events?card={phone.card_uid}", role="auditor"))["items"]
+    assert [e["envelope"]["seq"] for e in events] == [3, 2, 1]
+    assert "credential" in events[2]["envelope"] and "card" not in events[2]["envelope"]  # as signed
+    day = now.astimezone(hub.app[SETTINGS].zone()).date().isoformat()
+    stats = await hub.get(f"/v1/stats/consumption?from={(now - timedelta(hours=1)).isoformat()}"
+                          f"&to={(now + timedelta(hours=1)).isoformat()}&by=merchant".replace("+", "%2B"))
+    assert stats["total"] == {"count": 1, "amount": 300, "cards": 1}
+    settlement = await hub.get(f"/v1/merchants/canteen-1/settlement?date={day}")
+    assert (settlement["purchases"], settlement["reversals"], settlement["net"]) == (
+        {"count": 2, "amount": 750}, {"count": 1, "amount": 450}, 300)
+    dashboard = await hub.get(f"/v1/stats/dashboard?date={day}")
+    assert dashboard["phone"] == {"count": 1, "amount": 300, "cards": 1} and dashboard["total"]["amount"] == 300
+    assert (await hub.get(f"/v1/stats/dashboard?date={day}", role="manager"))["phone"] is None  # one phone: hidden
+    await audit_log.issue_checkpoint(hub.app[POOL], hub.app[HUB_KEY])
+    report = await asyncio.to_thread(verify, database, hub.app[HUB_KEY].public_key())
+    assert report.ok, {c.name: c.problem for c in report.checks if c.problem is not None}
+
+
+async def test_a_gate_lets_a_phone_in_by_its_accounts_groups(hub: Hub) -> None:
+    await hub.post("/v1/zones", {"zone": "library", "name": "图书馆"})
+    await hub.post("/v1/access-rules", {"zone": "library", "group": "students",
+                                        "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                        "from": "00:00", "to": "24:00"})
+    gate = SimDevice("gate-1", "gate")
+    await hub.post("/v1/devices", {"device_id": "gate-1", "kind": "gate", "public_key": gate.public_key,
+                                   "zone": "library"})
+    await hub.account("s1")
+    phone = await register(hub, "s1")
+    now = datetime.now(UTC)
+    code = phone.code(now)
+    gate.gate_by_code(code, "in", now)
+    gate.gate_by_code(code, "in", now)
+    first, second = await hub.send(gate)
+    assert (first["decision"], second.get("reason")) == ("approved", "credential_reused")
+    await hub.settle()
+    log = (await hub.get(f"/v1/access-log?card={phone.card_uid}"))["items"]
+    assert [entry["decision"] for entry in log] == ["declined", "approved"]

@@ -78,6 +78,7 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"], "seq": row["seq"],
         "merchant_id": row["merchant_id"], "merchant_name": row["merchant_name"], "location": row["location"],
         "at": row["at"], "flags": list(row["flags"]),
+        "medium": "phone" if row["card_kind"] == "virtual" else "card",  # a virtual card's (DESIGN §10)
     })
     if row["kind"] == "refund":  # ``reason``: the card office's text
         item.update({"ref": row["ref"], "reason": row["reason"]})
