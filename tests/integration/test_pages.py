@@ -14,11 +14,12 @@ from tests.conftest import Hub
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGES = {
-    "/app": ["/app/app.js", "/app/app-text.js", "/app/reasons.js", "/app/pages.css", "/app/app.css", "/app/icon.svg"],
+    "/app": ["/app/app.js", "/app/app-format.js", "/app/app-phone.js", "/app/vendor/qrcode.mjs", "/app/app-text.js",
+             "/app/reasons.js", "/app/pages.css", "/app/app.css", "/app/icon.svg"],
     "/dashboard": ["/dashboard/dashboard.js", "/dashboard/dashboard-text.js", "/dashboard/reasons.js",
                    "/dashboard/pages.css", "/dashboard/dashboard.css"],
 }
-CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def test_the_policy_is_the_strict_one() -> None:
