@@ -25,6 +25,7 @@ from hub.service.metrics import Metrics
 from hub.service.openapi import openapi
 from hub.service.routes import access as routes_access
 from hub.service.routes import admin as routes_admin
+from hub.service.routes import app as routes_app
 from hub.service.routes import audit as routes_audit
 from hub.service.routes import dashboard as routes_dashboard
 from hub.service.routes import money as routes_money
@@ -91,6 +92,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_access.routes)
     app.router.add_routes(routes_stats.routes)
     app.router.add_routes(routes_dashboard.routes)
+    app.router.add_routes(routes_app.routes)
     app.router.add_routes(routes_tokens.routes)
     app.router.add_routes(routes_virtual_cards.routes)
     app.router.add_routes(routes_risk.routes)

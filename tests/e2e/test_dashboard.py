@@ -5,7 +5,6 @@ chromium (``executable_path``); it never downloads a browser of its own."""
 from __future__ import annotations
 
 import base64
-import os
 import random
 import re
 from collections.abc import AsyncIterator
@@ -15,18 +14,15 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
-from playwright.async_api import CDPSession, Page, Route, async_playwright
+from playwright.async_api import CDPSession, Page
 
 from device_sim.device import SimDevice
-from hub.storage.store import Database
-from tests.conftest import Hub, start_hub
+from tests.conftest import Hub
+from tests.e2e.browser import ARTIFACTS, add_merchants, add_tills, browser_page, wait_for
+from tests.e2e.browser import chromium, hub  # noqa: F401 - fixtures
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 SHANGHAI = timezone(timedelta(hours=8))  # the hub's default time zone, CARDHUB_TIMEZONE unset
 DAY = date(2026, 11, 25)
-WAIT_S = 20.0
-WAIT_MS = WAIT_S * 1000  # Playwright counts its timeouts in milliseconds
 
 MERCHANTS = [("canteen-1", "第一食堂", "dining"), ("canteen-2", "第二食堂", "dining"),
              ("market", "校园超市", "supermarket")]
@@ -76,43 +72,10 @@ READ_PAGE = """() => {
 
 
 @pytest.fixture
-async def hub(database: Database, tmp_path: Path) -> AsyncIterator[Hub]:
-    """A hub that signs its growing audit tree every half second, so the page has a checkpoint."""
-    h = await start_hub(database, tmp_path / "hub", checkpoint_seconds=0.5)
-    yield h
-    await h.client.close()
-
-
-@pytest.fixture(autouse=True)
-def chromium() -> Path:
-    """Debian's chromium, before any hub is started: CI fails without it, elsewhere the test skips."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"chromium not installed at {CHROMIUM}: CI must run the browser test"
-                        " (apt-get install chromium)")
-        pytest.skip("chromium not installed: apt-get install chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
 async def page(chromium: Path) -> AsyncIterator[Page]:
     """One page of a fresh headless chromium, as tall as the desktop dashboard."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium)
-        try:
-            yield await browser.new_page(viewport={"width": 1280, "height": 1800})
-        finally:
-            await browser.close()
-
-
-async def wait_for(page: Page, expression: str) -> object:
-    """Polls a JavaScript expression until it is truthy; returns its value.
-
-    It is polled as the body of a function: Playwright compiles a function once, from DevTools,
-    where the dashboard's Content-Security-Policy (no 'unsafe-eval') does not apply, but it would
-    ``eval`` a bare expression again on every animation frame, which that policy refuses."""
-    handle = await page.wait_for_function(f"() => {expression}", timeout=WAIT_MS)
-    return await handle.json_value()
+    async with browser_page(chromium, 1280, 1800) as page:
+        yield page
 
 
 async def as_a_phone(page: Page) -> CDPSession:
@@ -140,14 +103,8 @@ def at(minute_of_day: int) -> datetime:
 
 async def campus_day(hub: Hub) -> None:
     """Two canteens and a supermarket through a day, one reversal, and a dorm gate."""
-    for merchant_id, name, category in MERCHANTS:
-        await hub.post("/v1/merchants", {"merchant_id": merchant_id, "name": name, "category": category})
-    tills = []
-    for device_id, merchant_id, location in POS:
-        till = SimDevice(device_id, "pos")
-        await hub.post("/v1/devices", {"device_id": device_id, "kind": "pos", "public_key": till.public_key,
-                                       "merchant_id": merchant_id, "location": location})
-        tills.append(till)
+    await add_merchants(hub, MERCHANTS)
+    tills = await add_tills(hub, POS)
     cards = [f"CA{i:06X}" for i in range(len(ACCOUNTS))]
     for (account_id, category), card in zip(ACCOUNTS, cards, strict=True):
         groups = ["students"] if category == "student" else [category]

@@ -18,7 +18,9 @@ UNSECURED = {
     ("post", "/v1/devices/{device_id}/events"), ("get", "/v1/devices/{device_id}/hotlist"),
     ("get", "/v1/devices/{device_id}/rules"), ("get", "/v1/devices/{device_id}/limits"), ("get", "/v1/hub/key"),
     ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
-    ("get", "/dashboard/dashboard.css"), ("get", "/healthz"),
+    ("get", "/dashboard/reasons.js"), ("get", "/dashboard/dashboard.css"), ("get", "/app"), ("get", "/app/app.js"),
+    ("get", "/app/app-text.js"), ("get", "/app/reasons.js"), ("get", "/app/app.css"), ("get", "/app/icon.svg"),
+    ("get", "/dashboard/pages.css"), ("get", "/app/pages.css"), ("get", "/healthz"),
     ("get", "/metrics"), ("get", "/openapi.json"), ("post", "/v1/sessions"),
 }
 
