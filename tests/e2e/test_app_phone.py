@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ from device_sim.phone import SimPhone
 from domain import paycode
 from domain.wire import public_key_from_b64
 from tests.conftest import Hub
-from tests.e2e.browser import WAIT_S, ARTIFACTS, Console, add_merchants, add_tills, browser_page, csp_violations, wait_for
-from tests.e2e.browser import chromium, hub  # noqa: F401 - fixtures
+from tests.e2e.browser import (ARTIFACTS, PHONE_WIDTH, WAIT_S, Console, add_merchants, add_tills, csp_violations,
+                               wait_for)
+from tests.e2e.browser import chromium, hub, phone_page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(180)  # one test waits out the 30 s refresh
 
-WIDTH, HEIGHT = 360, 740  # a small phone
 ACCOUNT, NAME, PIN = "2024000456", "李华", "246801"
 MERCHANT = ("canteen-2", "第二食堂", "dining")
 TILL = ("canteen-2-pos01", "canteen-2", "第二食堂 1号窗口")
@@ -53,10 +52,9 @@ READ_CODE = """() => {
 }"""
 # This browser's IndexedDB record of the account, as the app keeps it (the keys are CryptoKeys).
 READ_RECORD = """async (account) => {
-  const db = await new Promise((ok, no) => { const r = indexedDB.open("cardhub.app"); r.onsuccess = () => ok(r.result);
-                                              r.onerror = () => no(r.error); });
-  const record = await new Promise((ok, no) => { const r = db.transaction("phone-cards").objectStore("phone-cards")
-                                                   .get(account); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const done = (r) => new Promise((ok, no) => { r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const db = await done(indexedDB.open("cardhub.app"));
+  const record = await done(db.transaction("phone-cards").objectStore("phone-cards").get(account));
   db.close();
   if (!record) return null;
   const key = record.keys.privateKey;
@@ -75,12 +73,6 @@ VECTOR_CODE = """async ({seed, cert, t, n}) => {
   const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, {name: "Ed25519"}, false, ["sign"]);
   return paymentCode({cert, n, keys: {privateKey}}, t);
 }"""
-
-
-@pytest.fixture
-async def page(chromium: Path) -> AsyncIterator[Page]:
-    async with browser_page(chromium, WIDTH, HEIGHT) as page:
-        yield page
 
 
 async def student(hub: Hub) -> SimDevice:
@@ -165,8 +157,8 @@ async def test_a_student_pays_with_the_phone_s_qr_code_once_and_removes_the_phon
                                                    "button": None}  # removed in its own section, not here
 
     # The screen's QR code says exactly the code, and the code is good by the hub's key alone.
-    assert first["module_px"] >= MIN_MODULE_PX and first["css_width"] == first["width"] <= WIDTH
-    assert first["scroll_width"] <= WIDTH
+    assert first["module_px"] >= MIN_MODULE_PX and first["css_width"] == first["width"] <= PHONE_WIDTH
+    assert first["scroll_width"] <= PHONE_WIDTH
     code = await scanned(page)
     assert code == first["code"] and code.startswith("CHV1.")
     checked = paycode.check_code(code, hub_key, datetime.now(UTC))
@@ -179,7 +171,8 @@ async def test_a_student_pays_with_the_phone_s_qr_code_once_and_removes_the_phon
     appeared_s = time.monotonic() - sent
     assert appeared_s <= APPEARS_WITHIN_S, f"the payment showed after {appeared_s:.2f} s"
     assert (row["decision"], row["medium"], row["card"], row["amount"]) == ("approved", "phone", uid, "-1250")
-    assert row["text"].startswith("第二食堂 −¥12.50 第二食堂 1号窗口 · 电子卡付款 ") and row["text"].endswith(" 余额 ¥67.50")
+    assert row["text"].startswith("第二食堂 −¥12.50 第二食堂 1号窗口 · 电子卡付款 ")
+    assert row["text"].endswith(" 余额 ¥67.50")
     await wait_for(page, "document.getElementById('total').dataset.total === '6750'")
     await shot(page, "paid")  # docs/app-phone.png
 
@@ -207,7 +200,7 @@ async def test_a_student_pays_with_the_phone_s_qr_code_once_and_removes_the_phon
     await page.click("#phone-remove")  # "remove this phone", confirmed
     assert await page.evaluate("document.getElementById('confirm').open")
     assert uid in await page.evaluate("document.getElementById('confirm-text').textContent")
-    assert (await page.evaluate(READ_CODE))["scroll_width"] <= WIDTH
+    assert (await page.evaluate(READ_CODE))["scroll_width"] <= PHONE_WIDTH
     await shot(page, "confirm-remove")
     await page.click("#confirm-ok")
     gone = await wait_for(page, "document.getElementById('phone').dataset.state === 'none'"
@@ -272,7 +265,7 @@ async def test_a_card_revoked_elsewhere_and_another_phone_s_card_are_said_and_ha
 
     await page.click("#lang")
     shown = await page.evaluate(READ_CODE)
-    assert shown["countdown"].startswith("New code in ") and shown["scroll_width"] <= WIDTH
+    assert shown["countdown"].startswith("New code in ") and shown["scroll_width"] <= PHONE_WIDTH
     await shot(page, "en")
     assert console.unexpected() == []
     assert await csp_violations(page) == []
@@ -291,7 +284,8 @@ async def test_a_browser_without_ed25519_is_told_it_cannot_make_a_phone_card(hub
     await sign_in(page)
     message = await wait_for(page, "document.getElementById('phone').dataset.state === 'unsupported'"
                                    " && document.getElementById('phone-message').textContent")
-    assert message == "此浏览器无法生成电子卡（不支持 Ed25519 密钥或 IndexedDB），请换用新版浏览器。"
+    assert message == ("此浏览器无法生成电子卡（不支持 Ed25519 密钥或 IndexedDB），"
+                       "请换用新版浏览器。")
     shown = await page.evaluate(READ_CODE)
     assert (shown["code"], shown["create"]) == (None, False)
     assert console.unexpected() == []
