@@ -58,12 +58,21 @@ class SimDevice:
                  decision: str | None = None) -> dict[str, Any]:
         return self._next({"type": "purchase", "card": card, "amount": amount_fen}, at, offline, decision)
 
+    def purchase_by_code(self, credential: str, amount_fen: int, at: datetime, *, offline: bool = False,
+                         decision: str | None = None) -> dict[str, Any]:
+        """A purchase paid with a phone's payment code (DESIGN §10): ``credential`` instead of ``card``."""
+        return self._next({"type": "purchase", "credential": credential, "amount": amount_fen}, at, offline, decision)
+
     def reversal(self, card: str, ref_seq: int, at: datetime, *, offline: bool = False) -> dict[str, Any]:
         return self._next({"type": "reversal", "card": card, "ref_seq": ref_seq}, at, offline, None)
 
     def gate(self, card: str, direction: str, at: datetime, *, offline: bool = False,
              decision: str | None = None) -> dict[str, Any]:
         return self._next({"type": "gate", "card": card, "direction": direction}, at, offline, decision)
+
+    def gate_by_code(self, credential: str, direction: str, at: datetime, *, offline: bool = False,
+                     decision: str | None = None) -> dict[str, Any]:
+        return self._next({"type": "gate", "credential": credential, "direction": direction}, at, offline, decision)
 
     def acknowledge(self, results: list[dict[str, Any]]) -> None:
         """Forgets every event the hub has stored; keeps the rest for the next upload."""

@@ -16,7 +16,7 @@ from eventsourcing.domain import Aggregate, event
 from domain import grants, ids, personal
 from domain.actors import Acted, Actor
 from domain.errors import Conflict, Invalid
-from domain.facts import SignedEnvelope, SwipeFacts
+from domain.facts import SignedEnvelope, SwipeFacts, swipe_card
 
 CATEGORIES = ("student", "staff", "visitor")
 CREDIT_KINDS = ("topup", "subsidy")
@@ -442,7 +442,7 @@ class Account(Aggregate):
         subsidy_before = before * facts["subsidy_fen"] // purchase_fen
         subsidy_after = (before + amount_fen) * facts["subsidy_fen"] // purchase_fen
         self._refund_issued(
-            account_id=self.account_id, device=device, seq=seq, card_uid=envelope["card"],
+            account_id=self.account_id, device=device, seq=seq, card_uid=swipe_card(envelope, facts),
             merchant_id=facts["merchant_id"], purchase_at=envelope["at"], category=self.category,
             amount_fen=amount_fen, subsidy_fen=subsidy_after - subsidy_before,
             cash_fen=amount_fen - (subsidy_after - subsidy_before), whole=amount_fen == remaining,

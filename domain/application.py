@@ -8,7 +8,6 @@ single writer changes the aggregates.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -26,39 +25,25 @@ from domain.accounts import CATEGORIES, Account
 from domain.cards import ACTIVE, LOST, Card
 from domain.devices import DEVICE_KINDS, MERCHANT_CATEGORIES, Device, Merchant, SwipeLog
 from domain.errors import AlreadyExists, Conflict, Forbidden, Invalid, NotFound
-from domain.facts import Rejection, UploadResult
 from domain.money import MoneyOffice
 from domain.pins import PinOffice
 from domain.reads import Access, ReadOf, record_read
-from domain.swipes import Referenced, SwipeContext, decide
+from domain.recording import Item, SwipeRecorder, UploadOutcome, rejected
 from domain.tokens import TokenOffice
-from domain.wire import Envelope, InvalidEnvelope, public_key_from_b64
+from domain.virtual_cards import VirtualCardOffice
+from domain.wire import public_key_from_b64
 from domain.workspace import Workspace
 
-TYPES_BY_KIND = {"pos": ("purchase", "reversal"), "gate": ("gate",)}
+__all__ = ["CampusCard", "Item", "UploadOutcome", "Workspace", "rejected", "utc_now"]  # re-exported for callers
+
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Item:
-    """One event of an upload: parsed (or why not), and whether its signature was checked.
-    ``sig_ok`` is None when the caller did not verify; the writer then verifies if needed."""
-
-    envelope: Envelope | InvalidEnvelope
-    sig_ok: bool | None = None
-
-
-@dataclass(slots=True)
-class UploadOutcome:
-    results: list[UploadResult]
-    next_seq: int
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
+class CampusCard(MoneyOffice, PinOffice, TokenOffice, VirtualCardOffice, SwipeRecorder, Application):
     """cardhub's event-sourced application: the system of record."""
 
     name = "cardhub"
@@ -72,12 +57,16 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         timezone: ZoneInfo | None = None,
         clock: Callable[[], datetime] = utc_now,
         keys: personal.Keystore | None = None,
+        hub_key: Ed25519PublicKey | None = None,
     ) -> None:
         """``keys``: where accounts' data keys live (DESIGN §12); in memory by default when the
-        events are, else none: such an application (a reader of the store) opens no account."""
+        events are, else none: such an application (a reader of the store) opens no account.
+        ``hub_key``: the hub's public key, which signs virtual cards' certs (DESIGN §10); an
+        application that records swipes carrying payment codes is given it."""
         super().__init__(env)
         self.tz = timezone or ZoneInfo("Asia/Shanghai")
         self.clock = clock
+        self.hub_key = hub_key
         in_memory = isinstance(self.recorder, POPOApplicationRecorder)
         self.keys: personal.Keystore | None = keys if keys is not None else personal.MemoryKeys() if in_memory else None
 
@@ -226,11 +215,12 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         return self.keys
 
     def issue_card(self, card_uid: str, account_id: str, *, actor: Actor) -> Card:
-        """Binds a new card; the account's lost cards become cancelled (补卡)."""
+        """Binds a new chip card; the account's lost chip cards become cancelled (补卡). Its
+        virtual cards (DESIGN §10) are not counted: one active chip card per account."""
         account = self.get_account(account_id)
         account.refuse_if_closed()
         self._refuse_existing(ids.card_id(card_uid), f"card {card_uid}")
-        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        cards = self._chip_cards_of(account)
         for old in cards:
             if old.status == ACTIVE:
                 raise Conflict(f"account {account_id} already has an active card {old.card_uid}")
@@ -250,15 +240,23 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         return card
 
     def report_found(self, card_uid: str, *, actor: Actor, owner: str | None = None) -> Card:
+        """A chip card found again while the account has another active chip card, or a virtual
+        one while it has three active virtual cards, is refused (409)."""
         card = self._card_of(card_uid, owner)
         account = self.get_account(card.account_id)
         account.refuse_if_closed()
-        for uid in account.card_uids:
-            if uid != card_uid and self.repository.get(ids.card_id(uid)).status == ACTIVE:
-                raise Conflict(f"account {account.account_id} has another active card {uid}")
+        if card.is_virtual:
+            self.refuse_more_virtual(account, but=card_uid)
+        for other in self._chip_cards_of(account) if not card.is_virtual else []:
+            if other.card_uid != card_uid and other.status == ACTIVE:
+                raise Conflict(f"account {account.account_id} has another active card {other.card_uid}")
         card.report_found(check(actor))
         self.save(card)
         return card
+
+    def _chip_cards_of(self, account: Account) -> list[Card]:
+        cards: list[Card] = [self.repository.get(ids.card_id(uid)) for uid in account.card_uids]
+        return [c for c in cards if not c.is_virtual]
 
     def _card_of(self, card_uid: str, owner: str | None) -> Card:
         """The card; for a cardholder (``owner``), one of its account's, and an unknown card is
@@ -287,16 +285,6 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
         save, before any of them is answered; returns, per read, the accounts it read."""
         return self._in_one_save(lambda workspace: [record_read(workspace, r, self.clock()) for r in reads])
 
-    # -- device ingest -----------------------------------------------------
-
-    def record_swipes(self, uploads: Sequence[tuple[str, Sequence[Item]]]) -> list[UploadOutcome]:
-        """Decides every event of every upload against one workspace and stores the whole
-        batch in one transaction. If the save fails nothing is stored and the caller must
-        answer no upload as accepted."""
-        recorded: dict[tuple[str, int], Referenced] = {}
-        return self._in_one_save(
-            lambda workspace: [self._record_upload(workspace, recorded, d, items) for d, items in uploads])
-
     def _in_one_save(self, work: Callable[[Workspace], T]) -> T:
         """``work`` on one workspace, saved at once; nothing of it is stored if any of it fails."""
         workspace = self.workspace_class(self)
@@ -307,108 +295,3 @@ class CampusCard(MoneyOffice, PinOffice, TokenOffice, Application):
             workspace.discard()
             raise
         return done
-
-    def _record_upload(
-        self, workspace: Workspace, recorded: dict[tuple[str, int], Referenced], device_id: str,
-        items: Sequence[Item],
-    ) -> UploadOutcome:
-        results: list[UploadResult] = []
-        device: Device | None = workspace.find(ids.device_id(device_id))
-        log: SwipeLog | None = workspace.find(ids.swipe_log_id(device_id))
-        for item in items:
-            if results and results[-1]["status"] == "rejected":
-                results.append(_rejected(item, "not_processed"))
-                continue
-            if device is None or log is None:
-                results.append(_rejected(item, "unknown_device"))
-                continue
-            results.append(self._record_one(workspace, recorded, device, log, item))
-        return UploadOutcome(results=results, next_seq=log.next_seq if log else 1)
-
-    def _record_one(
-        self, workspace: Workspace, recorded: dict[tuple[str, int], Referenced], device: Device,
-        log: SwipeLog, item: Item,
-    ) -> UploadResult:
-        env = item.envelope
-        if isinstance(env, InvalidEnvelope):
-            return _rejected(item, "invalid", detail=str(env))
-        if env.device != device.device_id:
-            return _rejected(item, "invalid", detail="device: does not match the upload path")
-        if env.type not in TYPES_BY_KIND[device.kind]:
-            return _rejected(item, "invalid", detail=f"type: a {device.kind} device does not send {env.type}")
-        if env.seq < log.next_seq:
-            stored = recorded.get((device.device_id, env.seq)) or self._stored_swipe(device.device_id, env.seq)
-            assert stored is not None, (device.device_id, env.seq)
-            if stored.envelope == env.raw:
-                duplicate = stored.result.copy()
-                duplicate["status"] = "duplicate"
-                return duplicate
-            if not self._signature_ok(device, item):
-                return _rejected(item, "bad_signature")
-            return _rejected(item, "seq_conflict")
-        if device.revoked:
-            return _rejected(item, "revoked_device")
-        if not self._signature_ok(device, item):
-            return _rejected(item, "bad_signature")
-        if env.seq > log.next_seq:
-            return _rejected(item, "seq_gap")
-        if env.prev != log.head_hash:
-            return _rejected(item, "chain_broken")
-        card: Card | None = workspace.find(ids.card_id(env.card))
-        account: Account | None = workspace.find(ids.account_id(card.account_id)) if card else None
-        now = self.clock()
-        if account is not None:
-            workspace.changed(account.expire_due(now))  # DESIGN §11: before deciding
-        ctx = SwipeContext(device=device, log=log, envelope=env, card=card, account=account, tz=self.tz, now=now)
-        if env.type == "gate" and device.zone is not None:
-            ctx.zone = workspace.find(ids.zone_id(device.zone))
-        if env.type == "purchase" and device.merchant_id is not None:
-            ctx.merchant = workspace.find(ids.merchant_id(device.merchant_id))
-        if env.type == "reversal":
-            assert env.ref_seq is not None
-            ctx.referenced = recorded.get((device.device_id, env.ref_seq)) or self._stored_swipe(
-                device.device_id, env.ref_seq
-            )
-        result, facts = decide(ctx)
-        log.record(env.raw, env.hash, result, facts, now.isoformat())
-        recorded[(device.device_id, env.seq)] = Referenced(env.raw, result, facts)
-        # the swipe, one account event (rarely more: an expiry of what it gave back) and, offline, one card
-        # event (its offline spending)
-        workspace.changed(3 if env.offline else 2)
-        return result
-
-    def _signature_ok(self, device: Device, item: Item) -> bool:
-        if item.sig_ok is None:
-            assert isinstance(item.envelope, Envelope)
-            item.sig_ok = item.envelope.verify(self._device_key(device))
-        return item.sig_ok
-
-    def _device_key(self, device: Device) -> Ed25519PublicKey:
-        """The device's public key, decoded from its registration (a subclass may keep them)."""
-        return public_key_from_b64(device.public_key)
-
-    def _stored_swipe(self, device_id: str, seq: int) -> Referenced | None:
-        """One read, for the rare resend or reversal: the swipe stored for ``seq``."""
-        for stored in self.events.get(ids.swipe_log_id(device_id), gt=seq, lte=seq + 1):
-            if isinstance(stored, SwipeLog.Recorded):
-                return Referenced(stored.envelope, stored.result, stored.facts)
-        return None
-
-
-def rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
-    """The result of an event that is not stored (DESIGN §2), with its ``seq`` where known."""
-    return _rejected(item, code, detail)
-
-
-def _rejected(item: Item, code: str, detail: str | None = None) -> Rejection:
-    env = item.envelope
-    seq = env.seq if isinstance(env, Envelope) else _raw_seq(env)
-    result = Rejection(seq=seq, status="rejected", code=code)
-    if detail is not None:
-        result["detail"] = detail
-    return result
-
-
-def _raw_seq(error: InvalidEnvelope) -> int | None:
-    seq = error.raw.get("seq") if isinstance(error.raw, dict) else None
-    return seq if type(seq) is int else None

@@ -10,7 +10,7 @@ from eventsourcing.domain import Aggregate, event
 from domain import ids, limits
 from domain.actors import Acted, Actor
 from domain.errors import Conflict
-from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult, swipe_card
 from domain.limits import Limits
 from domain.wire import GENESIS_PREV
 
@@ -198,9 +198,9 @@ class SwipeLog(Aggregate):
             self.reversed_seqs.append(facts["refunded_seq"])
         at = limits.parse_stored_instant(envelope["at"])
         if at is not None:
-            self._note(envelope, result, at)
+            self._note(envelope, result, facts, at)
 
-    def _note(self, envelope: SignedEnvelope, result: SwipeResult, at: datetime) -> None:
+    def _note(self, envelope: SignedEnvelope, result: SwipeResult, facts: SwipeFacts, at: datetime) -> None:
         """The offline period and the recent purchases after this swipe (see the class)."""
         purchase = envelope["type"] == "purchase"
         if envelope.get("offline"):
@@ -210,7 +210,7 @@ class SwipeLog(Aggregate):
         else:  # an online event is an upload: the device is in contact, no period under way
             self.contact_at, self.period_from, self.period_fen = envelope["at"], None, 0
         if purchase:
-            self.recent = limits.kept_recent(self.recent, limits.instant_ms(at), envelope["card"],
+            self.recent = limits.kept_recent(self.recent, limits.instant_ms(at), swipe_card(envelope, facts),
                                              envelope.get("amount", 0))
 
     def offline_period(self, at_text: str) -> tuple[str, int]:

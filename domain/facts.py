@@ -24,7 +24,8 @@ class SignedEnvelope(TypedDict):
     prev: str
     at: str
     type: str  # purchase | reversal | gate
-    card: str
+    card: NotRequired[str]  # on every reversal; on a purchase or gate, card or credential
+    credential: NotRequired[str]  # a virtual card's payment code (DESIGN §10), instead of card
     amount: NotRequired[int]  # purchase, fen
     ref_seq: NotRequired[int]  # reversal: the seq of the purchase it voids
     direction: NotRequired[str]  # gate: in | out
@@ -73,3 +74,18 @@ class SwipeFacts(TypedDict):
     # Since expiring subsidies (DESIGN §11), on a purchase that took subsidy: [[grant ref, fen], ...]
     # in spending order, so that a refund or reversal gives it back to those grants.
     drawn: NotRequired[list[list[Any]]]
+    # Since virtual cards (DESIGN §10), on a swipe paid with a payment code (``credential``): the
+    # virtual card it resolved to, None when it resolved to none (``credential_invalid``).
+    card: NotRequired[str | None]
+
+
+def swipe_card(envelope: SignedEnvelope, facts: SwipeFacts) -> str | None:
+    """The card of a stored swipe: the envelope's ``card``, or the virtual card its payment code
+    resolved to (None: the code was invalid). Every reader of swipes asks here."""
+    card = envelope.get("card")
+    return card if card is not None else facts.get("card")
+
+
+def medium(envelope: SignedEnvelope) -> str:
+    """How a swipe was paid: ``phone`` (a payment code) or ``card``."""
+    return "phone" if "credential" in envelope else "card"

@@ -40,3 +40,8 @@ def token_id(jti: str) -> UUID:
 def access_id(account: str) -> UUID:
     """Who read the account's records (``domain.reads.Access``)."""
     return uuid5(NAMESPACE, f"reads:{account}")
+
+
+def phone_key_id(public_key: str) -> UUID:
+    """Which virtual card a phone's public key is registered for (``domain.virtual_cards.PhoneKey``)."""
+    return uuid5(NAMESPACE, f"phone-key:{public_key}")

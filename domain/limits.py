@@ -74,16 +74,17 @@ def parse_stored_instant(text: str) -> datetime | None:
     return at if at.tzinfo is not None else None
 
 
-def is_duplicate(recent: list[list[object]], at_ms: int, card: str, amount_fen: int) -> bool:
+def is_duplicate(recent: list[list[object]], at_ms: int, card: str | None, amount_fen: int) -> bool:
     """Whether ``recent`` (``[at_ms, card, amount_fen]`` of the device's latest purchases) holds
-    one of the same card and amount within the ``DUPLICATE_WINDOW_MS`` before ``at_ms``."""
-    return any(
+    one of the same card and amount within the ``DUPLICATE_WINDOW_MS`` before ``at_ms``. A swipe of
+    no known card (an invalid payment code) is a duplicate of none."""
+    return card is not None and any(
         r[1] == card and r[2] == amount_fen and 0 <= at_ms - r[0] <= DUPLICATE_WINDOW_MS  # type: ignore[operator]
         for r in recent
     )
 
 
-def kept_recent(recent: list[list[object]], at_ms: int, card: str, amount_fen: int) -> list[list[object]]:
+def kept_recent(recent: list[list[object]], at_ms: int, card: str | None, amount_fen: int) -> list[list[object]]:
     """``recent`` with this purchase, without those more than the window before it, at most
     ``RECENT_KEPT`` (the latest ones)."""
     kept = [r for r in recent if at_ms - r[0] <= DUPLICATE_WINDOW_MS]  # type: ignore[operator]

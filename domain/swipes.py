@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from domain import limits
+from domain import limits, paycode
 from domain.access import Zone, admits
 from domain import grants
 from domain.accounts import Account, Split
-from domain.cards import ACTIVE, Card
+from domain.cards import ACTIVE, LOST, Card
 from domain.devices import Device, Merchant, SwipeLog
-from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult, swipe_card
 from domain.wire import Envelope
 
 APPROVED, DECLINED = "approved", "declined"
@@ -44,7 +44,20 @@ class SwipeContext:
     referenced: Referenced | None = None
     zone: Zone | None = None  # the gate's zone (gate events only)
     merchant: Merchant | None = None  # the pos device's merchant (purchases), with its limits
+    code: paycode.Checked | None = None  # a swipe paid with a payment code: its check (DESIGN §10)
     flags: list[str] = field(default_factory=list)
+    code_reused: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        """Whether the code's ``(card, n)`` was taken before, as it stands before this swipe."""
+        code = self.code
+        self.code_reused = code is not None and code.n is not None and self.card is not None and (
+            self.card.code_used(code.n))
+
+    @property
+    def card_uid(self) -> str | None:
+        """The swipe's card: the envelope's, or the virtual card its payment code resolved to."""
+        return self.card.card_uid if self.code is not None and self.card is not None else self.envelope.card
 
     @property
     def limits(self) -> limits.Limits | None:
@@ -56,14 +69,32 @@ class SwipeContext:
 
 
 def card_decline_reason(ctx: SwipeContext) -> str | None:
-    """Why an online swipe of this card is declined before any money or rule is looked at."""
+    """Why an online swipe of this card is declined before any money or rule is looked at. A
+    payment code (DESIGN §10): invalid, then expired, then the card's status (lost; revoked or
+    cancelled: ``card_cancelled``), then its ``(card, n)`` taken before."""
+    code = ctx.code
+    if code is not None and code.reason == paycode.INVALID:
+        return paycode.INVALID
     if ctx.card is None or ctx.account is None:
         return "card_unknown"
+    if code is not None and code.reason is not None:
+        return code.reason  # credential_expired
     if ctx.card.status != ACTIVE:
-        return f"card_{ctx.card.status}"
+        return "card_lost" if ctx.card.status == LOST else "card_cancelled"
+    if ctx.code_reused:
+        return "credential_reused"
     if not ctx.account.is_valid_at(ctx.envelope.occurred_at):
         return "card_expired"
     return None
+
+
+def _take_code(ctx: SwipeContext) -> None:
+    """A code whose signatures verify uses up its ``(card, n)`` with the first stored swipe that
+    carries it, online or offline, whatever that swipe's decision: a code is good for one attempt,
+    so one declined (say for funds) cannot be replayed into an approval after a top-up."""
+    code, card = ctx.code, ctx.card
+    if code is not None and code.n is not None and card is not None and not ctx.code_reused:
+        card.use_code(code.n, ctx.envelope.device, ctx.envelope.seq)
 
 
 def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
@@ -76,6 +107,7 @@ def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
     else:
         decision, reason, split = _gate(ctx)
     _flag_clock_skew(ctx)
+    _take_code(ctx)
     # Built in this order, key by key, as the hub has always stored them: the audit log hashes the bytes.
     result = SwipeResult(seq=env.seq, status="accepted", decision=decision)
     if reason is not None:
@@ -100,6 +132,8 @@ def decide(ctx: SwipeContext) -> tuple[SwipeResult, SwipeFacts]:
         facts["refunded_at"] = ctx.referenced.envelope["at"]
     if env.type == "purchase" and split is not None and split.drawn:
         facts["drawn"] = split.drawn  # the grants its subsidy came from, for a refund (DESIGN §11)
+    if ctx.code is not None:
+        facts["card"] = ctx.card_uid  # the virtual card the code resolved to, or None
     return result, facts
 
 
@@ -137,7 +171,7 @@ def _reversal(ctx: SwipeContext) -> tuple[str, str | None, Split | None]:
         ref is not None
         and account is not None
         and ref.envelope["type"] == "purchase"
-        and ref.envelope["card"] == env.card
+        and swipe_card(ref.envelope, ref.facts) == env.card
         and ref.result["decision"] == APPROVED
         and ref.facts["account_id"] == account.account_id
         and ref.facts["subsidy_fen"] + ref.facts["cash_fen"] > account.refunded_fen(env.device, env.ref_seq)
@@ -239,12 +273,20 @@ def _flag_possible_duplicate(ctx: SwipeContext) -> None:
     online one is still decided as any other."""
     env = ctx.envelope
     assert env.amount_fen is not None
-    if limits.is_duplicate(ctx.log.recent, limits.instant_ms(env.occurred_at), env.card, env.amount_fen):
+    if limits.is_duplicate(ctx.log.recent, limits.instant_ms(env.occurred_at), ctx.card_uid, env.amount_fen):
         ctx.flags.append("possible_duplicate")
 
 
 def _flag_offline_card(ctx: SwipeContext) -> None:
+    """What the hub would have declined an offline swipe for: its card unknown or on the hotlist;
+    its payment code invalid, expired or reused (DESIGN §10)."""
+    code = ctx.code
+    if code is not None and code.reason is not None:
+        ctx.flags.append(code.reason)  # credential_invalid, credential_expired
+    if ctx.code_reused:
+        ctx.flags.append("credential_reused")
     if ctx.card is None or ctx.account is None:
-        ctx.flags.append("card_unknown")
+        if code is None:
+            ctx.flags.append("card_unknown")
     elif ctx.card.is_hotlisted:
         ctx.flags.append("hotlisted_card")

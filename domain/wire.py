@@ -55,9 +55,12 @@ EVENT_TYPES = ("purchase", "reversal", "gate")
 DECISIONS = ("approved", "declined")
 DIRECTIONS = ("in", "out")
 ENVELOPE_FIELDS = frozenset(
-    {"v", "device", "seq", "prev", "at", "type", "card", "amount", "ref_seq",
+    {"v", "device", "seq", "prev", "at", "type", "card", "credential", "amount", "ref_seq",
      "direction", "offline", "decision", "sig"}
 )
+# A payment code (DESIGN §10) is checked by ``domain.paycode`` when the swipe is decided: a bad one
+# is a declined swipe, stored. The envelope refuses only text that breaks §9, or is absurdly long.
+MAX_CREDENTIAL_CHARS = 4096
 FIELDS_BY_TYPE = {
     "purchase": frozenset({"amount"}),
     "reversal": frozenset({"ref_seq"}),
@@ -158,7 +161,8 @@ class Envelope:
     prev: str
     occurred_at: datetime
     type: str
-    card: str
+    card: str | None  # None: a purchase or gate paid with ``credential`` instead
+    credential: str | None  # a virtual card's payment code, unchecked (``domain.paycode``)
     amount_fen: int | None
     ref_seq: int | None
     direction: str | None
@@ -250,7 +254,7 @@ def _parse_envelope(obj: Any) -> Envelope:
     except ValueError as exc:
         raise InvalidEnvelope("at", unsafe_text(at_text) or str(exc)) from None
     kind = _require(obj, "type", lambda v: v in EVENT_TYPES, "must be purchase, reversal or gate")
-    card = _require(obj, "card", lambda v: isinstance(v, str) and CARD_UID_RE.fullmatch(v), "must be 8-20 uppercase hex characters")
+    card, credential = _card_or_credential(obj, kind)
     for other, fields in FIELDS_BY_TYPE.items():
         if other != kind:
             for name in sorted(fields & obj.keys()):
@@ -277,9 +281,24 @@ def _parse_envelope(obj: Any) -> Envelope:
     signed = signing_input(obj)
     return Envelope(
         raw=cast(SignedEnvelope, obj), device=device, seq=seq, prev=prev, occurred_at=occurred_at, type=kind,
-        card=card, amount_fen=amount, ref_seq=ref_seq, direction=direction, offline=offline,
+        card=card, credential=credential, amount_fen=amount, ref_seq=ref_seq, direction=direction, offline=offline,
         decision=decision, hash=hashlib.sha256(signed).hexdigest(), signing_input=signed, sig=sig,
     )
+
+
+def _card_or_credential(obj: dict[str, Any], kind: str) -> tuple[str | None, str | None]:
+    """``card``, or on a purchase or gate ``credential`` instead: exactly one of the two (DESIGN §2, §10)."""
+    if kind == "reversal" and "credential" in obj:
+        raise InvalidEnvelope("credential", "does not apply to type reversal: it names the card of the purchase")
+    if kind != "reversal" and ("card" in obj) == ("credential" in obj):
+        raise InvalidEnvelope("credential", "a purchase or gate carries exactly one of card and credential")
+    if "credential" not in obj:
+        card = _require(obj, "card", lambda v: isinstance(v, str) and CARD_UID_RE.fullmatch(v),
+                        "must be 8-20 uppercase hex characters")
+        return card, None
+    credential = _require(obj, "credential", lambda v: isinstance(v, str) and not unsafe_text(v) and (
+        0 < len(v) <= MAX_CREDENTIAL_CHARS), f"must be a payment code of 1-{MAX_CREDENTIAL_CHARS} characters")
+    return None, credential
 
 
 def _signature(text: Any) -> bytes | None:

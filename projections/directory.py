@@ -1,5 +1,5 @@
-"""The directory of cards, devices and merchants, and the hotlist (lost and cancelled cards)
-that devices download.
+"""The directory of cards (chip and virtual), devices and merchants, and the hotlist (lost,
+cancelled and revoked cards) that devices download.
 
 The hotlist version is the notification id of the latest change to it, so it only grows
 and a device's ``since`` names a position in the event store."""
@@ -11,7 +11,7 @@ from typing import Any
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 
-from domain.cards import ACTIVE, CANCELLED, LOST, Card
+from domain.cards import ACTIVE, CANCELLED, LOST, REVOKED, Card
 from domain.devices import Device, Merchant
 from projections.base import BatchingProjection, View
 
@@ -21,7 +21,8 @@ class DirectoryView(View):
         "cards": "CREATE TABLE IF NOT EXISTS {schema}.cards ("
             " card_uid text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, account_id text NOT NULL,"
             " status text NOT NULL,"
-            " hotlist_version bigint NOT NULL DEFAULT 0)",
+            " hotlist_version bigint NOT NULL DEFAULT 0,"
+            " kind text NOT NULL DEFAULT 'physical', label text, valid_until text)",
         "devices": "CREATE TABLE IF NOT EXISTS {schema}.devices ("
             " device_id text PRIMARY KEY, aggregate_id uuid NOT NULL UNIQUE, kind text NOT NULL,"
             " merchant_id text, zone text, location text, revoked boolean NOT NULL DEFAULT false)",
@@ -34,6 +35,8 @@ class DirectoryView(View):
     LIMIT_COLUMNS = (("max_amount_fen", "bigint"), ("max_card_day_fen", "bigint"),
                      ("max_device_total_fen", "bigint"), ("max_offline_seconds", "bigint"),
                      ("limits_version", "bigint NOT NULL DEFAULT 0"))
+    # Virtual cards (DESIGN §10), added to a view made before them: every card was a chip card.
+    CARD_COLUMNS = (("kind", "text NOT NULL DEFAULT 'physical'"), ("label", "text"), ("valid_until", "text"))
     indexes = (
         "CREATE INDEX IF NOT EXISTS cards_by_hotlist_version ON {schema}.cards (hotlist_version)",
         "CREATE INDEX IF NOT EXISTS cards_by_account ON {schema}.cards (account_id)",  # a cardholder's cards
@@ -44,6 +47,11 @@ class DirectoryView(View):
         self.issue = self.sql(
             "INSERT INTO {schema}.cards (card_uid, aggregate_id, account_id, status) VALUES"
             " (%(card_uid)s, %(aggregate_id)s, %(account_id)s, 'active') ON CONFLICT DO NOTHING"
+        )
+        self.issue_virtual = self.sql(
+            "INSERT INTO {schema}.cards (card_uid, aggregate_id, account_id, status, kind, label, valid_until)"
+            " VALUES (%(card_uid)s, %(aggregate_id)s, %(account_id)s, 'active', 'virtual', %(label)s,"
+            " %(valid_until)s) ON CONFLICT DO NOTHING"
         )
         self.set_status = self.sql(
             "UPDATE {schema}.cards SET status = %(status)s, hotlist_version = %(version)s"
@@ -57,9 +65,10 @@ class DirectoryView(View):
         self.revoke_device = self.sql(
             "UPDATE {schema}.devices SET revoked = true WHERE aggregate_id = %(aggregate_id)s"
         )
-        for column, kind in self.LIMIT_COLUMNS:
-            self.sql_create_statements.append(self.sql(
-                f"ALTER TABLE {{schema}}.merchants ADD COLUMN IF NOT EXISTS {column} {kind}"))
+        for table, columns in (("merchants", self.LIMIT_COLUMNS), ("cards", self.CARD_COLUMNS)):
+            for column, kind in columns:
+                self.sql_create_statements.append(self.sql(
+                    f"ALTER TABLE {{schema}}.{table} ADD COLUMN IF NOT EXISTS {column} {kind}"))
         self.set_limits = self.sql(
             "UPDATE {schema}.merchants SET max_amount_fen = %(max_amount_fen)s,"
             " max_card_day_fen = %(max_card_day_fen)s, max_device_total_fen = %(max_device_total_fen)s,"
@@ -84,6 +93,17 @@ class DirectoryProjection(BatchingProjection[DirectoryView]):
         row = {"card_uid": domain_event.card_uid, "aggregate_id": domain_event.originator_id,
                "account_id": domain_event.account_id}
         self.stage(tracking, [(self.view.issue, row)])
+
+    @process_event.register
+    def _(self, domain_event: Card.VirtualIssued, tracking: Tracking) -> None:
+        row = {"card_uid": domain_event.card_uid, "aggregate_id": domain_event.originator_id,
+               "account_id": domain_event.account_id, "label": domain_event.label,
+               "valid_until": domain_event.valid_until}
+        self.stage(tracking, [(self.view.issue_virtual, row)])
+
+    @process_event.register
+    def _(self, domain_event: Card.Revoked, tracking: Tracking) -> None:
+        self._status(domain_event, tracking, REVOKED)
 
     @process_event.register
     def _(self, domain_event: Card.ReportedLost, tracking: Tracking) -> None:

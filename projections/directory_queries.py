@@ -26,7 +26,8 @@ async def pos_locations(conn: Connection) -> dict[str, str]:
 
 async def account_cards(conn: Connection, account_id: str, keyset: Keyset,
                         start: datetime | None = None, end: datetime | None = None) -> Page | None:
-    """A page of the account's cards (``card_uid``, ``status``), newest issued first — by the
+    """A page of the account's cards (``card_uid``, ``status``, ``kind``, and for a virtual card
+    ``label`` and ``valid_until``), newest issued first — by the
     position of its ``Card.Issued`` in the store, so the view needs no column for it; None when
     there is no such account. (``start`` and ``end``: none, the route takes no time filter.)"""
     assert start is None and end is None, (start, end)
@@ -34,7 +35,7 @@ async def account_cards(conn: Connection, account_id: str, keyset: Keyset,
         return None
     return await fetch_page(
         conn,
-        f"SELECT c.card_uid, c.status, e.notification_id FROM cards c JOIN {EVENTS_TABLE} e"  # noqa: S608
+        f"SELECT c.card_uid, c.status, c.kind, c.label, c.valid_until, e.notification_id FROM cards c JOIN {EVENTS_TABLE} e"  # noqa: S608
         " ON e.originator_id = c.aggregate_id AND e.originator_version = 1 WHERE c.account_id = $1",
         (account_id,), keyset, key="e.notification_id",
     )

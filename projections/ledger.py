@@ -11,6 +11,7 @@ from eventsourcing.persistence import Tracking
 
 from domain.accounts import Account
 from domain.devices import SwipeLog
+from domain.facts import swipe_card
 from domain.wire import parse_rfc3339
 from projections.base import BatchingProjection, View
 
@@ -231,7 +232,7 @@ class LedgerProjection(BatchingProjection[LedgerView]):
             amount_fen=sign * moved, subsidy_fen=sign * facts["subsidy_fen"],
             cash_fen=sign * facts["cash_fen"], decision=result["decision"],
             reason=result.get("reason"), flags=facts["flags"], balance_fen=result.get("balance"),
-            card_uid=envelope["card"], device_id=envelope["device"], seq=envelope["seq"],
+            card_uid=swipe_card(envelope, facts), device_id=envelope["device"], seq=envelope["seq"],
             merchant_id=facts["merchant_id"], at=envelope["at"],
             occurred_at=datetime.fromisoformat(envelope["at"].upper().replace("Z", "+00:00")),
             recorded_at=datetime.fromisoformat(domain_event.recorded_at),

@@ -85,14 +85,15 @@ async def transactions(conn: Connection, account_id: str, keyset: Keyset,
                        start: datetime | None, end: datetime | None) -> Page | None:
     """A page of the account's transactions, newest first, that happened (on the device's clock,
     else when recorded) in ``[start, end)``; None when there is no such account. Each row has its
-    merchant's ``merchant_name`` and its device's ``location`` from the directory's views (None
-    when unknown, and for credits), joined in the one query."""
+    merchant's ``merchant_name``, its device's ``location`` and its card's ``card_kind`` (physical,
+    virtual) from the directory's views (None when unknown, and for credits), joined in the one query."""
     if not await account_exists(conn, account_id):
         return None
     return await fetch_page(
         conn,
-        "SELECT t.*, m.name AS merchant_name, d.location FROM transactions t"
+        "SELECT t.*, m.name AS merchant_name, d.location, c.kind AS card_kind FROM transactions t"
         " LEFT JOIN merchants m ON m.merchant_id = t.merchant_id LEFT JOIN devices d ON d.device_id = t.device_id"
+        " LEFT JOIN cards c ON c.card_uid = t.card_uid"
         f" WHERE t.account_id = $1 AND {in_window('coalesce(t.occurred_at, t.recorded_at)', 2)}",
         (account_id, start, end), keyset, key="t.notification_id",
     )

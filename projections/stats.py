@@ -33,7 +33,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from domain.accounts import Account
 from domain.devices import SwipeLog
-from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult
+from domain.facts import SignedEnvelope, SwipeFacts, SwipeResult, swipe_card
 from domain.wire import parse_rfc3339
 from projections.base import BatchingProjection, View
 
@@ -245,8 +245,10 @@ class StatsProjection(BatchingProjection[StatsView]):
         sign = 1 if kind == "purchase" else -1
         # refunded_at, category: NotRequired (refunds and events stored before statistics lack them).
         when = envelope["at"] if kind == "purchase" else facts.get("refunded_at", envelope["at"])
+        card = swipe_card(envelope, facts)
+        assert card is not None, "a swipe that moved money has a card (a chip card, or a payment code's)"
         self._count(parse_rfc3339(when), facts["merchant_id"], envelope["device"],
-                    facts.get("category", UNKNOWN_CATEGORY), envelope["card"], sign, sign * moved_fen)
+                    facts.get("category", UNKNOWN_CATEGORY), card, sign, sign * moved_fen)
 
     def _count(self, instant: datetime, merchant: str | None, device: str, category: str, card: str,
                count: int, fen: int) -> None:

@@ -143,12 +143,14 @@ class DashboardDay:
     checkpoint: Any  # the latest audit checkpoint, or None
     refunds: tuple[int, int]  # the refunds of the day's purchases: how many, fen
     exposure: risk_queries.Exposure  # money at risk now, whatever the day
+    phone: Any  # the day's sales paid by phone (virtual cards, DESIGN §10): count, amount, cards
 
 
 async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
     """Everything the dashboard shows of one local day in ``tz``."""
     span = local_day(day, tz)
-    sales, cards, merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure = await asyncio.gather(
+    (sales, cards, merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure,
+     phone) = await asyncio.gather(
         pool.fetch(
             "SELECT GROUPING(merchant_id, meal, device_id, category) AS g, merchant_id, meal, device_id, category,"
             " sum(count)::bigint AS count, sum(amount_fen) AS amount FROM stats_hourly"
@@ -178,12 +180,24 @@ async def dashboard(pool: Connection, day: date, tz: ZoneInfo) -> DashboardDay:
         audit_queries.latest_checkpoint(pool),
         ledger_queries.refunds_between(pool, *span),
         risk_queries.exposure(pool),
+        phone_sales(pool, *span),
     )
     by_set: dict[str, list[Any]] = {}
     for row in sales:
         by_set.setdefault(SALES_SETS.get(row["g"], ""), []).append(row)
     return DashboardDay(by_set, {(r["merchant_id"], r["meal"], r["category"]): r["cards"] for r in cards},
-                        merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure)
+                        merchants, locations, minutes, gates, declines, checkpoint, refunds, exposure, phone)
+
+
+async def phone_sales(pool: Connection, start: datetime, end: datetime) -> Any:
+    """The sales (net of reversals and refunds, as every sales figure) of virtual cards' payment
+    codes in [start, end), a subset of the total: ``count``, ``amount``, distinct ``cards``."""
+    return await pool.fetchrow(
+        "SELECT coalesce(sum(s.count), 0)::bigint AS count, coalesce(sum(s.amount_fen), 0) AS amount,"
+        " count(DISTINCT s.card_uid) FILTER (WHERE s.count > 0) AS cards FROM stats_sales s"
+        " JOIN cards c ON c.card_uid = s.card_uid AND c.kind = 'virtual'"
+        " WHERE s.hour_start >= $1 AND s.hour_start < $2", start, end,
+    )
 
 
 async def _gates(pool: Connection, start: datetime, end: datetime) -> list[Any]:

@@ -65,8 +65,9 @@ class IngestCampusCard(CampusCard):
         *,
         timezone: ZoneInfo | None = None,
         clock: Callable[[], datetime] = utc_now,
+        hub_key: Ed25519PublicKey | None = None,
     ) -> None:
-        super().__init__(env, timezone=timezone, clock=clock)
+        super().__init__(env, timezone=timezone, clock=clock, hub_key=hub_key)
         if isinstance(self.recorder, ArrayInsertRecorder):
             self.keys = self.recorder.keys  # written with the events of the command that made them
         # device id -> public key, for callers that verify signatures before the writer does.

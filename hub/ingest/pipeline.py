@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from domain.application import Item, UploadOutcome
+from domain.recording import check_credential
 from domain.wire import Envelope, InvalidEnvelope, parse_envelope
 from hub.ingest.application import IngestCampusCard
 from hub.ingest.metrics import IngestMetrics
@@ -61,16 +62,19 @@ def _parse_and_verify(application: IngestCampusCard, device_id: str, raws: Seque
     key = application.device_keys.get(device_id)
     if key is None:  # a device the writer has not seen yet: the writer checks, in the same order
         return items, 0
-    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1))
+    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1), application.hub_key)
 
 
-def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int) -> int:
+def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int,
+                     hub_key: Ed25519PublicKey | None) -> int:
     """Checks signatures in the upload's (``seq``) order, up to the first event that will be
     rejected: a bad signature or an invalid envelope; the writer answers the events after it
     ``not_processed`` without checking them (DESIGN §9: a forged upload costs one verification).
     Events below the device's last known ``next_seq`` are resends: the writer finds them by
     comparing with the stored envelope and verifies only one that differs (DESIGN §8: hash
-    before signature). Sets each checked item's ``sig_ok``; returns how many it checked."""
+    before signature). Sets each checked item's ``sig_ok``, and checks the payment code of one that
+    carries one (``code``, DESIGN §10: two more signatures, kept off the writer's thread too);
+    returns how many envelopes it checked."""
     checked = 0
     for item in items:
         envelope = item.envelope
@@ -82,4 +86,6 @@ def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int
         item.sig_ok = envelope.verify(key)
         if not item.sig_ok:
             break
+        if envelope.credential is not None:
+            item.code = check_credential(envelope, hub_key)
     return checked

@@ -36,6 +36,7 @@ from hub.service.routes import risk as routes_risk
 from hub.service.routes import sessions as routes_sessions
 from hub.service.routes import stats as routes_stats
 from hub.service.routes import tokens as routes_tokens
+from hub.service.routes import virtual_cards as routes_virtual_cards
 from hub.service.sign_in import SignIn
 from hub.service.token_keys import TokenKeyring
 from hub.service.token_registry import TokenRegistry
@@ -93,6 +94,7 @@ def create_app(settings: Settings, database: Database) -> web.Application:
     app.router.add_routes(routes_dashboard.routes)
     app.router.add_routes(routes_app.routes)
     app.router.add_routes(routes_tokens.routes)
+    app.router.add_routes(routes_virtual_cards.routes)
     app.router.add_routes(routes_risk.routes)
     app.router.add_routes(routes_sessions.routes)
     app.router.add_get("/openapi.json", openapi)
@@ -106,7 +108,8 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         lock = WriterLock(database)
         await lock.acquire()  # before anything is written, even the tables
         env = application_env(database)
-        application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone())
+        application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone(),
+                                              hub_key=app[HUB_KEY].public_key())  # checks payment codes
         app[APPLICATION] = application
         application.recorder.datastore.pool.timeout = WRITER_POOL_WAIT_S
         if application.snapshots is not None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from domain.actors import Actor
 from domain.errors import AlreadyExists, Conflict, DomainError, Forbidden, Invalid, NotFound
 from hub.ingest.isolation import WriterFailed
 from hub.ingest.lanes import Overloaded
@@ -301,6 +302,17 @@ def authorize(
     if not allowed:
         raise Problem(403, "forbidden", f"role {principal.role} may not do this")
     return principal
+
+
+def card_caller(request: web.Request) -> tuple[Actor, str | None]:
+    """The caller of a command on a card: the card office (no owner), or a cardholder for the
+    cards of its own account (the owner), checked on the writer, which alone knows a card's
+    account (403 for another's card, and for an unknown one, alike)."""
+    caller = authenticate(request)
+    if caller.role == "cardholder":
+        assert caller.scope is not None  # a cardholder's token names its account (hub.service.keys)
+        return caller.actor(), caller.scope
+    return authorize(request, *CARD_OFFICE).actor(), None
 
 
 def refuse_operator_over(caller: Principal, amount_fen: int, verb: str) -> None:

@@ -144,6 +144,7 @@ class Transaction(Answer):
     reason: str | None = None
     merchant_name: str | None = None  # purchases, reversals, refunds: the merchant's, null when unknown
     location: str | None = None  # … and the device's location (a canteen's window), null when unknown
+    medium: Literal["card", "phone"] | None = None  # … and paid by chip card or by phone (a virtual card, DESIGN §10)
 
 
 class Transactions(Answer):
@@ -333,9 +334,14 @@ class Session(Answer):
 
 
 class CardItem(Answer):
+    """A chip card (``physical``), or a phone's virtual card with its ``label`` and its cert's
+    ``valid_until`` (DESIGN §10)."""
+
     card_uid: str
-    status: Literal["active", "lost", "cancelled"]
-    kind: Literal["physical"]
+    status: Literal["active", "lost", "cancelled", "revoked"]
+    kind: Literal["physical", "virtual"]
+    label: str | None = None
+    valid_until: str | None = None
 
 
 class Cards(Answer):

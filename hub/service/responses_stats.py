@@ -138,6 +138,8 @@ class Dashboard(Answer):
     gates: list[Gates]
     declines: list[Decline]  # the day's declined swipes per kind and reason, most first within a kind
     refunds: Counted  # the refunds of the day's purchases (DESIGN §11), netted in its sales
+    phone: Totals | None  # the day's sales paid by phone (DESIGN §10), within the total; null for a manager
+    #                       while fewer than 5 distinct phones paid
     exposure: DashboardExposure  # money at risk now, whatever the day
     projections: Lag
     checkpoint: DashboardCheckpoint | None

@@ -71,6 +71,13 @@ class CardIn(Strict):
     account_id: AccountId
 
 
+class VirtualCardIn(Strict):
+    """A phone's Ed25519 public key (standard base64 of the raw 32 bytes) and a name for it (DESIGN §10)."""
+
+    public_key: PublicKey
+    label: Name
+
+
 class CreditIn(Strict):
     amount: Fen
     ref: Ref

@@ -109,7 +109,7 @@ async def test_transactions_are_newest_first_and_paged_with_a_cursor(hub: Hub) -
         "kind": "purchase", "amount": -104, "subsidy": 0, "cash": -104, "balance": 9490,
         "recorded_at": None, "decision": "approved", "card": "ABCDEF01", "device": "pos-1", "seq": 5,
         "merchant_id": "canteen-1", "merchant_name": "第一食堂", "location": "第一食堂 3号窗口",
-        "at": (NOON + timedelta(minutes=4)).isoformat(timespec="milliseconds"), "flags": [],
+        "at": (NOON + timedelta(minutes=4)).isoformat(timespec="milliseconds"), "flags": [], "medium": "card",
     }
     rest = await hub.get(f"/v1/accounts/s1/transactions?limit=4&cursor={page['next']}")
     assert [i["amount"] for i in rest["items"]] == [-100, 10_000] and rest["next"] is None

@@ -98,7 +98,8 @@ def test_answers_are_the_declared_results_in_their_order() -> None:
 def test_the_envelope_shape_is_protocol_v1s_fields() -> None:
     assert set(SignedEnvelope.__annotations__) == ENVELOPE_FIELDS
     by_type = set().union(*FIELDS_BY_TYPE.values())
-    assert SignedEnvelope.__optional_keys__ == by_type | {"offline", "decision"}
+    # a purchase or gate carries card or credential (DESIGN §10)
+    assert SignedEnvelope.__optional_keys__ == by_type | {"offline", "decision", "card", "credential"}
     assert Rejection.__optional_keys__ == {"detail"}
     assert SwipeResult.__optional_keys__ == {"reason", "balance"}
-    assert SwipeFacts.__optional_keys__ == {"category", "refunded_at", "drawn"}
+    assert SwipeFacts.__optional_keys__ == {"category", "refunded_at", "drawn", "card"}

@@ -12,14 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from domain.accounts import Account
-from domain.actors import Actor
 from domain.application import CampusCard
 from domain.cards import Card
 from domain.devices import Device, Merchant
 from domain.wire import parse_instant
 from hub.service import responses
 from hub.service.http import (
-    CARD_OFFICE, Problem, authenticate, authorize, json_response, read_body, refuse_operator_over,
+    CARD_OFFICE, Problem, authorize, card_caller, json_response, read_body, refuse_operator_over,
 )
 from hub.service.query import documented
 from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn, SubsidyIn
@@ -134,7 +133,7 @@ async def issue_card(request: web.Request) -> web.Response:
 @documented("Report a card lost (挂失): the card office, or the card's own cardholder",
             responses={200: responses.Card, 404: None, 409: None})
 async def report_lost(request: web.Request) -> web.Response:
-    actor, owner = _card_caller(request)
+    actor, owner = card_caller(request)
     uid = request.match_info["card_uid"]
     card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid, actor=actor, owner=owner)))
     return json_response(card)
@@ -144,21 +143,10 @@ async def report_lost(request: web.Request) -> web.Response:
 @documented("Report a lost card found (解挂): the card office, or the card's own cardholder; 409 while"
             " the account has another active card", responses={200: responses.Card, 404: None, 409: None})
 async def report_found(request: web.Request) -> web.Response:
-    actor, owner = _card_caller(request)
+    actor, owner = card_caller(request)
     uid = request.match_info["card_uid"]
     card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid, actor=actor, owner=owner)))
     return json_response(card)
-
-
-def _card_caller(request: web.Request) -> tuple[Actor, str | None]:
-    """The card office (no owner), or a cardholder for the cards of its own account: the owner,
-    checked on the writer, which alone knows a card's account (403 for another's card, and for
-    an unknown one, alike)."""
-    caller = authenticate(request)
-    if caller.role == "cardholder":
-        assert caller.scope is not None  # a cardholder's token names its account (hub.service.keys)
-        return caller.actor(), caller.scope
-    return authorize(request, *CARD_OFFICE).actor(), None
 
 
 @routes.post("/v1/accounts/{account_id}/topups")

@@ -78,6 +78,7 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         "decision": row["decision"], "card": row["card_uid"], "device": row["device_id"], "seq": row["seq"],
         "merchant_id": row["merchant_id"], "merchant_name": row["merchant_name"], "location": row["location"],
         "at": row["at"], "flags": list(row["flags"]),
+        "medium": "phone" if row["card_kind"] == "virtual" else "card",  # a virtual card's (DESIGN §10)
     })
     if row["kind"] == "refund":  # ``reason``: the card office's text
         item.update({"ref": row["ref"], "reason": row["reason"]})
@@ -87,13 +88,20 @@ def _transaction_json(row: Any) -> dict[str, Any]:
 
 
 @routes.get("/v1/accounts/{account_id}/cards")
-@documented("The account's cards with their status, newest issued first", query=KeysetQuery,
+@documented("The account's cards (chip and virtual) with their status, newest issued first", query=KeysetQuery,
             responses={200: responses.Cards, 404: None})
 async def cards(request: web.Request) -> web.Response:
     """Read from the directory's view: a card just issued or reported may take a moment to show."""
     page, found = await account_page(request, ACCOUNT_READERS, "cards", directory_queries.account_cards, KeysetQuery)
-    items = [{"card_uid": r["card_uid"], "status": r["status"], "kind": "physical"} for r in found.rows]
+    items = [_card_item(r) for r in found.rows]
     return json_response({"items": items, "next": page.next_cursor(found)})
+
+
+def _card_item(row: Any) -> dict[str, Any]:
+    item = {"card_uid": row["card_uid"], "status": row["status"], "kind": row["kind"]}
+    if row["kind"] == "virtual":  # DESIGN §10: a phone's card, with its name and its cert's expiry
+        item.update(label=row["label"], valid_until=row["valid_until"])
+    return item
 
 
 @routes.get("/healthz")

@@ -103,10 +103,19 @@ async def dashboard(request: web.Request) -> web.Response:
         "declines": [{"kind": r["kind"], "reason": r["reason"], "count": r["count"]} for r in found.declines],
         # The refunds of the day's purchases (netted in the sales above), and the money at risk now.
         "refunds": {"count": found.refunds[0], "amount": found.refunds[1]},
+        "phone": _phone(found.phone, caller.role),
         "exposure": _exposure(found.exposure),
         "projections": {"store_position": store, "lag_events": max((store - p for p in views.values()), default=0)},
         "checkpoint": {key: latest[key] for key in ("tree_size", "root_hash", "issued_at")} if latest else None,
     })
+
+
+def _phone(found: Any, role: str) -> dict[str, Any] | None:
+    """The day's sales paid by phone (virtual cards, DESIGN §10), beside the totals; not shown to a
+    manager (null) while fewer than ``MIN_CARDS`` distinct phones paid."""
+    if role == "manager" and 0 < found["cards"] < MIN_CARDS:
+        return None
+    return {"count": found["count"], "amount": found["amount"], "cards": found["cards"]}
 
 
 def _exposure(found: risk_queries.Exposure) -> dict[str, Any]:
