@@ -78,3 +78,23 @@ async def test_phones_pay_by_code_online_and_offline_and_the_dashboard_counts_th
     print(summary)
     assert f"by phone {phone[0]:,} (¥{yuan(phone[1])}) = " in summary and "MISMATCH" not in summary
     assert "UNEXPECTED" not in summary
+
+
+
+async def test_a_second_run_on_the_same_hub_keeps_its_phones_and_their_counters(hub: Hub, tmp_path: Path) -> None:
+    """The state file keeps each phone's key, cert and counter: a second day reuses the phones still
+    active (none of their codes is taken twice) and registers anew the one removed. The first day
+    is one without purchases (so without closures, whose accounts a second seeding cannot credit)."""
+    url = str(hub.client.make_url("")).rstrip("/")
+    runs = [await simulate(url, hub.token(), seed=4, devices=6, accounts=60, swipes=swipes, batch=10,
+                           offline_share=0.1, state=tmp_path / "sim.json", gates=False, meal_expires_in_s=2)
+            for swipes in (0, None)]
+    first, second = runs[0].fleet, runs[1].fleet
+    assert first.registered == len(runs[0].campus.phones) > 10 and first.reused == 0 and first.removed
+    assert (second.reused, second.registered) == (first.registered - 1, 1)  # the removed one registered again
+    assert {p.card_uid for p in runs[1].campus.phones.values()} - {p.card_uid for p in runs[0].campus.phones.values()}
+    tally = runs[1].tally
+    assert tally.medium_sales["phone"] > 0
+    assert tally.decisions["declined: credential_reused"] == 1  # the screenshot alone
+    assert {kind: answer for (kind, answer) in tally.faults if kind in PHONE_FAULTS} == {
+        kind: FAULTS[kind][1] for kind in PHONE_FAULTS}
