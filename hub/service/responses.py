@@ -280,7 +280,7 @@ class AccessEntry(Answer):
     zone: str | None
     device: str
     seq: int
-    card: str
+    card: str | None  # null: a payment code that resolved to no card (credential_invalid, DESIGN §10)
     account_id: str | None
     direction: str
     decision: str

@@ -338,9 +338,12 @@ async def test_phone_payments_are_found_by_card_everywhere_and_the_books_verify(
     [voided] = await hub.send(pos)
     assert (voided["decision"], voided["balance"]) == ("approved", 4700)
     await pay(hub, pos, "CHV1.forged", at=now)
+    refund = {"device": "pos-1", "seq": 1, "amount": 100, "reason": "a wrong dish", "ref": "refund-1"}
+    assert (await hub.post("/v1/accounts/s1/refunds", refund))["remaining"] == 200
     await hub.settle()
     transactions = (await hub.get("/v1/accounts/s1/transactions"))["items"]
     assert [(t["kind"], t.get("seq"), t.get("card"), t.get("medium")) for t in transactions] == [
+        ("refund", 1, phone.card_uid, "phone"),
         ("reversal", 3, phone.card_uid, "phone"), ("purchase", 2, phone.card_uid, "phone"),
         ("purchase", 1, phone.card_uid, "phone"), ("topup", None, None, None)]
     events = (await hub.get(f"/v1/audit/events?card={phone.card_uid}", role="auditor"))["items"]
@@ -349,12 +352,12 @@ async def test_phone_payments_are_found_by_card_everywhere_and_the_books_verify(
     day = now.astimezone(hub.app[SETTINGS].zone()).date().isoformat()
     stats = await hub.get(f"/v1/stats/consumption?from={(now - timedelta(hours=1)).isoformat()}"
                           f"&to={(now + timedelta(hours=1)).isoformat()}&by=merchant".replace("+", "%2B"))
-    assert stats["total"] == {"count": 1, "amount": 300, "cards": 1}
+    assert stats["total"] == {"count": 1, "amount": 200, "cards": 1}  # 300, less 100 refunded
     settlement = await hub.get(f"/v1/merchants/canteen-1/settlement?date={day}")
     assert (settlement["purchases"], settlement["reversals"], settlement["net"]) == (
-        {"count": 2, "amount": 750}, {"count": 1, "amount": 450}, 300)
+        {"count": 2, "amount": 750}, {"count": 1, "amount": 450}, 200)
     dashboard = await hub.get(f"/v1/stats/dashboard?date={day}")
-    assert dashboard["phone"] == {"count": 1, "amount": 300, "cards": 1} and dashboard["total"]["amount"] == 300
+    assert dashboard["phone"] == {"count": 1, "amount": 200, "cards": 1} and dashboard["total"]["amount"] == 200
     assert (await hub.get(f"/v1/stats/dashboard?date={day}", role="manager"))["phone"] is None  # one phone: hidden
     await audit_log.issue_checkpoint(hub.app[POOL], hub.app[HUB_KEY])
     report = await asyncio.to_thread(verify, database, hub.app[HUB_KEY].public_key())
@@ -375,8 +378,14 @@ async def test_a_gate_lets_a_phone_in_by_its_accounts_groups(hub: Hub) -> None:
     code = phone.code(now)
     gate.gate_by_code(code, "in", now)
     gate.gate_by_code(code, "in", now)
-    first, second = await hub.send(gate)
-    assert (first["decision"], second.get("reason")) == ("approved", "credential_reused")
+    gate.gate_by_code("CHV1.forged", "in", now)
+    gate.gate_by_code(phone.code(now), "out", now, offline=True)
+    first, second, forged, offline = await hub.send(gate)
+    assert (first["decision"], second.get("reason"), forged["reason"]) == (
+        "approved", "credential_reused", "credential_invalid")
+    assert offline["decision"] == "approved"
     await hub.settle()
     log = (await hub.get(f"/v1/access-log?card={phone.card_uid}"))["items"]
-    assert [entry["decision"] for entry in log] == ["declined", "approved"]
+    assert [entry["decision"] for entry in log] == ["approved", "declined", "approved"]
+    everything = (await hub.get("/v1/access-log?zone=library"))["items"]
+    assert [entry["card"] for entry in everything] == [phone.card_uid, None, phone.card_uid, phone.card_uid]
