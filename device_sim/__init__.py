@@ -1,2 +1,3 @@
-"""Simulated devices and campus traffic. Talks to the hub over HTTP only; of our own code it
-uses ``domain.wire`` alone, the protocol every real device implements too."""
+"""Simulated devices, phones and campus traffic. Talks to the hub over HTTP only; of our own code
+it uses ``domain.wire`` and ``domain.paycode`` alone, the protocol every real device and phone
+implements too."""

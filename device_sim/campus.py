@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from device_sim.client import HubClient
 from device_sim.device import SimDevice
+from device_sim.phone import SimPhone
 
 # merchant id, name, category: the ids are what statistics and settlements are asked by.
 MERCHANTS = (
@@ -84,6 +85,7 @@ class Campus:
     lost: list[str] = field(default_factory=list)
     meal_refs: dict[str, str] = field(default_factory=dict)  # account → its meal subsidy's ref, credited by this run
     meal_expires_at: datetime | None = None
+    phones: dict[str, SimPhone] = field(default_factory=dict)  # holder's card → its phone (device_sim.phones)
 
     @property
     def cards(self) -> list[str]:

@@ -62,6 +62,7 @@ class Purchase:
     amount_fen: int
     reverse: bool = False
     resend: bool = False
+    phone: bool = False  # paid with the holder's phone, a payment code (device_sim.phones)
 
 
 def _minutes(clock: time) -> int:

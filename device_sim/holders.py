@@ -45,11 +45,12 @@ async def give_pins(client: HubClient, campus: Campus, holders: Holders) -> None
 
 async def report_own_losses(client: HubClient, campus: Campus, holders: Holders, purchases: list[Purchase],
                             after: datetime) -> list[Cardholder]:
-    """SELF_REPORTED PIN holders with the most purchases still to come sign in and report their
-    card lost, through the same routes as the app; their cards join ``campus.lost``."""
+    """SELF_REPORTED PIN holders with the most purchases by card still to come (not by phone:
+    their phone's virtual card stays active) sign in and report their card lost, through the same
+    routes as the app; their cards join ``campus.lost``."""
     later: dict[str, int] = {}
     for p in purchases:
-        if p.at >= after:
+        if p.at >= after and not p.phone:
             later[p.card] = later.get(p.card, 0) + 1
     candidates = sorted(holders.active(campus), key=lambda c: (-later.get(c.card, 0), c.account_id))
     anonymous = HubClient(client.session, client.url, None)

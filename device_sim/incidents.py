@@ -17,11 +17,13 @@ OUTAGES = {
     "market": ((time(14), time(16)), (time(20), time(22))),
     "laundry": ((time(19, 45), time(22, 15)),),
 }
-# phase → (merchant whose device sends them, the faults): resends come with the plan itself.
+# phase → (merchant whose device sends them, the faults): resends come with the plan itself. The
+# removed phone's code comes after its removal (after lunch, device_sim.sim), and every payment
+# code's fault before the evening's closures (a closed account's codes are card_cancelled).
 FAULT_PLAN = (
-    ("lunch", "canteen-1", ("forged",)),
-    ("afternoon", "market", ("replayed",)),
-    ("dinner", "canteen-2", ("replayed", "negative")),
+    ("lunch", "canteen-1", ("forged", "code_screenshot", "code_tampered")),
+    ("afternoon", "market", ("replayed", "code_revoked")),
+    ("dinner", "canteen-2", ("replayed", "negative", "code_expired")),
     ("evening", "canteen-3", ("naive_clock",)),
 )
 
@@ -46,7 +48,7 @@ def pos_drivers(campus: Campus, tally: Tally, rng: random.Random, offline_share:
         start, stop = choices[k % len(choices)]
         windows[device.device_id] = (campus.at(start), campus.at(stop))
     return {p.device_id: PosDriver(campus.devices[p.device_id], tally, merchant=p.merchant_id,
-                                   offline=windows.get(p.device_id), ignores_limits=p is first)
+                                   offline=windows.get(p.device_id), ignores_limits=p is first, phones=campus.phones)
             for p in pos}
 
 

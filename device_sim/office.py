@@ -85,6 +85,7 @@ def refundable(tally: Tally, campus: Campus, rng: random.Random) -> list[dict[st
     """Up to REFUNDS approved online purchases of known accounts, not reversed (drawn from them
     in (device, seq) order, so the seed decides)."""
     account_of = {c.card: c.account_id for c in campus.cardholders}
+    account_of |= {phone.card_uid: account_of[card] for card, phone in campus.phones.items()}  # virtual cards
     chosen = sorted((key, p) for key, p in tally.online_purchases.items()
                     if key not in tally.reversed and p["card"] in account_of)
     picked = rng.sample(chosen, min(REFUNDS, len(chosen)))
@@ -118,7 +119,7 @@ async def refund_wrong_charges(client: HubClient, campus: Campus, tally: Tally, 
 def _refunded(books: OfficeBooks, tally: Tally, purchase: dict[str, Any], status: int, answer: Any) -> None:
     if status == 201:
         books.refunds.append(answer)
-        tally.refunded(purchase["merchant"], answer["amount"], whole=answer["remaining"] == 0)
+        tally.refunded(purchase, answer["amount"], whole=answer["remaining"] == 0)
 
 
 def closable(campus: Campus, purchases: list[Purchase], online: Callable[[str, datetime], bool],

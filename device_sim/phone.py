@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from domain.paycode import make_code
-from domain.wire import public_key_b64
+from domain.wire import b64decode, b64encode, public_key_b64
 
 
 @dataclass
@@ -18,6 +19,7 @@ class SimPhone:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     cert: dict[str, Any] | None = None  # the hub's answer to its registration carries it
     n: int = 0  # the counter of the latest code; every code takes the next
+    revoked: bool = False  # removed from its account (POST /v1/virtual-cards/{uid}/revoke): it pays no more
 
     @property
     def public_key(self) -> str:
@@ -33,3 +35,12 @@ class SimPhone:
         assert self.cert is not None, "a phone pays once registered"
         self.n += 1
         return make_code(self.cert, int(at.timestamp()), self.n, self.key)
+
+    def to_json(self) -> dict[str, Any]:
+        raw = self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return {"key": b64encode(raw), "cert": self.cert, "n": self.n, "revoked": self.revoked}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SimPhone:
+        return cls(key=Ed25519PrivateKey.from_private_bytes(b64decode(data["key"])), cert=data["cert"],
+                   n=data["n"], revoked=data["revoked"])

@@ -17,7 +17,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +31,7 @@ from device_sim.client import HubClient, HubError
 from device_sim.day import Purchase, campus_day, phase_bounds
 from device_sim.device import SimDevice
 from device_sim.driver import Link
-from device_sim.gates import GateDriver, GateSwipe, gate_day, gate_drivers, seed_gates
+from device_sim.gates import GateDriver, Gates, GateSwipe, gate_day, gate_drivers, seed_gates
 from device_sim.holders import Holders, give_pins, read_declines, report_own_losses
 from device_sim.incidents import pos_drivers, schedule_faults
 from device_sim.office import (
@@ -43,8 +43,18 @@ from device_sim.office import (
     read_meal_expiries,
     refund_wrong_charges,
 )
+from device_sim.phone import SimPhone
+from device_sim.phones import PAYS_BY_PHONE, Fleet, pay_by_phone, phone_holders, register_phones, remove_a_phone
 from device_sim.pos import PosDriver
-from device_sim.summary import Consumption, fetch_consumption, fetch_exposure, print_report, yuan
+from device_sim.summary import (
+    Consumption,
+    PhoneShare,
+    fetch_consumption,
+    fetch_dashboard,
+    fetch_exposure,
+    print_report,
+    yuan,
+)
 from device_sim.tally import Tally
 
 console = Console()
@@ -85,11 +95,14 @@ class SimReport:
     exposure: dict[str, Any] | None = None  # GET /v1/risk/exposure after the day
     office: OfficeBooks = field(default_factory=OfficeBooks)
     holders: Holders = field(default_factory=Holders)  # PINs, and the holders' own 挂失
+    fleet: Fleet = field(default_factory=Fleet)  # the phones' registrations and the one removed
+    dashboard: PhoneShare | None = None  # the hub's dashboard: the day's total and its phone share
 
     @property
     def ok(self) -> bool:
         books_ok = self.books is None or self.books.balanced
-        return books_ok and (self.consumption is None or self.consumption.matches(self.tally))
+        return (books_ok and (self.consumption is None or self.consumption.matches(self.tally))
+                and (self.dashboard is None or self.dashboard.matches(self.tally)))
 
 
 async def simulate(
@@ -103,31 +116,19 @@ async def simulate(
     tz = tz or ZoneInfo("Asia/Shanghai")
     rng = random.Random(seed)
     existing = _load_state(state)
-    known = existing if existing is not None else []
+    known = existing if existing is not None else State()
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=256)) as session:
         client = HubClient(session, url, token)
         started = time.perf_counter()
-        with Progress(TextColumn(f"[bold]seeding {accounts:,} cardholders[/]"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
-            task = progress.add_task("seeding", total=accounts)
-            campus = await seed_campus(client, seed=seed, windows=devices, accounts=accounts, rng=rng,
-                                       day=datetime.now(tz).date(), tz=tz, existing=known,
-                                       on_progress=lambda n: progress.update(task, advance=n))
-            gate_set = await seed_gates(client, seed=seed, existing=known) if gates else None
-            await grant_meal_subsidies(client, campus, meal_expires_in_s)
-            holders = Holders()
-            await give_pins(client, campus, holders)
+        campus, gate_set, holders, fleet = await _seed(client, known, seed=seed, windows=devices, accounts=accounts,
+                                                       rng=rng, day=datetime.now(tz).date(), tz=tz, gates=gates,
+                                                       meal_expires_in_s=meal_expires_in_s)
         _save_state(state, known)
         seed_s = time.perf_counter() - started
-        console.print(f"seeded {len(campus.cardholders):,} cardholders, {len(campus.pos)} POS devices"
-                      f"{f' and {len(gate_set.devices)} gates' if gate_set else ''} in {seed_s:.1f} s")
-        if campus.meal_refs and campus.meal_expires_at:
-            console.print(f"month-end: {len(campus.meal_refs):,} students' meal subsidy (餐补) expires at "
-                          f"{campus.meal_expires_at:%H:%M:%S},\n  during the day (its hours pass in about a minute"
-                          " of wall time)", highlight=False)
-        day = Day(campus, campus_day(campus, rng, swipes), gate_day(gate_set, campus, rng) if gate_set else [],
-                  holders=holders)
+        _print_seeded(campus, gate_set, fleet, seed_s)
+        day = Day(campus, pay_by_phone(campus, campus_day(campus, rng, swipes)),
+                  gate_day(gate_set, campus, rng) if gate_set else [], holders=holders, fleet=fleet)
         day.pos = pos_drivers(campus, day.tally, rng, offline_share)
         day.gates = gate_drivers(gate_set, campus, day.gate_tally) if gate_set else {}
         await client.caught_up()  # gates going offline fetch their signed rules from the views
@@ -140,11 +141,46 @@ async def simulate(
             await read_meal_expiries(client, campus, day.office)
             books = await _books(client, campus, day.tally, day.office)
         consumption = await fetch_consumption(client, campus, checked=existing is None)
+        dashboard = await fetch_dashboard(client, campus, checked=existing is None)
         exposure = await fetch_exposure(client)
         await client.caught_up()
         await read_declines(client, holders)
     return SimReport(campus, day.tally, day.elapsed_s, client.retries, books, day.gate_tally if gate_set else None,
-                     seed_s, consumption, day.phases, exposure, day.office, holders)
+                     seed_s, consumption, day.phases, exposure, day.office, holders, fleet, dashboard)
+
+
+async def _seed(client: HubClient, known: State, *, seed: int, windows: int, accounts: int, rng: random.Random,
+                day: date, tz: ZoneInfo, gates: bool,
+                meal_expires_in_s: float) -> tuple[Campus, Gates | None, Holders, Fleet]:
+    """The campus, its gates, the meal subsidies, the PIN holders and the phones, with progress."""
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"seeding {accounts:,} cardholders", total=accounts)
+        campus = await seed_campus(client, seed=seed, windows=windows, accounts=accounts, rng=rng, day=day, tz=tz,
+                                   existing=known.devices, on_progress=lambda n: progress.update(task, advance=n))
+        gate_set = await seed_gates(client, seed=seed, existing=known.devices) if gates else None
+        await grant_meal_subsidies(client, campus, meal_expires_in_s)
+        holders = Holders()
+        await give_pins(client, campus, holders)
+        owners, _ = phone_holders(campus, holders.pins)
+        phones = progress.add_task("registering phones (virtual cards)", total=len(owners))
+        fleet = await register_phones(client, campus, holders.pins, known.phones,
+                                      on_progress=lambda n: progress.update(phones, advance=n))
+    return campus, gate_set, holders, fleet
+
+
+def _print_seeded(campus: Campus, gate_set: Gates | None, fleet: Fleet, seed_s: float) -> None:
+    console.print(f"seeded {len(campus.cardholders):,} cardholders, {len(campus.pos)} POS devices"
+                  f"{f' and {len(gate_set.devices)} gates' if gate_set else ''} in {seed_s:.1f} s")
+    console.print(f"phones: {len(campus.phones):,} cardholders registered a virtual card (电子校园卡)"
+                  f"{f', {fleet.reused:,} of them in an earlier run' if fleet.reused else ''}"
+                  f" ({len(fleet.own)} themselves, signed in with their PIN);\n  they pay about"
+                  f" {PAYS_BY_PHONE:.0%} of their canteen and supermarket purchases with a payment code",
+                  highlight=False)
+    if campus.meal_refs and campus.meal_expires_at:
+        console.print(f"month-end: {len(campus.meal_refs):,} students' meal subsidy (餐补) expires at "
+                      f"{campus.meal_expires_at:%H:%M:%S},\n  during the day (its hours pass in about a minute"
+                      " of wall time)", highlight=False)
 
 
 @dataclass
@@ -160,6 +196,7 @@ class Day:
     elapsed_s: float = 0.0
     office: OfficeBooks = field(default_factory=OfficeBooks)
     holders: Holders = field(default_factory=Holders)
+    fleet: Fleet = field(default_factory=Fleet)
 
     async def run(self, link: Link, client: HubClient, rng: random.Random) -> None:
         bounds = phase_bounds(self.campus)
@@ -184,6 +221,13 @@ class Day:
                     progress.console.print(f"  {stop:%H:%M} cards reported lost: by the card office {', '.join(lost)};\n"
                                            f"  by their holders, signed in with their PIN (挂失 in the app):"
                                            f" {', '.join(c.card for c in own)}", highlight=False)
+                if name == "lunch":
+                    removed = await remove_a_phone(client, self.campus, self.fleet, stop)
+                    if removed is not None:
+                        how = "by its holder in the app" if self.fleet.removed_by_holder else "by the card office"
+                        progress.console.print(f"  {stop:%H:%M} a phone removed {how}: virtual card"
+                                               f" {removed.card_uid} revoked, its holder pays by card from now on",
+                                               highlight=False)
                 if name == "dinner":
                     await self._card_office(client, rng, progress.console, stop)
 
@@ -251,20 +295,32 @@ async def _books(client: HubClient, campus: Campus, tally: Tally, office: Office
                  payouts=office.payouts_fen, expired=office.expired_fen)
 
 
-def _load_state(path: Path | None) -> list[SimDevice] | None:
+@dataclass
+class State:
+    """What the simulator keeps between runs on one hub: the devices' keys and chains, and the
+    phones' keys, certs and counters (holder's card → phone)."""
+
+    devices: list[SimDevice] = field(default_factory=list)
+    phones: dict[str, SimPhone] = field(default_factory=dict)
+
+
+def _load_state(path: Path | None) -> State | None:
     if path is None or not path.exists():
         return None
-    return [SimDevice.from_json(d) for d in json.loads(path.read_text())["devices"]]
+    data = json.loads(path.read_text())
+    return State([SimDevice.from_json(d) for d in data["devices"]],
+                 {card: SimPhone.from_json(p) for card, p in data.get("phones", {}).items()})
 
 
-def _save_state(path: Path | None, devices: list[SimDevice]) -> None:
+def _save_state(path: Path | None, state: State) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"devices": [d.to_json() for d in devices]}, f)
+        json.dump({"devices": [d.to_json() for d in state.devices],
+                   "phones": {card: p.to_json() for card, p in state.phones.items()}}, f)
     os.replace(tmp, path)
 
 

@@ -1,6 +1,7 @@
 """The day's summary: the hub's own statistics per merchant and meal period, checked against
-what the devices were told; declines by reason; faulty inputs and the hub's answers; the
-money at risk (``GET /v1/risk/exposure``); throughput and the books."""
+what the devices were told; the share paid by phone, from the devices and from the hub's
+dashboard; declines by reason; faulty inputs and the hub's answers; the money at risk
+(``GET /v1/risk/exposure``); throughput and the books."""
 
 from __future__ import annotations
 
@@ -67,6 +68,50 @@ async def fetch_consumption(client: HubClient, campus: Campus, *, checked: bool 
     return Consumption(available=True, by_merchant=answers, checked=checked)
 
 
+@dataclass
+class PhoneShare:
+    """``GET /v1/stats/dashboard?date=…`` for the simulated day: its sales (``total``) and the part
+    of them paid by phone (``phone``, DESIGN §10; null only for a manager), each ``count``,
+    ``amount`` and distinct ``cards``; ``checked``: the hub holds no other swipes of that day."""
+
+    total: dict[str, int]
+    phone: dict[str, int] | None
+    checked: bool = True
+
+    def hub(self, medium: str) -> tuple[int, int] | None:
+        """(count, fen) the hub's dashboard shows for ``medium`` (``all``, ``card``, ``phone``)."""
+        if medium == "all":
+            return self.total["count"], self.total["amount"]
+        if self.phone is None:
+            return None
+        if medium == "phone":
+            return self.phone["count"], self.phone["amount"]
+        return self.total["count"] - self.phone["count"], self.total["amount"] - self.phone["amount"]
+
+    def differs(self, medium: str, tally: Tally) -> bool:
+        return self.hub(medium) != told(tally, medium)
+
+    def matches(self, tally: Tally) -> bool:
+        return not self.checked or not any(self.differs(m, tally) for m in MEDIA)
+
+
+MEDIA = ("card", "phone", "all")
+
+
+def told(tally: Tally, medium: str) -> tuple[int, int]:
+    """(count, fen) of the day's sales by ``medium`` as the devices were told, net like the hub's."""
+    if medium == "all":
+        return sum(tally.medium_sales.values()), sum(tally.medium_fen.values())
+    return tally.medium_sales[medium], tally.medium_fen[medium]
+
+
+async def fetch_dashboard(client: HubClient, campus: Campus, *, checked: bool = True) -> PhoneShare:
+    """The hub's dashboard of the simulated local day, once the projections caught up."""
+    await client.caught_up()
+    _, data = await client.call("GET", f"/v1/stats/dashboard?{urlencode({'date': campus.day.isoformat()})}")
+    return PhoneShare(total=data["total"], phone=data["phone"], checked=checked)
+
+
 def print_report(report: SimReport, console: Console) -> None:
     campus = report.campus
     people = Counter(c.category for c in campus.cardholders)
@@ -77,8 +122,13 @@ def print_report(report: SimReport, console: Console) -> None:
     console.print(f"\n[bold]cardhub — campus day {campus.day} ({campus.tz.key})[/]:\n"
                   f"{len(campus.cardholders):,} cardholders ({kinds}), {len(campus.pos)} POS devices{gates}",
                   highlight=False)
-    for table in (_consumption(report), _declines(report), _faults(report), _exposure(report),
-                  _throughput(report)):
+    console.print()
+    console.print(_consumption(report))
+    headline, notes = media_lines(report)
+    console.print(f"\n[bold]{headline}[/]", highlight=False)
+    console.print(_media(report))
+    console.print(notes, highlight=False, style="dim")
+    for table in (_declines(report), _faults(report), _exposure(report), _throughput(report)):
         console.print()
         console.print(table)
     holders = report.holders
@@ -127,6 +177,44 @@ def _consumption(report: SimReport) -> Table:
                      "from GET /v1/stats/consumption?by=meal&merchant=…; not checked against this run's "
                      "devices: the hub holds earlier runs of the day too")
     return table
+
+
+def _media(report: SimReport) -> Table:
+    """Card and phone payments: what the devices were told, their shares, the hub's dashboard."""
+    tally, hub = report.tally, report.dashboard
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("paid by", style="bold")
+    for name in ("devices were told", "share", "hub's dashboard", "check"):
+        table.add_column(name, justify="right")
+    for medium in MEDIA:
+        count, fen = told(tally, medium)
+        shown = hub.hub(medium) if hub else None
+        verdict = ("–" if hub is None or not hub.checked else "[red]MISMATCH[/]" if hub.differs(medium, tally)
+                   else "[green]OK[/]")
+        if medium == "all":
+            table.add_section()
+        table.add_row(medium, _cell(count, fen), f"{_share(count, told(tally, 'all')[0])}",
+                      _cell(*shown) if shown else "–", verdict)
+    return table
+
+
+def media_lines(report: SimReport) -> tuple[str, str]:
+    """The headline (paid by card, by phone, the phone's share) and what the phones did."""
+    (cards, card_fen), (phones, phone_fen) = told(report.tally, "card"), told(report.tally, "phone")
+    headline = (f"paid by card {cards:,} (¥{yuan(card_fen)}) · by phone {phones:,} (¥{yuan(phone_fen)})"
+                f" = {_share(phones, cards + phones)} by phone ({_share(phone_fen, card_fen + phone_fen)} of the ¥)")
+    fleet, offline, hub = report.fleet, report.tally.offline_codes, report.dashboard
+    paid = f", {hub.phone['cards']:,} of them paid today" if hub and hub.phone else ""
+    removed = f"; one removed at {fleet.removed_at:%H:%M}" if fleet.removed_at else ""
+    notes = (f"purchases and ¥ net of reversals and refunds; hub's dashboard: GET /v1/stats/dashboard?date=…\n"
+             f"{len(report.campus.phones):,} phones with a virtual card{paid}{removed};\n"
+             f"offline POS checked {sum(offline.values()):,} codes themselves: {offline['approved']:,} approved,"
+             f" {offline['declined']:,} declined")
+    return headline, notes
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "–"
 
 
 def _declines(report: SimReport) -> Table:

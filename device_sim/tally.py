@@ -23,6 +23,23 @@ class Tally:
     # (device, seq) → the approved online purchases that moved money, for the card office to refund
     online_purchases: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     reversed: set[tuple[str, int]] = field(default_factory=set)  # (device, seq) of the purchases voided
+    # Paid by card or by phone (DESIGN §10), as the hub's sales count them: purchases − reversals
+    # − whole refunds, and their fen net of reversals and refunds.
+    medium_sales: Counter[str] = field(default_factory=Counter)
+    medium_fen: Counter[str] = field(default_factory=Counter)
+    offline_codes: Counter[str] = field(default_factory=Counter)  # decisions of POS that checked a code offline
+    # (device, seq) → the virtual card whose payment code a purchase carries (it names no card)
+    code_cards: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def paid_by_code(self, envelope: dict[str, Any], card_uid: str | None) -> None:
+        """The POS made ``envelope`` with a payment code of virtual card ``card_uid`` (None: a code
+        that names none, a doctored one)."""
+        if card_uid is not None:
+            self.code_cards[(envelope["device"], envelope["seq"])] = card_uid
+
+    def card_of(self, envelope: dict[str, Any]) -> str | None:
+        """The card of an envelope: its ``card``, or the virtual card of its payment code."""
+        return envelope.get("card") or self.code_cards.get((envelope["device"], envelope["seq"]))
 
     def add(self, merchant: str, sent: dict[int, dict[str, Any]], results: list[dict[str, Any]]) -> None:
         for result in results:
@@ -39,20 +56,32 @@ class Tally:
             # Money moved only where the card resolved to an account (the result has a balance):
             # an offline approval of an unknown card is recorded and flagged, not debited.
             envelope = sent.get(result["seq"])
+            if envelope is not None and envelope.get("offline") and "credential" in envelope:
+                self.offline_codes[decision] += 1
             if envelope is None or decision != "approved" or "balance" not in result:
                 continue
             if envelope["type"] == "purchase":
-                self.revenue_fen[merchant] += envelope["amount"]
-                self.sales[merchant] += 1
-                if not envelope.get("offline"):
-                    key = (envelope["device"], envelope["seq"])
-                    self.online_purchases[key] = {"device": key[0], "seq": key[1], "card": envelope["card"],
-                                                  "amount": envelope["amount"], "merchant": merchant}
+                self._purchased(merchant, envelope)
             elif envelope["type"] == "reversal":
                 voided = sent_amount(sent, envelope["ref_seq"])
                 self.reversals_fen[merchant] += voided
                 self.sales[merchant] -= 1 if voided else 0
+                if voided:
+                    self.medium_fen[medium(sent[envelope["ref_seq"]])] -= voided
+                    self.medium_sales[medium(sent[envelope["ref_seq"]])] -= 1
                 self.reversed.add((envelope["device"], envelope["ref_seq"]))
+
+    def _purchased(self, merchant: str, envelope: dict[str, Any]) -> None:
+        """An approved purchase that moved money."""
+        self.revenue_fen[merchant] += envelope["amount"]
+        self.sales[merchant] += 1
+        self.medium_fen[medium(envelope)] += envelope["amount"]
+        self.medium_sales[medium(envelope)] += 1
+        if not envelope.get("offline"):
+            key = (envelope["device"], envelope["seq"])
+            self.online_purchases[key] = {"device": key[0], "seq": key[1], "card": self.card_of(envelope),
+                                          "amount": envelope["amount"], "merchant": merchant,
+                                          "medium": medium(envelope)}
 
     def add_fault(self, kind: str, results: list[dict[str, Any]]) -> None:
         """A deliberately faulty input and what the hub answered (also counted as a result)."""
@@ -67,14 +96,21 @@ class Tally:
         """A deliberately faulty card-office request (device_sim.office) and the hub's answer."""
         self.faults[(kind, answer)] += 1
 
-    def refunded(self, merchant: str, amount_fen: int, *, whole: bool) -> None:
-        """A refund the hub made (201): statistics net it, and count the purchase out once nothing
-        of it remains."""
-        self.refunds_fen[merchant] += amount_fen
-        self.sales[merchant] -= 1 if whole else 0
+    def refunded(self, purchase: dict[str, Any], amount_fen: int, *, whole: bool) -> None:
+        """A refund the hub made (201) of one of ``online_purchases``: statistics net it, and count
+        the purchase out once nothing of it remains."""
+        self.refunds_fen[purchase["merchant"]] += amount_fen
+        self.sales[purchase["merchant"]] -= 1 if whole else 0
+        self.medium_fen[purchase["medium"]] -= amount_fen
+        self.medium_sales[purchase["medium"]] -= 1 if whole else 0
 
     def net_fen(self, merchant: str) -> int:
         return self.revenue_fen[merchant] - self.reversals_fen[merchant] - self.refunds_fen[merchant]
+
+
+def medium(envelope: dict[str, Any]) -> str:
+    """How a purchase was paid: ``phone`` (a payment code) or ``card``."""
+    return "phone" if "credential" in envelope else "card"
 
 
 def sent_amount(sent: dict[int, dict[str, Any]], seq: int) -> int:

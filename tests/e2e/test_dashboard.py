@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import CDPSession, Page
 
 from device_sim.device import SimDevice
+from device_sim.phone import SimPhone
 from tests.conftest import Hub
 from tests.e2e.browser import ARTIFACTS, add_merchants, add_tills, browser_page, wait_for
 from tests.e2e.browser import chromium, hub  # noqa: F401 - fixtures
@@ -35,6 +36,7 @@ ACCOUNTS = [("s1", "student"), ("s2", "student"), ("s3", "student"), ("s4", "stu
             ("t1", "staff"), ("v1", "visitor")]
 MEAL_PEAKS_MIN = (7 * 60 + 30, 12 * 60, 18 * 60)  # breakfast, lunch and dinner rushes
 PURCHASES = 150
+PHONES = 5  # students who pay by phone too: a manager sees the phone share from 5 distinct phones
 
 # What the page shows, read from its machine-readable attributes.
 READ_PAGE = """() => {
@@ -64,6 +66,9 @@ READ_PAGE = """() => {
       [...head(id).querySelectorAll("[data-reason]")].map((li) => [li.dataset.reason, +li.dataset.count,
                                                                    li.textContent, li.checkVisibility()])])),
     tiles: [head("refunds").textContent, head("exposure").textContent],
+    phone: {text: head("phone").textContent, count: head("phone").dataset.count,
+            amount: head("phone").dataset.amount, cards: head("phone").dataset.cards,
+            lines: head("phone-lines").innerText},
     strip: [head("freshness").textContent, head("signed").textContent],
     details_open: head("details").open, figures_shown: head("tree-size").checkVisibility(),
     url: location.href, cookie: document.cookie, local: JSON.stringify(localStorage),
@@ -101,23 +106,37 @@ def at(minute_of_day: int) -> datetime:
     return datetime.combine(DAY, time(0), tzinfo=SHANGHAI) + timedelta(minutes=minute_of_day)
 
 
-async def campus_day(hub: Hub) -> None:
-    """Two canteens and a supermarket through a day, one reversal, and a dorm gate."""
+async def campus_day(hub: Hub, phones: int = PHONES) -> int:
+    """Two canteens and a supermarket through a day, one reversal, and a dorm gate. The first
+    ``phones`` students pay every third of their purchases with their phone's payment code (DESIGN
+    §10); answers how many purchases (net of the reversal) were paid by phone."""
     await add_merchants(hub, MERCHANTS)
     tills = await add_tills(hub, POS)
     cards = [f"CA{i:06X}" for i in range(len(ACCOUNTS))]
     for (account_id, category), card in zip(ACCOUNTS, cards, strict=True):
         groups = ["students"] if category == "student" else [category]
         await hub.account(account_id, cash=50000, card=card, category=category, groups=groups)
+    on_phone = {}
+    for account_id, card in zip([a for a, _ in ACCOUNTS][:phones], cards, strict=False):
+        on_phone[card] = SimPhone()
+        answer = await hub.post(f"/v1/accounts/{account_id}/virtual-cards",
+                                {"public_key": on_phone[card].public_key, "label": "我的手机"})
+        on_phone[card].cert = answer["cert"]
     rng = random.Random(6)
     swipes = sorted((MEAL_PEAKS_MIN[k % 3] + round(rng.triangular(-50, 50)), k % len(tills), cards[k % len(cards)],
                      rng.randrange(300, 1800, 10)) for k in range(PURCHASES))
     swipes.append((21 * 60 + 5, len(tills) - 1, cards[1], 1290))  # an evening purchase: meal period "other"
-    for minute, till, card, amount_fen in swipes:
-        tills[till].purchase(card, amount_fen, at(minute))
+    paid_by = {}  # (till, seq) → the virtual card whose code paid
+    for k, (minute, till, card, amount_fen) in enumerate(swipes):
+        if card in on_phone and k % 3 == 0:
+            code = on_phone[card].code(at(minute) - timedelta(seconds=4))
+            paid_by[(till, tills[till].purchase_by_code(code, amount_fen, at(minute))["seq"])] = on_phone[card].card_uid
+        else:
+            tills[till].purchase(card, amount_fen, at(minute))
     tills[1].purchase("DEADBEEF", 500, at(12 * 60 + 5))  # a card the hub never issued: declined
     voided = tills[0].pending[-1]  # the cashier voids the last sale, a few minutes later
-    tills[0].reversal(voided["card"], voided["seq"], datetime.fromisoformat(voided["at"]) + timedelta(minutes=3))
+    card = voided.get("card") or paid_by[(0, voided["seq"])]  # a phone's purchase: its virtual card
+    tills[0].reversal(card, voided["seq"], datetime.fromisoformat(voided["at"]) + timedelta(minutes=3))
     for till in tills:
         assert all(r["status"] == "accepted" for r in await hub.send(till))
 
@@ -133,6 +152,7 @@ async def campus_day(hub: Hub) -> None:
     gate.gate(cards[5], "in", at(22 * 60))  # staff (t1) are not let into a student dorm
     assert all(r["status"] == "accepted" for r in await hub.send(gate))
     await hub.settle()
+    return len(paid_by) - ((0, voided["seq"]) in paid_by)
 
 
 async def sign_in(page: Page, token: str) -> None:
@@ -154,7 +174,7 @@ def yuan(fen: int) -> str:
 
 
 async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub, page: Page) -> None:
-    await campus_day(hub)
+    by_phone = await campus_day(hub)
     token = hub.token("manager")
     url = str(hub.client.make_url("/dashboard"))
     await sign_in_and_pick_the_day(page, url, token)
@@ -174,6 +194,14 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     assert shown["declines"] == {"pos-declines": [["card_unknown", 1, "未登记的卡card_unknown1", True]],
                                  "gate-declines": [["no_access", 1, "无通行权限no_access1", True]]}
     assert shown["tiles"] == ["0 笔", "¥0.00"]  # no refund, no account below zero
+    phone = (await hub.get(f"/v1/stats/dashboard?date={DAY}", role="manager"))["phone"]
+    assert phone is not None and phone["count"] == by_phone > 0 and phone["cards"] == PHONES
+    assert {k: int(shown["phone"][k]) for k in ("count", "amount", "cards")} == phone
+    total = stats["total"]
+    assert shown["phone"]["text"] == f"{round(1000 * phone['count'] / total['count']) / 10:.1f}%"
+    assert shown["phone"]["lines"] == (f"{phone['count']} 笔，共 {yuan(phone['amount'])}\n"
+                                       f"占消费金额 {round(1000 * phone['amount'] / total['amount']) / 10:.1f}%\n"
+                                       f"{PHONES} 部手机付款")
     assert token not in shown["url"] and shown["url"] == url
     assert token not in shown["cookie"] and token not in shown["local"]
 
@@ -194,6 +222,8 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
     shown = await page.evaluate(READ_PAGE)
     assert shown["strip"][0] == "Data up to date" and shown["strip"][1].startswith("Audit log signed at ")
     assert shown["declines"]["pos-declines"][0][2] == "Unknown cardcard_unknown1"
+    assert shown["phone"]["lines"].startswith(f"{phone['count']} purchases, {yuan(phone['amount'])}\n")
+    assert shown["phone"]["lines"].endswith(f"\nfrom {PHONES} phones")
     devtools = await as_a_phone(page)
     await wait_for(page, "document.getElementById('per-minute').width <= 800")  # the chart resized
     await phone_screenshot(devtools, ARTIFACTS / "dashboard-phone-en.png")
@@ -202,7 +232,7 @@ async def test_a_manager_signs_in_and_sees_the_hubs_statistics_charted(hub: Hub,
 async def test_the_refunds_and_exposure_tiles_show_the_hubs_figures(hub: Hub, page: Page) -> None:
     """A refund by the card office and an offline purchase into overdraft: the tiles show the
     day's refunds and the money at risk exactly as the hub counts them."""
-    await campus_day(hub)
+    await campus_day(hub, phones=PHONES - 1)  # too few phones for a manager to see their share
     sale = next(t for t in (await hub.get("/v1/accounts/s2/transactions"))["items"] if t["kind"] == "purchase"
                 and t["decision"] == "approved")
     await hub.post("/v1/accounts/s2/refunds", {"device": sale["device"], "seq": sale["seq"], "amount": 123,
@@ -224,6 +254,9 @@ async def test_the_refunds_and_exposure_tiles_show_the_hubs_figures(hub: Hub, pa
     shown = await page.evaluate("""() => ["refunds", "refunds-amount", "exposure", "exposure-lines"].map(
         (id) => document.getElementById(id).innerText)""")
     assert shown == ["1 笔", "¥1.23", "¥599.00", "1 个账户余额为负\n离线批准 ¥600.00\n离线超限 0 笔，共 ¥0.00"]
+    assert (await hub.get(f"/v1/stats/dashboard?date={DAY}", role="manager"))["phone"] is None
+    assert await page.evaluate("""[document.getElementById("phone").textContent,
+                                   document.getElementById("phone-lines").innerText]""") == ["—", ""]
 
 
 async def test_a_cardholder_token_is_refused_and_the_sign_in_form_comes_back(hub: Hub, page: Page) -> None:

@@ -102,3 +102,19 @@ def test_the_offline_pos_check_answers_the_vectors_as_the_hub_does(example: dict
             hub = paycode.check_code(variant, public_key_from_b64(hub_key), at)
             assert pos_check(variant, hub_key, at) == (hub.reason or "ok", hub.card_uid, hub.n), variant
 
+
+
+README = PROTOCOL.parents[1] / "README.md"
+VECTORS_RE = re.compile(r"<!-- docs-vectors -->\n```\n(?P<body>.*?)\n```", re.DOTALL)
+
+
+def test_the_readme_quotes_the_offline_check_and_the_vectors_as_they_are() -> None:
+    """The README's copy of the offline POS check is the protocol page's, and its three codes are
+    the vectors' (so neither drifts from what the tests run)."""
+    readme = README.read_text(encoding="utf-8")
+    quoted = {m["name"]: m["body"] for m in EXAMPLE_RE.finditer(readme)}
+    protocol = {m["name"]: m["body"] for m in EXAMPLE_RE.finditer(PROTOCOL.read_text(encoding="utf-8"))}
+    assert quoted == {"paycode-check.py": protocol["paycode-check.py"]}
+    [codes] = [m["body"] for m in VECTORS_RE.finditer(readme)]
+    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]
+    assert codes.splitlines() == [f"{v['name']}: {v['code']}" for v in vectors]

@@ -149,6 +149,7 @@ import { REASONS, TEXT } from "./dashboard-text.js";
     renderCategories(d.categories);
     renderGates(d.gates);
     renderSlots(d.refunds, d.exposure);
+    renderPhone(d.phone, d.total);
     renderDeclines(d.declines);
     renderSystem(d.projections, d.checkpoint, d.time_zone);
   }
@@ -166,6 +167,21 @@ import { REASONS, TEXT } from "./dashboard-text.js";
       t("offlineFen", { fen: money(exposure.offline_fen) }),
       t("offlineOverLimit", { events: num(exposure.offline_over_limit.events),
                               fen: money(exposure.offline_over_limit.fen) }),
+    ] : []).map((line) => el("li", {}, line)));
+  }
+
+  // Paid by phone (payment codes, DESIGN §10): its share of the day's purchases, then the figures;
+  // "—" when the hub leaves it out (null: a manager, while fewer than 5 phones paid).
+  function renderPhone(phone, total) {
+    const share = (part, whole) => (whole > 0 ? `${(Math.round((1000 * part) / whole) / 10).toFixed(1)}%` : "–");
+    const tile = $("phone");
+    tile.dataset.shown = phone ? "1" : "";
+    for (const key of ["count", "amount", "cards"]) tile.dataset[key] = phone ? String(phone[key]) : "";
+    tile.textContent = phone ? share(phone.count, total.count) : "—";
+    $("phone-lines").replaceChildren(...(phone ? [
+      t("phoneSales", { count: num(phone.count), fen: money(phone.amount) }),
+      t("phoneAmountShare", { share: share(phone.amount, total.amount) }),
+      t("phonesN", { cards: num(phone.cards) }),
     ] : []).map((line) => el("li", {}, line)));
   }
 
