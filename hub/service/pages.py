@@ -21,7 +21,8 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
+                 ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class PageFile:
 
 
 def static_file(name: str, content_type: str) -> web.Response:
-    """``static/NAME`` of the package, with the pages' headers."""
-    body = resources.files("hub.service").joinpath("static", name).read_bytes()
+    """``static/NAME`` of the package (``NAME`` may name a file in a folder of it, ``vendor/…``),
+    with the pages' headers."""
+    body = resources.files("hub.service").joinpath("static", *name.split("/")).read_bytes()
     return web.Response(body=body, content_type=content_type, charset="utf-8", headers=HEADERS)
 
 

@@ -61,6 +61,16 @@ async def browser_page(chromium: Path, width: int, height: int) -> AsyncIterator
             await browser.close()
 
 
+PHONE_WIDTH, PHONE_HEIGHT = 360, 740  # a small phone, as the app's tests see it
+
+
+@pytest.fixture(name="page")
+async def phone_page(chromium: Path) -> AsyncIterator[Page]:
+    """A page of a phone's size (the app's tests import it as their ``page``)."""
+    async with browser_page(chromium, PHONE_WIDTH, PHONE_HEIGHT) as page:
+        yield page
+
+
 async def wait_for(page: Page, expression: str, timeout_s: float = WAIT_S) -> object:
     """Polls a JavaScript expression until it is truthy; returns its value.
 

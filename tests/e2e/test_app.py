@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jwt
 import pytest
@@ -18,10 +16,9 @@ from playwright.async_api import Page
 
 from device_sim.device import SimDevice
 from tests.conftest import Hub
-from tests.e2e.browser import ARTIFACTS, Console, add_merchants, add_tills, browser_page, csp_violations, wait_for
-from tests.e2e.browser import chromium, hub  # noqa: F401 - fixtures
+from tests.e2e.browser import ARTIFACTS, PHONE_WIDTH, Console, add_merchants, add_tills, csp_violations, wait_for
+from tests.e2e.browser import chromium, hub, phone_page  # noqa: F401 - fixtures
 
-WIDTH, HEIGHT = 360, 740  # a small phone
 ACCOUNT, NAME, PIN, NEW_PIN = "2024000123", "韩梅梅", "135792", "864209"
 CARD, NEW_CARD = "CA15A00001", "CA15A00002"
 MERCHANT = ("canteen-1", "第一食堂", "dining")
@@ -45,12 +42,6 @@ READ_PAGE = """() => {
     cookie: document.cookie, url: location.href,
   };
 }"""
-
-
-@pytest.fixture
-async def page(chromium: Path) -> AsyncIterator[Page]:
-    async with browser_page(chromium, WIDTH, HEIGHT) as page:
-        yield page
 
 
 async def student(hub: Hub) -> SimDevice:
@@ -97,7 +88,7 @@ async def test_a_student_sees_a_purchase_arrive_and_blocks_and_unblocks_the_lost
     till = await student(hub)
     await page.goto(str(hub.client.make_url("/app")))
     await wait_for(page, "document.body.dataset.view === 'signin'")
-    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= WIDTH
+    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= PHONE_WIDTH
     await shot(page, "signin")
 
     await sign_in(page, ACCOUNT, PIN)
@@ -120,13 +111,13 @@ async def test_a_student_sees_a_purchase_arrive_and_blocks_and_unblocks_the_lost
     await wait_for(page, "document.getElementById('total').dataset.total === '5750'")
     shown = await page.evaluate(READ_PAGE)
     assert [shown["total_text"], shown["cash"], shown["subsidy"]] == ["¥57.50", "¥50.00", "¥7.50"]  # subsidy first
-    assert shown["scroll_width"] <= WIDTH
+    assert shown["scroll_width"] <= PHONE_WIDTH
     await shot(page, "purchase")
 
     await page.click(f"#cards li[data-card='{CARD}'] button")
     assert await page.evaluate("document.getElementById('confirm').open")
     assert CARD in await page.evaluate("document.getElementById('confirm-text').textContent")
-    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= WIDTH
+    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= PHONE_WIDTH
     await shot(page, "confirm-lost")
     await page.click("#confirm-ok")
     await card_status(page, CARD, "lost")
@@ -144,7 +135,7 @@ async def test_a_student_sees_a_purchase_arrive_and_blocks_and_unblocks_the_lost
     assert result["decision"] == "approved"
     assert (await row_of(page, result["seq"]))["decision"] == "approved"
     await wait_for(page, "document.getElementById('total').dataset.total === '5150'")
-    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= WIDTH
+    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= PHONE_WIDTH
     await shot(page, "signed-in")  # docs/app.png
 
     # Lost again, and the card office issues a new card (补卡): the old one is cancelled, and the
@@ -197,7 +188,7 @@ async def test_wrong_pins_a_lockout_a_pin_change_and_a_revoked_session_are_said_
         await page.click("#pin-form [type=submit]")
         await wait_for(page, f"{pin_message}.dataset.key === '{key}'")
     assert await page.evaluate(f"{pin_message}.textContent") == "查询密码已修改。"
-    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= WIDTH
+    assert (await page.evaluate(READ_PAGE))["scroll_width"] <= PHONE_WIDTH
     await shot(page, "pin-changed")
 
     shown = await page.evaluate(READ_PAGE)

@@ -20,6 +20,7 @@ UNSECURED = {
     ("get", "/dashboard"), ("get", "/dashboard/dashboard.js"), ("get", "/dashboard/dashboard-text.js"),
     ("get", "/dashboard/reasons.js"), ("get", "/dashboard/dashboard.css"), ("get", "/app"), ("get", "/app/app.js"),
     ("get", "/app/app-text.js"), ("get", "/app/reasons.js"), ("get", "/app/app.css"), ("get", "/app/icon.svg"),
+    ("get", "/app/app-format.js"), ("get", "/app/app-phone.js"), ("get", "/app/vendor/qrcode.mjs"),
     ("get", "/dashboard/pages.css"), ("get", "/app/pages.css"), ("get", "/healthz"),
     ("get", "/metrics"), ("get", "/openapi.json"), ("post", "/v1/sessions"),
 }

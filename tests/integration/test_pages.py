@@ -14,11 +14,12 @@ from tests.conftest import Hub
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGES = {
-    "/app": ["/app/app.js", "/app/app-text.js", "/app/reasons.js", "/app/pages.css", "/app/app.css", "/app/icon.svg"],
+    "/app": ["/app/app.js", "/app/app-format.js", "/app/app-phone.js", "/app/vendor/qrcode.mjs", "/app/app-text.js",
+             "/app/reasons.js", "/app/pages.css", "/app/app.css", "/app/icon.svg"],
     "/dashboard": ["/dashboard/dashboard.js", "/dashboard/dashboard-text.js", "/dashboard/reasons.js",
                    "/dashboard/pages.css", "/dashboard/dashboard.css"],
 }
-CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def test_the_policy_is_the_strict_one() -> None:
@@ -62,3 +63,12 @@ async def test_the_app_keeps_its_token_in_session_storage_only(hub: Hub) -> None
     assert re.findall(r"localStorage\.setItem\(([A-Z_]+)", script) == ["LANG_KEY"]
     assert re.findall(r"sessionStorage\.setItem\(([A-Z_]+)", script) == ["SESSION_KEY"]
     assert not re.search(r"document\.cookie|history\.(push|replace)State|location\.(hash|search|href)\s*=", script)
+
+
+@pytest.mark.parametrize("path", ["/app/vendor/", "/app/vendor/LICENSE", "/app/vendor/README.md", "/app/vendor/qrcode.js",
+                                  "/app/vendor/qrcode.mjs%00", "/app/vendor/qrcode.mjs/", "/app/vendor/..%2Fapp.js",
+                                  "/app/vendor/%2E%2E/%2E%2E/pages.py", "/app/app-phone.js%00.map"])
+async def test_only_the_named_files_are_served_from_the_static_folder(hub: Hub, path: str) -> None:
+    """Each file is a route of its own: no folder listing, no other file of static/, no way out of it."""
+    resp = await hub.client.get(path)
+    assert resp.status == 404 and resp.content_type == "application/problem+json", path

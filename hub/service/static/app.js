@@ -1,8 +1,11 @@
 // cardhub app: the cardholder's own page (DESIGN §10). The cardholder signs in with account id and
 // PIN (POST /v1/sessions); the session's token is kept in sessionStorage only (never localStorage,
 // a cookie or the URL). The page polls the balance and the latest transactions, and lets the
-// cardholder report a card lost or found, change the PIN and see who read their data. Money arrives
-// as integer fen and is only formatted here, never computed on. A module: its words are in app-text.js.
+// cardholder report a card lost or found, revoke a phone's card, change the PIN and see who read
+// their data; this phone's own card (its key, its payment code) is app-phone.js's. Money arrives as
+// integer fen and is only formatted here, never computed on. A module: its words are in app-text.js.
+import { el, minutesFrom, money, when } from "./app-format.js";
+import { phoneCard } from "./app-phone.js";
 import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
 
 (() => {
@@ -14,40 +17,18 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   const KINDS = { purchase: "purchase", reversal: "reversal", topup: "topup", subsidy: "subsidyIn", refund: "refund",
                   payout: "payout", expiry: "expiry" };
   const AT_A_MERCHANT = new Set(["purchase", "reversal", "refund"]);
+  // What a card's row offers, by its kind and status; the dialog's words for each action that asks first.
+  const ACTIONS = { physical: { active: "lost", lost: "found" }, virtual: { active: "revoke", lost: "revoke" } };
+  const BUTTONS = { lost: ["reportLost", "danger"], found: ["reportFound", "primary"], revoke: ["revoke", "danger"] };
+  const CONFIRM = { lost: ["confirmTitle", "confirmText", "confirmOk"],
+                    revoke: ["confirmRevokeTitle", "confirmRevokeText", "confirmRevokeOk"],
+                    remove: ["confirmRemoveTitle", "confirmRemoveText", "confirmRemoveOk"] };
   const $ = (id) => document.getElementById(id);
   const state = { lang: "zh", session: null, lastAccount: "", seq: 0, timer: 0, polls: 0, data: {}, messages: {},
-                  status: null, pending: "" };
+                  status: null, pending: null };
   try { state.lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh"; } catch { /* storage off */ }
   // A label, with {name} replaced by vars.name.
   const t = (key, vars) => (TEXT[state.lang][key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
-
-  // --- formatting: money from the integer's digits, times in the phone's own time zone ---
-  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  function money(fen) {
-    if (!Number.isSafeInteger(fen)) return "–";
-    const digits = String(Math.abs(fen)).padStart(3, "0");
-    return (fen < 0 ? "−" : "") + "¥" + group(digits.slice(0, -2)) + "." + digits.slice(-2);
-  }
-  const pad = (n) => String(n).padStart(2, "0");
-  function when(rfc3339, withYear) {
-    const d = new Date(rfc3339);
-    if (!rfc3339 || Number.isNaN(d.getTime())) return "–";
-    const day = `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-    return withYear ? `${d.getFullYear()}-${day}` : day;
-  }
-  const minutesFrom = (retryAfter) => {
-    const seconds = Number(retryAfter);
-    return Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds / 60) : 15;
-  };
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value !== null && value !== undefined) node.setAttribute(key, value);
-    }
-    node.append(...children);  // strings become text nodes: what the hub sends is never parsed as HTML
-    return node;
-  }
 
   // --- messages (kept as keys, so the language switch says them again) ---
   function say(id, key, vars, tone) {
@@ -100,12 +81,14 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     if (!answer.ok) throw new Refused(answer.status);
     return answer.data;
   }
+  const phone = phoneCard({ api, mine, say, t, listed: () => state.data.cards, changed: cardChanged });
 
   function forget(key) {
     sessionStorage.removeItem(SESSION_KEY);
     state.session = null;
     state.seq += 1;  // answers still in flight are dropped
     state.data = {};
+    phone.hide();  // this phone's card stays in IndexedDB, unseen until its account signs in again
     if ($("confirm").open) $("confirm").close("cancel");
     showSignin(key);
   }
@@ -140,6 +123,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     $("signout").hidden = false;
     $("account").textContent = state.session.account_id;
     $("pin-user").value = state.session.account_id;
+    phone.show(state.session.account_id).catch(failed);
   }
 
   function applyLang() {
@@ -149,8 +133,9 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     $("lang").textContent = state.lang === "zh" ? "English" : "中文";
     for (const [id, m] of Object.entries(state.messages)) if (m) say(id, m.key, m.vars, m.tone);
     if (state.status) status(state.status.key, state.status.vars, state.status.isError);
-    if (state.pending) $("confirm-text").textContent = t("confirmText", { card: state.pending });
+    if (state.pending) confirmWords(state.pending);
     render();
+    phone.render();
   }
 
   function render() {
@@ -169,17 +154,31 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     }
   }
 
+  // A chip card: 挂失 / 解挂. A phone's card: its name, and 撤销 unless it is this phone's (whose own
+  // section removes it).
   function renderCards(cards) {
     const rows = cards.map((c) => {
-      const action = c.status === "active" ? ["reportLost", "lost"] : c.status === "lost" ? ["reportFound", "found"] : null;
-      const button = action ? el("button", { type: "button", class: action[1] === "lost" ? "danger" : "primary",
-                                             "data-action": action[1], "data-card": c.card_uid }, t(action[0])) : "";
-      return el("li", { "data-card": c.card_uid, "data-status": c.status, "data-kind": c.kind },
-        el("span", { class: "card-name" }, t(c.kind), el("small", { class: "mono" }, c.card_uid)),
+      const here = c.kind === "virtual" && phone.isThisPhone(c.card_uid);
+      const action = here ? null : ACTIONS[c.kind]?.[c.status];
+      const button = action ? el("button", { type: "button", class: BUTTONS[action][1], "data-action": action,
+                                             "data-card": c.card_uid }, t(BUTTONS[action][0])) : "";
+      const name = c.kind === "virtual" ? [" ", el("span", { class: "label" }, here ? t("thisPhone") : c.label ?? "")] : [];
+      return el("li", { "data-card": c.card_uid, "data-status": c.status, "data-kind": c.kind, "data-here": here ? "1" : null },
+        el("span", { class: "card-name" }, t(c.kind), ...name, el("small", { class: "mono" }, c.card_uid)),
         el("span", { class: `badge ${c.status}` }, t(c.status)), button);
     });
     if (!rows.length) rows.push(el("li", { class: "empty" }, t("noCards")));
     $("cards").replaceChildren(...rows);
+    phone.cards(cards);
+  }
+  // A card the writer answered for (registered, revoked): in the list before its view has it.
+  function cardChanged(card) {
+    const cards = state.data.cards ?? [];
+    const known = cards.find((c) => c.card_uid === card.card_uid);
+    if (known) known.status = card.status;
+    else cards.unshift({ card_uid: card.card_uid, status: card.status, kind: "virtual", label: card.label });
+    state.data.cards = cards;
+    renderCards(cards);
   }
 
   function renderTransactions(items) {
@@ -196,12 +195,14 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     const title = atMerchant ? x.merchant_name || x.merchant_id || kind : kind;
     const amount = declined ? t("declinedShort") : (x.amount > 0 ? "+" : "") + money(x.amount);
     const details = [atMerchant && x.kind !== "purchase" ? kind : "", atMerchant ? x.location : "",
-                     x.kind === "refund" ? x.reason : ""].filter(Boolean).join(" · ");
+                     x.medium === "phone" ? t("byPhone") : "", x.kind === "refund" ? x.reason : ""]
+      .filter(Boolean).join(" · ");
     const after = declined ? t("declined", { reason: REASONS[state.lang][x.reason] ?? x.reason ?? "" })
       : x.balance === null || x.balance === undefined ? "" : t("balanceAfter", { amount: money(x.balance) });
     const time = x.at || x.recorded_at;
     return el("li", { "data-kind": x.kind, "data-decision": x.decision ?? "", "data-reason": declined ? x.reason ?? "" : "",
                       "data-seq": x.seq ?? "", "data-device": x.device ?? "", "data-card": x.card ?? "",
+                      "data-medium": x.medium ?? "",
                       "data-amount": x.amount, class: declined ? "declined" : x.amount < 0 ? "out" : "in" },
       el("span", { class: "what" }, title), el("span", { class: "amount" }, amount),
       el("span", { class: "where" }, details, details ? " " : "", el("time", { datetime: time }, when(time))),
@@ -233,6 +234,7 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     } catch (err) {
       if (err instanceof SessionEnded || seq !== state.seq) return;
       failed(err);
+      if (slow && !state.data.cards) phone.cards(null);  // unknown: this phone's code shows all the same
     }
     if (seq === state.seq) state.timer = setTimeout(poll, Math.max(0, POLL_MS - (performance.now() - started)));
   }
@@ -286,11 +288,12 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
 
   async function cardAction(uid, action) {
     for (const b of $("cards").querySelectorAll("button")) b.disabled = true;
-    const answer = await api("POST", `/v1/cards/${encodeURIComponent(uid)}/${action}`);
+    const card = encodeURIComponent(uid);
+    const answer = await api("POST", action === "revoke" ? `/v1/virtual-cards/${card}/revoke` : `/v1/cards/${card}/${action}`);
     if (answer.ok) {  // the writer's answer is newer than the cards' view, which follows within a moment
-      for (const card of state.data.cards) if (card.card_uid === uid) card.status = answer.data.status;
+      for (const c of state.data.cards) if (c.card_uid === uid) c.status = answer.data.status;
       renderCards(state.data.cards);
-      return say("cards-message", action === "lost" ? "lostDone" : "foundDone", { card: uid }, "ok");
+      return say("cards-message", `${action}Done`, { card: uid }, "ok");
     }
     await loadCards();  // refused: what the hub has now (the page may have been behind)
     if (answer.status === 409) refused(uid, action, String(answer.data.detail ?? ""));
@@ -310,11 +313,17 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
     }
   }
 
-  function confirmLost(uid) {
-    state.pending = uid;
+  // 挂失, 撤销 and "remove this phone" ask first, in the one dialog.
+  function confirmAction(action, uid) {
+    state.pending = { action, uid };
     $("confirm").returnValue = "";
-    $("confirm-text").textContent = t("confirmText", { card: uid });
+    confirmWords(state.pending);
     $("confirm").showModal();
+  }
+  function confirmWords({ action, uid }) {
+    const [title, text, ok] = CONFIRM[action];
+    [$("confirm-title").textContent, $("confirm-ok").textContent] = [t(title), t(ok)];
+    $("confirm-text").textContent = t(text, { card: uid });
   }
 
   async function changePin(event) {
@@ -351,15 +360,19 @@ import { READERS, READ_WHAT, REASONS, TEXT } from "./app-text.js";
   $("cards").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
-    if (button.dataset.action === "lost") confirmLost(button.dataset.card);
-    else run(() => cardAction(button.dataset.card, "found"));
+    if (button.dataset.action === "found") run(() => cardAction(button.dataset.card, "found"));
+    else confirmAction(button.dataset.action, button.dataset.card);
   });
+  $("phone-create").addEventListener("click", () => run(phone.create));
+  $("phone-refresh").addEventListener("click", () => run(phone.refresh));
+  $("phone-remove").addEventListener("click", () => confirmAction("remove", phone.card()));
   $("confirm-ok").addEventListener("click", () => $("confirm").close("ok"));
   $("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
   $("confirm").addEventListener("close", () => {
-    const uid = state.pending;
-    state.pending = "";
-    if ($("confirm").returnValue === "ok" && uid) run(() => cardAction(uid, "lost"));
+    const pending = state.pending;
+    state.pending = null;
+    if ($("confirm").returnValue !== "ok" || !pending) return;
+    run(() => (pending.action === "remove" ? phone.remove() : cardAction(pending.uid, pending.action)));
   });
   $("reads-section").addEventListener("toggle", () => { if ($("reads-section").open && state.session) run(loadReads); });
 
