@@ -4,7 +4,7 @@ all of it kept across a restart of the hub."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,17 @@ LIMITS = {"max_amount": 2000, "max_card_day": 5000, "max_device_total": 10_000, 
 def now_cst() -> datetime:
     """Swipes dated just before the hub's clock, so that no ``clock_skew`` mixes in."""
     return datetime.now(CST) - timedelta(minutes=2)
+
+
+def offline_start(back: timedelta, lasting: timedelta = timedelta(hours=1, minutes=1)) -> datetime:
+    """The first of a run of offline swipes ``back`` before now that lasts ``lasting``: all of it in
+    one local day, or a card's day would split at midnight (then the run ends before the day began:
+    offline swipes of the past are never skewed)."""
+    start = now_cst() - back
+    midnight = datetime.combine(datetime.now(CST).date(), time(0), tzinfo=CST)
+    if start < midnight <= start + lasting:
+        start = midnight - timedelta(minutes=1) - lasting
+    return start
 
 
 @pytest.fixture
@@ -131,7 +142,7 @@ async def test_online_over_max_amount_is_declined_over_limit_and_equal_is_approv
 async def test_offline_beyond_each_limit_is_accepted_approved_debited_and_flagged(
         hub: Hub, pos: SimDevice, case: str) -> None:
     await put_limits(hub, LIMITS)
-    start = now_cst() - timedelta(hours=2)
+    start = offline_start(timedelta(hours=2))
     amounts: list[tuple[str, int, datetime]] = []
     if case == "amount":
         amounts = [(CARD, 2001, start)]
@@ -157,7 +168,7 @@ async def test_offline_beyond_each_limit_is_accepted_approved_debited_and_flagge
 
 async def test_offline_under_every_limit_is_not_flagged(hub: Hub, pos: SimDevice) -> None:
     await put_limits(hub, LIMITS)
-    start = now_cst() - timedelta(minutes=30)
+    start = offline_start(timedelta(minutes=30))
     for n in range(5):
         pos.purchase(CARD, 1000 - n, start + timedelta(minutes=n), offline=True, decision="approved")
     assert all(r["decision"] == "approved" for r in await hub.send(pos))
@@ -169,7 +180,7 @@ async def test_a_backlog_in_two_uploads_is_one_period(hub: Hub, pos: SimDevice) 
     two batches: the eleventh is beyond the device's 10,000 since its last upload, because the
     second batch belongs to the period the first began."""
     await put_limits(hub, {**LIMITS, "max_card_day": 50_000})
-    start = now_cst() - timedelta(minutes=30)
+    start = offline_start(timedelta(minutes=30))
     for n in range(11):
         pos.purchase((CARD, OTHER)[n % 2], 1000, start + timedelta(minutes=n), offline=True, decision="approved")
     backlog = pos.pending
@@ -199,7 +210,7 @@ async def test_limits_and_tallies_survive_a_restart(database: Database, tmp_path
         pos = await hub.pos()
         await hub.account("s1", cash=100_000, card=CARD)
         await put_limits(hub, LIMITS)
-        start = now_cst() - timedelta(minutes=30)
+        start = offline_start(timedelta(minutes=30))
         for n in range(5):
             pos.purchase(CARD, 1000, start + timedelta(minutes=n), offline=True, decision="approved")
         await hub.send(pos)
