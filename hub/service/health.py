@@ -15,7 +15,7 @@ from aiohttp import web
 from eventsourcing.persistence import Notification
 
 from hub.service.typedefs import APPLICATION, METRICS, POOL
-from projections import catalogue_queries, failures
+from projections import audit_queries, catalogue_queries, failures
 from projections.catalogue import PROJECTIONS
 
 # /healthz: how long a read may take before the store counts as unreachable, and the lag
@@ -84,3 +84,18 @@ async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, view
             recorded[position] = event.timestamp
     return {name: max(0.0, (now - recorded[p]).total_seconds()) if p in recorded else 0.0
             for name, p in views.items()}
+
+
+async def checkpoint_age(app: web.Application) -> float | None:
+    """Seconds since the latest signed checkpoint, or None before the first (or when the store
+    does not answer within ``HEALTH_TIMEOUT_S``: the gauge keeps its last value)."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S), app[POOL].acquire(timeout=HEALTH_TIMEOUT_S) as conn:
+            latest = await audit_queries.latest_checkpoint(conn)
+    except (*STORE_UNREACHABLE, asyncpg.UndefinedTableError):
+        return None
+    if latest is None:
+        return None
+    issued = latest["issued_at"]
+    issued = issued if isinstance(issued, datetime) else datetime.fromisoformat(issued)
+    return max(0.0, (datetime.now(timezone.utc) - issued).total_seconds())
