@@ -21,7 +21,7 @@ from eventsourcing.utils import EnvType
 
 from domain.application import CampusCard
 from hub.runner.shared import SharedRunner, open_view
-from hub.storage import store
+from hub.storage import persistence, store
 from projections.catalogue import PROJECTIONS
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ SUPERVISE_S = 0.25
 
 def _probe(env: EnvType) -> None:
     """One quick connection, so that a runner is built only on a store that answers."""
-    params = {k: env[f"POSTGRES_{k.upper()}"] for k in ("dbname", "host", "port", "user", "password") if env.get(f"POSTGRES_{k.upper()}")}
-    with psycopg.connect(**params, connect_timeout=2) as conn:
+    with psycopg.connect(env[persistence.CONNINFO], connect_timeout=2) as conn:
         conn.execute("SELECT 1")
 
 

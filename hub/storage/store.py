@@ -22,10 +22,12 @@ import asyncpg
 import eventsourcing.persistence
 import psutil
 import psycopg
+import psycopg.errors
 import psycopg_pool.base
-from psycopg import conninfo, sql
+from psycopg import sql
 
 from hub.config import ConfigError, Settings
+from hub.storage import database_url, persistence
 from hub.storage.writeback import WritebackPacer
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,16 @@ class StoreUnavailable(Exception):
     """The event store cannot be reached now (server down or starting, disk full): retry later."""
 
 
-# What the drivers raise when the server is gone, starting, shutting down or out of disk:
-# answered 503 store_unavailable, never 500 (hub.service.http). psycopg's OperationalError covers
-# connection failures, pool timeouts, admin/crash shutdown and DiskFull (class 53).
+# What the drivers raise when the server is gone, starting, shutting down, out of disk or no
+# longer the primary: answered 503 store_unavailable, never 500 (hub.service.http). psycopg's
+# OperationalError covers connection failures, pool timeouts, admin/crash shutdown, DiskFull
+# (class 53) and a read-only server met by the library's pools (persistence.ReadOnlyServer).
 STORE_ERRORS: tuple[type[BaseException], ...] = (
     StoreUnavailable,
-    psycopg.OperationalError, psycopg.InterfaceError,
+    psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction,
     eventsourcing.persistence.OperationalError, eventsourcing.persistence.InterfaceError,
     asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError, asyncpg.InsufficientResourcesError,
+    asyncpg.CrashShutdownError, asyncpg.InsufficientResourcesError, asyncpg.ReadOnlySQLTransactionError,
     ConnectionRefusedError,
 )
 
@@ -87,31 +90,28 @@ def _numeric(text: str) -> int | Decimal:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """Connection parameters of the event store, in the forms each client wants."""
+    """Connection parameters of the event store — every host and parameter of the URL — in the
+    forms each client wants (hub.storage.database_url)."""
 
     params: dict[str, str]
 
     @classmethod
     def from_url(cls, url: str) -> Database:
-        try:
-            params = conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"CARDHUB_DATABASE_URL: {exc}") from None
-        if not params.get("dbname"):
-            raise ConfigError("CARDHUB_DATABASE_URL names no database")
-        return cls({k: str(v) for k, v in params.items()})
+        return cls(database_url.parse(url))
 
     @property
     def url(self) -> str:
-        return conninfo.make_conninfo(**self.params)
+        return database_url.libpq(self.params)
 
     def with_dbname(self, dbname: str) -> Database:
         return Database({**self.params, "dbname": dbname})
 
     def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's settings for this database."""
+        """The eventsourcing library's settings for this database: its pools connect with the
+        whole conninfo (hub.storage.persistence); the ``POSTGRES_*`` names only satisfy its checks."""
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": persistence.TOPIC,
+            persistence.CONNINFO: self.url,
             "POSTGRES_DBNAME": self.params["dbname"],
             "POSTGRES_HOST": self.params.get("host", "localhost"),
             "POSTGRES_PORT": self.params.get("port", "5432"),
@@ -123,14 +123,7 @@ class Database:
         }
 
     def asyncpg_kwargs(self) -> dict[str, Any]:
-        return {
-            "host": self.params.get("host", "localhost"),
-            "port": int(self.params.get("port", "5432")),
-            "user": self.params.get("user", "postgres"),
-            "password": self.params.get("password") or None,
-            "database": self.params["dbname"],
-            "timeout": CONNECT_TIMEOUT_S,
-        }
+        return {"dsn": database_url.asyncpg_dsn(self.params), "timeout": CONNECT_TIMEOUT_S}
 
     def check_server(self) -> None:
         try:

@@ -10,22 +10,15 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
 import psycopg_pool.base
 from eventsourcing.postgres import PostgresApplicationRecorder
 
-from device_sim.device import SimDevice
+from tests.e2e.devices import AMOUNT_FEN, DEVICES, START_CASH, Load, setup_devices, views_caught_up
 from tests.e2e.processes import CLI, free_port, postmaster_pid, ready, start
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
-
-NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
-DEVICES = 4
-AMOUNT_FEN = 100
-START_CASH = 10_000_000
 
 
 def test_the_library_hooks_the_hub_bounds_are_there() -> None:
@@ -34,65 +27,6 @@ def test_the_library_hooks_the_hub_bounds_are_there() -> None:
     assert hasattr(psycopg_pool.base.AttemptWithBackoff, "DELAY_BACKOFF")
     for name in ("select_events", "select_notifications", "max_notification_id"):
         assert hasattr(getattr(PostgresApplicationRecorder, name), "__wrapped__"), name
-
-
-@dataclass
-class Load:
-    """Devices uploading one purchase after another; every request's time and answer."""
-
-    url: str
-    devices: list[SimDevice]
-    acknowledged: dict[str, dict[int, dict]] = field(default_factory=dict)
-    answers: list[tuple[float, float, int, str]] = field(default_factory=list)  # sent, seconds, status, code
-    stop: bool = False
-
-    async def run(self, session: aiohttp.ClientSession, device: SimDevice) -> None:
-        n = 0
-        while not self.stop:
-            if not device.pending:
-                device.purchase(f"ABCDEF0{device.device_id[-1]}", AMOUNT_FEN, NOON + timedelta(seconds=n))
-                n += 1
-            sent = time.monotonic()
-            try:
-                async with session.post(f"{self.url}/v1/devices/{device.device_id}/events",
-                                        json={"events": device.batch(1)}) as resp:
-                    body = await resp.json(content_type=None)
-                    status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                status, body = 0, None
-            self.answers.append((sent, time.monotonic() - sent, status, _code(status, body)))
-            if status == 200:
-                device.acknowledge(body["results"])
-                for result in body["results"]:
-                    if result["status"] in ("accepted", "duplicate"):
-                        self.acknowledged.setdefault(device.device_id, {})[result["seq"]] = result
-            else:
-                await asyncio.sleep(0.05)
-
-
-def _code(status: int, body: object) -> str:
-    if status == 200 and isinstance(body, dict):
-        return body["results"][0]["status"]
-    return body.get("code", "") if isinstance(body, dict) else ""
-
-
-async def _setup(session: aiohttp.ClientSession, url: str, admin: dict[str, str]) -> list[SimDevice]:
-    devices = []
-    await _post(session, url + "/v1/merchants", {"merchant_id": "canteen-1", "name": "第一食堂", "category": "dining"}, admin)
-    for i in range(DEVICES):
-        device = SimDevice(f"pos-{i}", "pos")
-        await _post(session, url + "/v1/devices", {"device_id": device.device_id, "kind": "pos",
-                                                     "public_key": device.public_key, "merchant_id": "canteen-1"}, admin)
-        await _post(session, url + "/v1/accounts", {"account_id": f"s{i}", "name": "李雷", "category": "student"}, admin)
-        await _post(session, url + "/v1/cards", {"card_uid": f"ABCDEF0{i}", "account_id": f"s{i}"}, admin)
-        await _post(session, url + f"/v1/accounts/s{i}/topups", {"amount": START_CASH, "ref": f"t{i}"}, admin)
-        devices.append(device)
-    return devices
-
-
-async def _post(session: aiohttp.ClientSession, url: str, body: dict, headers: dict[str, str]) -> None:
-    async with session.post(url, json=body, headers=headers) as resp:
-        assert resp.status == 201, await resp.text()
 
 
 async def test_a_killed_postmaster_is_restarted_and_uploads_answer_503_fast_meanwhile(run_dir: Path) -> None:
@@ -107,7 +41,7 @@ async def test_a_killed_postmaster_is_restarted_and_uploads_answer_503_fast_mean
         admin = {"Authorization": f"Bearer {token}"}
         timeout = aiohttp.ClientTimeout(total=20)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            load = Load(url, await _setup(session, url, admin))
+            load = Load(url, await setup_devices(session, url, admin))
             senders = [asyncio.ensure_future(load.run(session, d)) for d in load.devices]
             while sum(map(len, load.acknowledged.values())) < 100:
                 await asyncio.sleep(0.05)
@@ -126,7 +60,7 @@ async def test_a_killed_postmaster_is_restarted_and_uploads_answer_503_fast_mean
             await asyncio.sleep(1)  # some load after the recovery
             load.stop = True
             await asyncio.gather(*senders)
-            caught_up = await _views_caught_up(session, url)
+            caught_up = await views_caught_up(session, url)
 
             # The devices send what was never acknowledged until nothing is pending.
             load.stop = False
@@ -139,7 +73,7 @@ async def test_a_killed_postmaster_is_restarted_and_uploads_answer_503_fast_mean
                     device.acknowledge(answer["results"])
                     for result in answer["results"]:
                         load.acknowledged.setdefault(device.device_id, {})[result["seq"]] = result
-            await _views_caught_up(session, url)
+            await views_caught_up(session, url)
             balances = {}
             for i in range(DEVICES):
                 async with session.get(f"{url}/v1/accounts/s{i}/balance", headers=admin) as resp:
@@ -171,17 +105,3 @@ async def test_a_killed_postmaster_is_restarted_and_uploads_answer_503_fast_mean
                 hub.kill()
                 hub.wait()
             Path("/tmp/faults-hub.log").write_text(log_path.read_text())
-
-
-async def _views_caught_up(session: aiohttp.ClientSession, url: str, timeout_s: float = 20) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(url + "/healthz") as resp:
-                health = await resp.json() if resp.status == 200 else None
-        except aiohttp.ClientError:
-            health = None
-        if health and all(p["lag_events"] == 0 for p in health["projections"].values()):
-            return time.monotonic()
-        await asyncio.sleep(0.1)
-    raise AssertionError("the views did not catch up")
