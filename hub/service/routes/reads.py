@@ -13,7 +13,8 @@ from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
 from hub.service.query import Body, KeysetQuery, PageQuery, documented
-from hub.service.typedefs import METRICS, POOL, WRITER
+from hub.service.typedefs import METRICS, POOL, PROJECTOR, WRITER
+from hub.storage.budget import PROJECTIONS as PROJECTIONS_POOL
 from projections import directory_queries, ledger_queries
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
@@ -108,7 +109,8 @@ def _card_item(row: Any) -> dict[str, Any]:
 @documented("Health, store position and projection lag", responses={200: responses.Health}, auth=False)
 async def healthz(request: web.Request) -> web.Response:
     """``ok``, or ``degraded`` with ``problems`` when a projection is failing (the notification
-    it failed on, the error) or lags more than ``LAG_LIMIT_S``; 503 only when the database
+    it failed on, the error), lags more than ``LAG_LIMIT_S``, or the projections' process cannot
+    get a database connection (``pool``, the error); 503 only when the database
     cannot be reached within ``HEALTH_TIMEOUT_S``."""
     app = request.app
     try:
@@ -128,6 +130,9 @@ async def healthz(request: web.Request) -> web.Response:
         elif lag_s > LAG_LIMIT_S:
             problems.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
                              "error": f"lagging: {store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+    shortage = app[PROJECTOR].shortage()  # the projections' process cannot connect: say so, not just lag
+    if shortage is not None:
+        problems.append({"pool": PROJECTIONS_POOL, "error": shortage})
     body: dict[str, Any] = {
         "status": "degraded" if problems else "ok",
         "store_position": store,
