@@ -38,6 +38,7 @@ class Settings:
     idle_timeout_s: float = 15.0  # CARDHUB_IDLE_TIMEOUT_SECONDS: close a connection idle (or slow to send its headers) this long
     tls_cert: Path | None = None  # serve --tls-cert: HTTPS with this PEM certificate chain …
     tls_key: Path | None = None  # … and --tls-key, its private key (DESIGN §13)
+    db_pool: int = 20  # CARDHUB_DB_POOL: server connections the hub may hold, split by hub.storage.budget
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -49,6 +50,7 @@ class Settings:
             checkpoint_events=_number(env, "CARDHUB_CHECKPOINT_EVENTS", 10_000, int),
             meals=env.get("CARDHUB_MEALS") or DEFAULT_MEALS,
             idle_timeout_s=_number(env, "CARDHUB_IDLE_TIMEOUT_SECONDS", 15.0, float),
+            db_pool=_count(env, "CARDHUB_DB_POOL", 20, DB_POOL_MAX),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if (settings.tls_cert is None) != (settings.tls_key is None):
@@ -69,6 +71,21 @@ class Settings:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"CARDHUB_TIMEZONE: unknown time zone {self.timezone!r}") from None
+
+
+DB_POOL_MAX = 10_000  # far above any server's max_connections: a bound, so that 2^63 is refused
+
+
+def _count(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """A whole number of ASCII digits, 1 to ``maximum`` (``int()`` would take " 7", "٧" and "1_0")."""
+    text = env.get(name)
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{name}: not a whole number: {text!r}")
+    if len(text) > len(str(maximum)) or not 1 <= int(text) <= maximum:
+        raise ConfigError(f"{name}: must be between 1 and {maximum}")
+    return int(text)
 
 
 def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T]) -> T:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+
 from projections.access import AccessProjection, AccessView
 from projections.audit import AuditProjection, AuditView
 from projections.base import BatchingProjection, View
@@ -26,6 +30,18 @@ PROJECTIONS: tuple[tuple[type[BatchingProjection[Any]], type[View]], ...] = (
     (RiskProjection, RiskView),
 )
 
-# A view is written by one thread and waited on by another: it needs few connections (the
-# library's default pool opens five per view, and there is a view per projection in each process).
-VIEW_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"}
+
+def open_views(env: EnvType) -> dict[str, View]:
+    """Every projection's view, on one datastore (one pool, sized by ``env``; the hub's budget is
+    ``hub.storage.budget``): a process's views are written by one thread, and a pool per view
+    held a connection each. Each view's tracking table is named after its projection, as the
+    library's factory names it (``<name>_tracking``)."""
+    factory = InfrastructureFactory.construct(Environment("views", env))
+    assert isinstance(factory, PostgresFactory), factory
+    views: dict[str, View] = {}
+    for projection_class, view_class in PROJECTIONS:
+        view = view_class(datastore=factory.datastore, tracking_table_name=f"{projection_class.name.lower()}_tracking")
+        if factory.env_create_table():
+            view.create_table()
+        views[projection_class.name] = view
+    return views

@@ -6,16 +6,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
-from eventsourcing.utils import Environment
+from eventsourcing.persistence import Notification, Tracking
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from domain.application import CampusCard
 from hub.audit.report import Check
+from hub.storage.budget import VERIFY, pool_env
 from hub.storage.store import Database
 from projections.base import View, flush_together
-from projections.catalogue import PROJECTIONS, VIEW_POOL
+from projections.catalogue import PROJECTIONS, open_views
 from projections.failures import one_line
 
 NOT_REPLAYED = {"audit_checkpoints"}  # signed by the hub, not derived from events
@@ -26,13 +26,10 @@ class Replay:
     """The projections, writing into a scratch schema, each stopping where its live view was."""
 
     def __init__(self, database: Database, schema: str, positions: dict[str, int], settings: dict[str, str]) -> None:
-        self.connection = psycopg.connect(database.url, row_factory=dict_row, autocommit=True)
+        self.connection = psycopg.connect(database.url, row_factory=dict_row, autocommit=True, application_name=VERIFY)
         self.connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        env = {**database.eventsourcing_env(), **VIEW_POOL, "POSTGRES_SCHEMA": schema}
-        self.projections = []
-        for cls, view_class in PROJECTIONS:
-            view = InfrastructureFactory.construct(Environment(cls.name, env)).tracking_recorder(view_class)
-            self.projections.append((cls(view, settings), positions[cls.name]))
+        views = open_views({**database.eventsourcing_env(), **pool_env(VERIFY, 1), "POSTGRES_SCHEMA": schema})
+        self.projections = [(cls(views[cls.name], settings), positions[cls.name]) for cls, _ in PROJECTIONS]
         self.pending = 0
         self.failed: dict[str, str] = {}  # projection → why its replay stopped
 
@@ -56,8 +53,7 @@ class Replay:
         self.pending = 0
 
     def close(self) -> None:
-        for projection, _ in self.projections:
-            projection.view.datastore.close()
+        self.projections[0][0].view.datastore.close()  # the views' one datastore
         self.connection.close()
 
     def view(self, name: str) -> Any:
@@ -126,5 +122,5 @@ def _key(columns: list[str], values: tuple[Any, ...] | None) -> str:
 
 
 def drop_schema(database: Database, schema: str) -> None:
-    with psycopg.connect(database.url, autocommit=True) as conn:
+    with psycopg.connect(database.url, autocommit=True, application_name=VERIFY) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

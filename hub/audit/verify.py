@@ -31,6 +31,7 @@ from hub.audit.books import Sums, check_books
 from hub.audit.replay import Replay, compare, drop_schema, replayed_tables
 from hub.audit.report import Check, Report, progress_bar
 from hub.audit.signed import check_checkpoint, check_saved, check_swipe
+from hub.storage.budget import VERIFY, pool_env
 from hub.storage.store import Database
 from projections.catalogue import PROJECTIONS
 from projections.queries import EVENTS_TABLE
@@ -50,8 +51,9 @@ def verify(
     actors = Actors(report.add("actors: command events by the actor's role", "events"))
     replayed = report.add("replay: every projection applies every event", "projections")
 
-    app = CampusCard(env=database.eventsourcing_env())
-    snapshot = psycopg.connect(database.url, row_factory=dict_row, autocommit=False)
+    # The Application only decodes events (its mapper): it creates nothing and never connects.
+    app = CampusCard(env={**database.eventsourcing_env(), **pool_env(VERIFY, 1), "CREATE_TABLE": "n"})
+    snapshot = psycopg.connect(database.url, row_factory=dict_row, autocommit=False, application_name=VERIFY)
     scratch_schema = f"cardhub_verify_{os.getpid()}"
     replay: Replay | None = None
     try:

@@ -181,6 +181,7 @@ def serve(settings: Settings) -> None:
     from hub.service import connections
     from hub.service.access_log import access_log_options
     from hub.service.app import STOPPED_BECAUSE, create_app
+    from hub.storage.budget import Budget
     from hub.storage.store import DataDirLock, open_database
 
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
@@ -193,6 +194,7 @@ def serve(settings: Settings) -> None:
     # 20,000 it ran five times in that run; cyclic garbage is still collected.
     gc.set_threshold(GC_THRESHOLD_0, 20, 20)
     ssl_context = connections.tls_context(settings)  # a bad certificate is an error before anything starts
+    Budget.of(settings.db_pool)  # … and so is a connection budget too small to run on
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:

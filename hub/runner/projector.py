@@ -20,18 +20,20 @@ import psycopg
 from eventsourcing.utils import EnvType
 
 from domain.application import CampusCard
-from hub.runner.shared import SharedRunner, open_view
+from hub.runner.shared import SharedRunner
 from hub.storage import persistence, store
-from projections.catalogue import PROJECTIONS
+from hub.storage.budget import Budget
+from projections.catalogue import open_views
 
 log = logging.getLogger(__name__)
 
 
-def run_projections(env: dict[str, str], parent_pid: int) -> None:
+def run_projections(env: dict[str, str], views_env: dict[str, str], parent_pid: int, shortage: Any) -> None:
     """The child process: runs the projections until SIGTERM (from the parent, or the whole
     process group's) or until orphaned. A runner that stopped — a projection raised, or its
     subscription lost the server — is started again from the tracking records once the store
-    answers; while it does not, the child waits, with one log line per outage."""
+    answers; while it does not, the child waits, with one log line per outage, and tells the
+    parent why in ``shortage`` (``Projector.shortage``: /healthz says ``degraded``)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
@@ -48,12 +50,14 @@ def run_projections(env: dict[str, str], parent_pid: int) -> None:
             if runner is None:
                 try:
                     _probe(env)
-                    runner = SharedRunner(env)
+                    runner = SharedRunner(env, views_env)
                 except store.STORE_ERRORS as exc:
+                    shortage.value = _first_line(exc).encode("utf-8", "replace")[: len(shortage) - 1]
                     if unreachable_since is None:
                         unreachable_since = time.monotonic()
                         log.error("projections: the store is unreachable (%s); waiting for it", _first_line(exc))
                 else:
+                    shortage.value = b""
                     runner.start()
                     if unreachable_since is not None:
                         log.warning("projections: running again after %.1f s", time.monotonic() - unreachable_since)
@@ -69,7 +73,8 @@ SUPERVISE_S = 0.25
 
 def _probe(env: EnvType) -> None:
     """One quick connection, so that a runner is built only on a store that answers."""
-    with psycopg.connect(env[persistence.CONNINFO], connect_timeout=2) as conn:
+    with psycopg.connect(env[persistence.CONNINFO], connect_timeout=2,
+                         application_name=env.get(persistence.APPLICATION_NAME) or "cardhub") as conn:
         conn.execute("SELECT 1")
 
 
@@ -86,21 +91,30 @@ class Projector:
     ``set()`` then blocked the hub's shutdown for good."""
 
     STOP_TIMEOUT_S = 5.0
+    SHORTAGE_BYTES = 300
 
-    def __init__(self, env: EnvType) -> None:
+    def __init__(self, env: EnvType, budget: Budget) -> None:
         self.env = dict(env)
+        self.budget = budget
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
         self._process: Any = None
+        # Written by the child, read here: a lock-free array (no lock the child could die holding).
+        self._shortage = self._context.RawArray("c", self.SHORTAGE_BYTES)
         # Creating the views here, before the child starts, creates their tables once.
-        self.views = {
-            projection_class.name: open_view(projection_class, view_class, self.env)
-            for projection_class, view_class in PROJECTIONS
-        }
+        self.views = open_views({**os.environ, **self.env, **budget.view_waits_env()})
+
+    def shortage(self) -> str | None:
+        """Why the projections' process cannot get a database connection now, or None."""
+        text = self._shortage.value.decode("utf-8", "replace")
+        return f"projections cannot get a database connection: {text}" if text else None
 
     def start(self) -> None:
+        self._shortage.value = b""
         self._process = self._context.Process(
-            target=run_projections, args=(self.env, os.getpid()),
+            target=run_projections,
+            args=({**self.env, **self.budget.projection_events_env()}, {**self.env, **self.budget.projection_views_env()},
+                  os.getpid(), self._shortage),
             name="cardhub-projections", daemon=False,
         )
         self._process.start()
@@ -128,5 +142,4 @@ class Projector:
                 log.error("the projections' process did not stop in %.0f s; killing it", self.STOP_TIMEOUT_S)
                 self._process.kill()
                 self._process.join()
-        for view in self.views.values():
-            view.datastore.close()
+        next(iter(self.views.values())).datastore.close()  # the views' one datastore

@@ -9,14 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
-from eventsourcing.projection import ApplicationSubscription, Projection
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.projection import ApplicationSubscription
+from eventsourcing.utils import EnvType
 
 from domain.application import CampusCard
 from hub.runner.hooks import _coalesce_pulls, _fetched_but_unprocessed, _next_within
 from projections.base import STORE_FAULTS, BatchingProjection, View, flush_together
-from projections.catalogue import PROJECTIONS, VIEW_POOL
+from projections.catalogue import PROJECTIONS, open_views
 from projections.failures import FailureLog, one_line
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,12 @@ class SharedRunner:
     CATCH_UP_SLICE_S = 0.2
     CATCH_UP_BATCH = 500
 
-    def __init__(self, env: EnvType) -> None:
+    def __init__(self, env: EnvType, views_env: EnvType) -> None:
         self.env = dict(env)
         self.slots: list[_Slot] = []
-        for projection_class, view_class in PROJECTIONS:
-            view = open_view(projection_class, view_class, self.env)
+        views = open_views({**os.environ, **env, **views_env})
+        for projection_class, _ in PROJECTIONS:
+            view = views[projection_class.name]
             position = view.max_tracking_id(CampusCard.name) or 0
             self.slots.append(_Slot(projection_class, view, projection_class(view, self.env), position, position))
         self.failures = FailureLog(self.slots[0].view.datastore)
@@ -256,12 +257,6 @@ class SharedRunner:
         self.subscription.stop()
         self._thread.join(timeout=30)
         self.subscription.__exit__(None, None, None)
-        for slot in self.slots:
-            slot.view.datastore.close()
+        self.slots[0].view.datastore.close()  # the views' one datastore
         self.app.close()
 
-
-def open_view(projection_class: type[Projection[Any]], view_class: type[View], env: EnvType) -> View:
-    return InfrastructureFactory.construct(
-        Environment(projection_class.name, {**os.environ, **env, **VIEW_POOL})
-    ).tracking_recorder(view_class)

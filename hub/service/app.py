@@ -44,6 +44,7 @@ from hub.service.typedefs import (
     APPLICATION, HUB_KEY, METRICS, POOL, PROJECTOR, SETTINGS, SIGN_IN, TOKEN_KEYS, TOKENS, VERIFIERS, WRITER,
 )
 from hub.storage import store
+from hub.storage.budget import READS, Budget
 from hub.storage.store import Database
 from hub.storage.writer_lock import OtherWriter, WriterLock
 
@@ -57,17 +58,17 @@ WRITER_POOL_WAIT_S = 0.5
 STOPPED_BECAUSE = web.AppKey("stopped_because", str)
 
 
-def application_env(database: Database) -> dict[str, str]:
-    """The eventsourcing settings of the writer's Application."""
+def application_env(database: Database, budget: Budget | None = None) -> dict[str, str]:
+    """The eventsourcing settings of the writer's Application (its pool: ``budget``'s, by default the default's)."""
     return {
         **database.eventsourcing_env(),
+        **(budget or Budget.of(Settings().db_pool)).writer_env(),
         # One writer per process owns the aggregates, so cached ones are current (DESIGN §8).
         "AGGREGATE_CACHE_MAXSIZE": "500000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
         # The writer changes cached aggregates in place (no copy per swipe); a failed save
         # evicts them (IngestCampusCard.save), and handlers only see JSON made on the writer thread.
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
-        "POSTGRES_POOL_SIZE": "2",
         "APPLICATION_RECORDER_TOPIC": recorder.TOPIC,
     }
 
@@ -104,10 +105,11 @@ def create_app(settings: Settings, database: Database) -> web.Application:
 def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
+        budget = Budget.of(settings.db_pool)
         store.fast_reconnects()
         lock = WriterLock(database)
         await lock.acquire()  # before anything is written, even the tables
-        env = application_env(database)
+        env = application_env(database, budget)
         application = await asyncio.to_thread(IngestCampusCard, env, timezone=settings.zone(),
                                               hub_key=app[HUB_KEY].public_key())  # checks payment codes
         app[APPLICATION] = application
@@ -115,14 +117,14 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
         if application.snapshots is not None:
             recorder.bound_retries(application.snapshots.recorder)
         projector = await asyncio.to_thread(
-            Projector, {**database.eventsourcing_env(), **settings.projection_settings()}
+            Projector, {**database.eventsourcing_env(), **settings.projection_settings()}, budget
         )
         await asyncio.to_thread(projector.start)
         app[PROJECTOR] = projector
         # min_size=0: asyncpg restores a floor of connections with a traceback per failed try.
         app[POOL] = await asyncpg.create_pool(
-            min_size=0, max_size=8, connect=store.connect_reads, init=store.decode_numeric_as_int,
-            **database.asyncpg_kwargs(),
+            min_size=0, max_size=budget.reads, connect=store.connect_reads, init=store.decode_numeric_as_int,
+            **database.asyncpg_kwargs(), server_settings={"application_name": READS},
         )
         app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         writer = IngestWriter(

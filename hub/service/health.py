@@ -57,6 +57,8 @@ async def read_health(app: web.Application) -> Health:
                     recorded = []
     except STORE_UNREACHABLE as exc:
         raise StoreUnreachable(str(exc) or type(exc).__name__) from None
+    except asyncpg.InsufficientResourcesError as exc:  # too many connections: the server's, or the role's
+        raise StoreUnreachable(f"the hub's reads cannot get a database connection: {exc}") from None
     app[METRICS].count_projection_failures({r["projection"]: r["failures"] for r in recorded},
                                            [cls.name for cls, _ in PROJECTIONS])
     return Health(store, views, lag_s, recorded)

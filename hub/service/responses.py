@@ -361,13 +361,15 @@ class ProjectionPosition(Answer):
 
 
 class HealthProblem(Answer):
-    """A projection that failed on an event (``position``) or lags more than 5 s."""
+    """A projection that failed on an event (``position``) or lags more than 5 s; or a pool of
+    the hub that cannot get a database connection (``pool``, e.g. ``cardhub projections``)."""
 
-    projection: str
-    position: int
     error: str
-    lag_seconds: float
+    projection: str | None = None
+    position: int | None = None
+    lag_seconds: float | None = None
     failed_at: str | None = None
+    pool: str | None = None
 
 
 class Health(Answer):

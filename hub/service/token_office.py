@@ -23,6 +23,7 @@ from domain.tokens import Token
 from hub.config import ConfigError, Settings
 from hub.service.keys import DEFAULT_TTL_S, TokenClaims, TokenError, check_role, issue_token
 from hub.service.token_keys import TokenKey, TokenKeyError, load_token_key
+from hub.storage.budget import TOKEN_OFFICE, pool_env
 from hub.storage.store import Database, open_database
 
 
@@ -42,8 +43,7 @@ class TokenOffice:
 
     def __init__(self, database: Database) -> None:
         # The hub made the tables; creating them again would lock the events table under it.
-        env = {**database.eventsourcing_env(), "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1",
-               "POSTGRES_MAX_OVERFLOW": "1"}
+        env = {**database.eventsourcing_env(), **pool_env(TOKEN_OFFICE, 2), "CREATE_TABLE": "n"}
         self.app = CampusCard(env=env)
 
     def __enter__(self) -> TokenOffice:

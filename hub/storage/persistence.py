@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 # The settings key that carries the libpq conninfo (hub.storage.store.Database.eventsourcing_env).
 CONNINFO = "CARDHUB_CONNINFO"
+APPLICATION_NAME = "POSTGRES_APPLICATION_NAME"
 TOPIC = f"{__name__}:Factory"
 
 
@@ -56,7 +57,8 @@ class Factory(postgres.PostgresFactory):
         datastore.pool = ReadWritePool(
             conninfo,
             connection_class=old.connection_class,
-            kwargs={"row_factory": dict_row},
+            # APPLICATION_NAME: each pool's sessions are named in pg_stat_activity (hub.storage.budget).
+            kwargs={"row_factory": dict_row, **({"application_name": name} if (name := self.env.get(APPLICATION_NAME)) else {})},
             min_size=old.min_size, max_size=old.max_size, open=False,
             configure=datastore.after_connect_func(),
             check=postgres.ConnectionPool.check_connection if datastore.pre_ping else None,

@@ -28,6 +28,8 @@ from psycopg import sql
 
 from hub.config import ConfigError, Settings
 from hub.storage import database_url, persistence
+from hub.storage.budget import START_CHECK
+from hub.storage.pooler import refuse_shared_sessions
 from hub.storage.writeback import WritebackPacer
 
 log = logging.getLogger(__name__)
@@ -127,13 +129,14 @@ class Database:
 
     def check_server(self) -> None:
         try:
-            with psycopg.connect(self.url, connect_timeout=10) as conn:
+            with psycopg.connect(self.url, connect_timeout=10, application_name=START_CHECK) as conn:
                 version = conn.info.server_version
         except psycopg.OperationalError as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise ConfigError(f"cannot connect to PostgreSQL: {first_line}") from None
         if version < MIN_SERVER_VERSION:
             raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
+        refuse_shared_sessions(self.url)  # pgbouncer in transaction pooling mode, before anything is written
 
     def create_database(self, dbname: str) -> Database:
         """Creates ``dbname`` on this server if it does not exist yet."""

@@ -13,7 +13,8 @@ from hub.service.health import LAG_LIMIT_S, Health, StoreUnreachable, read_healt
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
 from hub.service.query import Body, KeysetQuery, PageQuery, documented
-from hub.service.typedefs import METRICS, POOL, WRITER
+from hub.service.typedefs import METRICS, POOL, PROJECTOR, WRITER
+from hub.storage.budget import PROJECTIONS as PROJECTIONS_POOL
 from projections import directory_queries, ledger_queries
 
 ACCOUNT_READERS = ("admin", "operator", "auditor", "cardholder")
@@ -108,7 +109,8 @@ def _card_item(row: Any) -> dict[str, Any]:
 @documented("Health, store position and projection lag", responses={200: responses.Health}, auth=False)
 async def healthz(request: web.Request) -> web.Response:
     """``ok``, or ``degraded`` with ``problems`` when a projection is failing (the notification
-    it failed on, the error) or lags more than ``LAG_LIMIT_S``; 503 only when the database
+    it failed on, the error), lags more than ``LAG_LIMIT_S``, or the projections' process cannot
+    get a database connection (``pool``, the error); 503 only when the database
     cannot be reached within ``HEALTH_TIMEOUT_S``."""
     app = request.app
     try:
@@ -117,7 +119,7 @@ async def healthz(request: web.Request) -> web.Response:
         raise Problem(503, "store_unavailable", f"the event store cannot be reached: {exc}",
                       headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
     store, views = health.store, health.views
-    problems = _problems(health)
+    problems = _problems(app, health)
     body: dict[str, Any] = {
         "status": "degraded" if problems else "ok",
         "store_position": store,
@@ -130,8 +132,9 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def _problems(health: Health) -> list[dict[str, Any]]:
-    """What makes the hub ``degraded``: a failing projection, or one lagging beyond ``LAG_LIMIT_S``."""
+def _problems(app: web.Application, health: Health) -> list[dict[str, Any]]:
+    """What makes the hub ``degraded``: a failing projection, one lagging beyond ``LAG_LIMIT_S``,
+    or a projections' process that cannot get a database connection (the budget, DESIGN §13)."""
     problems: list[dict[str, Any]] = []
     failing = {r["projection"]: r for r in health.failures if r["position"] is not None}
     for name, position in health.views.items():
@@ -143,6 +146,9 @@ def _problems(health: Health) -> list[dict[str, Any]]:
         elif lag_s > LAG_LIMIT_S:
             problems.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
                              "error": f"lagging: {health.store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+    shortage = app[PROJECTOR].shortage()  # the projections' process cannot connect: say so, not just lag
+    if shortage is not None:
+        problems.append({"pool": PROJECTIONS_POOL, "error": shortage})
     return problems
 
 
@@ -164,7 +170,7 @@ async def metrics(request: web.Request) -> web.Response:
             m.projection_position.labels(name).set(position)
             m.projection_lag.labels(name).set(health.lag_s[name])
         m.store_position.set(health.store)
-        m.degraded.set(1 if _problems(health) else 0)
+        m.degraded.set(1 if _problems(app, health) else 0)
         age = await checkpoint_age(app)
         if age is not None:
             m.checkpoint_age.set(age)
