@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain import personal
 from hub.service import responses
-from hub.service.health import LAG_LIMIT_S, StoreUnreachable, read_health
+from hub.service.health import StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
 from hub.service.query import Body, KeysetQuery, PageQuery, documented
@@ -117,17 +117,7 @@ async def healthz(request: web.Request) -> web.Response:
         raise Problem(503, "store_unavailable", f"the event store cannot be reached: {exc}",
                       headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
     store, views = health.store, health.views
-    problems: list[dict[str, Any]] = []
-    failing = {r["projection"]: r for r in health.failures if r["position"] is not None}
-    for name, position in views.items():
-        lag_s = health.lag_s[name]
-        if name in failing:
-            row = failing[name]
-            problems.append({"projection": name, "position": row["position"], "error": row["error"],
-                             "failed_at": row["failed_at"].isoformat(), "lag_seconds": round(lag_s, 3)})
-        elif lag_s > LAG_LIMIT_S:
-            problems.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
-                             "error": f"lagging: {store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+    problems = health.problems()
     body: dict[str, Any] = {
         "status": "degraded" if problems else "ok",
         "store_position": store,
@@ -156,5 +146,8 @@ async def metrics(request: web.Request) -> web.Response:
         m.store_reachable.set(1)
         for name, position in health.views.items():
             m.projection_position.labels(name).set(position)
+            m.projection_lag.labels(name).set(health.lag_s[name])
         m.store_position.set(health.store)
+        m.degraded.set(1 if health.problems() else 0)
+        m.checkpoint_age.set(health.checkpoint_age_s)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
