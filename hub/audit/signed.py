@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import Notification
 
@@ -93,6 +94,18 @@ def _with_nodes(conn: psycopg.Connection[Any], compute: Callable[[Callable[[int,
     ).fetchall()
     nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in rows}
     return compute(lambda level, index: nodes.get((level, index), bytes(32)))
+
+
+def latest_checkpoint(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The signed checkpoint of the largest tree, as ``GET /v1/audit/checkpoint`` answers it;
+    None before the first (or in a database the hub never ran on)."""
+    try:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute("SELECT tree_size, root_hash, issued_at, sig FROM audit_checkpoints"
+                                 " ORDER BY tree_size DESC LIMIT 1").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return dict(row) if row else None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

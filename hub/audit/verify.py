@@ -30,7 +30,7 @@ from hub.audit.actors import Actors
 from hub.audit.books import Sums, check_books
 from hub.audit.replay import Replay, compare, drop_schema, replayed_tables
 from hub.audit.report import Check, Report, progress_bar
-from hub.audit.signed import check_checkpoint, check_saved, check_swipe
+from hub.audit.signed import check_checkpoint, check_saved, check_swipe, latest_checkpoint
 from hub.storage.budget import VERIFY, pool_env
 from hub.storage.store import Database
 from projections.catalogue import PROJECTIONS
@@ -61,9 +61,7 @@ def verify(
         positions = {
             cls.name: _position(snapshot, f"{cls.name}_tracking") for cls, _ in PROJECTIONS
         }
-        latest = snapshot.execute(
-            "SELECT tree_size, root_hash, issued_at, sig FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
-        ).fetchone()
+        latest = latest_checkpoint(snapshot)
         total = snapshot.execute(f"SELECT count(*) AS n FROM {EVENTS_TABLE}").fetchone()["n"]
         wanted_roots = {c["tree_size"] for c in (latest, saved_checkpoint) if c}
         replay = Replay(database, scratch_schema, positions, projection_settings or {})

@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="a checkpoint saved earlier: prove the log extends it (default: none)")
     verify.add_argument("--hub-key", help="the hub's public key (GET /v1/hub/key) (default: --data-dir's)")
 
+    from hub.cli.backup import add_arguments as backup_arguments
+
+    backup_arguments(sub, command)
+
     sim = command(sub, "sim", "drive a simulated campus day against a running hub")
     sim.add_argument("--url", default="http://127.0.0.1:8080",
                      help=f"the hub's base URL (waits up to {HUB_WAIT_S} s for it to answer)")
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             tokens.run(args)
         elif args.command == "audit":
             sys.exit(audit_verify(Settings.from_env(data_dir=args.data_dir), args.checkpoint, args.hub_key))
+        elif args.command in ("backup", "restore"):
+            from hub.cli import backup
+
+            (backup.run_backup if args.command == "backup" else backup.run_restore)(args)
         elif args.command == "sim":
             from device_sim.sim import run_sim
             from hub.bench.spawn import wait_answering

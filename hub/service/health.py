@@ -6,6 +6,7 @@ view's position, each view's lag, the projections' recorded failures — within 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +43,23 @@ class Health:
     views: dict[str, int]
     lag_s: dict[str, float]  # seconds since the oldest event each projection has not applied was recorded
     failures: list[Any]  # rows of projection_failures
+    checkpoint_age_s: float  # how long the audit tree has had leaves no signed checkpoint covers; 0: none
+
+    def problems(self) -> list[dict[str, Any]]:
+        """What makes the hub ``degraded`` (DESIGN §9): a projection failing on an event (the
+        notification, the error) or lagging more than ``LAG_LIMIT_S``."""
+        found: list[dict[str, Any]] = []
+        failing = {r["projection"]: r for r in self.failures if r["position"] is not None}
+        for name, position in self.views.items():
+            lag_s = self.lag_s[name]
+            if name in failing:
+                row = failing[name]
+                found.append({"projection": name, "position": row["position"], "error": row["error"],
+                              "failed_at": row["failed_at"].isoformat(), "lag_seconds": round(lag_s, 3)})
+            elif lag_s > LAG_LIMIT_S:
+                found.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
+                              "error": f"lagging: {self.store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+        return found
 
 
 async def read_health(app: web.Application) -> Health:
@@ -55,17 +73,35 @@ async def read_health(app: web.Application) -> Health:
                     recorded = await failures.recorded(conn, HEALTH_TIMEOUT_S)
                 except asyncpg.UndefinedTableError:  # the projections' process has not made it yet
                     recorded = []
+                checkpoint_age_s = await _checkpoint_age(conn)
     except STORE_UNREACHABLE as exc:
         raise StoreUnreachable(str(exc) or type(exc).__name__) from None
     except asyncpg.InsufficientResourcesError as exc:  # too many connections: the server's, or the role's
         raise StoreUnreachable(f"the hub's reads cannot get a database connection: {exc}") from None
     app[METRICS].count_projection_failures({r["projection"]: r["failures"] for r in recorded},
                                            [cls.name for cls, _ in PROJECTIONS])
-    return Health(store, views, lag_s, recorded)
+    return Health(store, views, lag_s, recorded, checkpoint_age_s)
 
 
 class StoreUnreachable(Exception):
     """The database did not answer the health reads."""
+
+
+async def _checkpoint_age(conn: asyncpg.Connection) -> float:
+    """Seconds since the latest signed checkpoint while the audit tree has grown past it (a hub
+    signs a growing tree every few seconds, an idle one never needs to); +Inf when leaves exist
+    and nothing was ever signed."""
+    try:
+        size = await audit_queries.tree_size(conn)
+        latest = await audit_queries.latest_checkpoint(conn)
+    except asyncpg.UndefinedTableError:  # the projections' process has not made the audit view yet
+        return 0.0
+    if latest is None:
+        return math.inf if size > 0 else 0.0
+    if latest["tree_size"] >= size:
+        return 0.0
+    issued_at = datetime.fromisoformat(latest["issued_at"])
+    return max(0.0, (datetime.now(timezone.utc) - issued_at).total_seconds())
 
 
 async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, views: dict[str, int]) -> dict[str, float]:
@@ -87,17 +123,3 @@ async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, view
     return {name: max(0.0, (now - recorded[p]).total_seconds()) if p in recorded else 0.0
             for name, p in views.items()}
 
-
-async def checkpoint_age(app: web.Application) -> float | None:
-    """Seconds since the latest signed checkpoint, or None before the first (or when the store
-    does not answer within ``HEALTH_TIMEOUT_S``: the gauge keeps its last value)."""
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_S), app[POOL].acquire(timeout=HEALTH_TIMEOUT_S) as conn:
-            latest = await audit_queries.latest_checkpoint(conn)
-    except (*STORE_UNREACHABLE, asyncpg.UndefinedTableError):
-        return None
-    if latest is None:
-        return None
-    issued = latest["issued_at"]
-    issued = issued if isinstance(issued, datetime) else datetime.fromisoformat(issued)
-    return max(0.0, (datetime.now(timezone.utc) - issued).total_seconds())

@@ -20,17 +20,18 @@ class Metrics(IngestMetrics):
             "cardhub_projection_position", "Last notification id applied, per projection",
             ["projection"], registry=r,
         )
+        self.projection_lag = Gauge(
+            "cardhub_projection_lag_seconds", "How long ago the oldest event a projection has not applied was"
+            " recorded; 0 when caught up", ["projection"], registry=r,
+        )
+        self.degraded = Gauge("cardhub_degraded", "1 when /healthz says degraded (a projection failing or lagging)",
+                              registry=r)
+        self.checkpoint_age = Gauge(
+            "cardhub_checkpoint_age_seconds", "Seconds since the latest signed checkpoint while the audit tree has"
+            " grown past it; 0 when it covers the tree", registry=r,
+        )
         self.store_position = Gauge("cardhub_store_position", "Last notification id in the event store", registry=r)
         self.store_reachable = Gauge("cardhub_store_reachable", "1 if the last health read reached the store", registry=r)
-        # What deploy/prometheus/cardhub-alerts.yml watches, refreshed on each scrape.
-        self.projection_lag = Gauge(
-            "cardhub_projection_lag_seconds", "Age of the oldest event a projection has not applied (0: caught up)",
-            ["projection"], registry=r,
-        )
-        self.degraded = Gauge("cardhub_degraded", "1 if /healthz would answer degraded", registry=r)
-        self.checkpoint_age = Gauge(
-            "cardhub_checkpoint_age_seconds", "Seconds since the latest signed audit checkpoint was issued", registry=r,
-        )
         self.projection_failures = Counter(
             "cardhub_projection_failures", "Failures of a projection on an event (it is retried)",
             ["projection"], registry=r,

@@ -53,9 +53,14 @@ async def _view_reaches(hub: Hub, name: str, position: int) -> None:
 
 
 async def _failures_total(hub: Hub, projection: str) -> float:
+    return await _metric(hub, f'cardhub_projection_failures_total{{projection="{projection}"}}')
+
+
+async def _metric(hub: Hub, series: str) -> float:
+    """One series' value on /metrics (0 when absent)."""
     resp = await hub.client.get("/metrics")
     text = await resp.text()
-    match = re.search(rf'^cardhub_projection_failures_total{{projection="{projection}"}} (\S+)$', text, re.M)
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -159,10 +164,14 @@ async def test_a_projection_lagging_over_5_s_is_degraded_then_ok_once_it_catches
         assert body["status"] == "degraded", body
         [problem] = [p for p in body["problems"] if p["projection"] == "stats"]
         assert problem["lag_seconds"] > 5.0 and "lagging" in problem["error"]
+        assert await _metric(hub, "cardhub_degraded") == 1  # what the alert rules read
+        assert await _metric(hub, 'cardhub_projection_lag_seconds{projection="stats"}') > 5.0
         locker.rollback()
     await hub.settle()
     body = await _health_until(hub, lambda b: b["status"] == "ok", 5.0)
     assert body["status"] == "ok", body
+    assert await _metric(hub, "cardhub_degraded") == 0
+    assert await _metric(hub, 'cardhub_projection_lag_seconds{projection="stats"}') == 0
 
 
 def _older_hub_wrote_poison(database: Database) -> SimDevice:
@@ -254,5 +263,24 @@ async def test_a_view_made_by_an_older_hub_is_widened_to_numeric_in_place(
         assert (await hub.get("/v1/accounts/s9/balance"))["total"] == 12
         columns = await hub.app[POOL].fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'balances'")
         assert "name" not in {r["column_name"] for r in columns}  # names in clear leave the view (DESIGN §12)
+    finally:
+        await hub.client.close()
+
+
+async def test_checkpoint_age_counts_while_the_tree_has_grown_past_the_latest_checkpoint(
+    database: Database, tmp_path: Path,
+) -> None:
+    hub = await start_hub(database, tmp_path / "hub", checkpoint_seconds=3600.0, checkpoint_events=1_000_000)
+    try:
+        await hub.settle()
+        await hub.get("/v1/audit/checkpoint")  # the hub's first, of the empty tree, or issued now
+        assert await _metric(hub, "cardhub_checkpoint_age_seconds") == 0  # it covers the whole tree
+        await _campus(hub)
+        await hub.settle()
+        first = await _metric(hub, "cardhub_checkpoint_age_seconds")
+        await asyncio.sleep(0.5)
+        assert first > 0 and await _metric(hub, "cardhub_checkpoint_age_seconds") >= first + 0.4
+        await audit_log.issue_checkpoint(hub.app[POOL], hub.app[HUB_KEY])
+        assert await _metric(hub, "cardhub_checkpoint_age_seconds") == 0
     finally:
         await hub.client.close()

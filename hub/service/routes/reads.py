@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain import personal
 from hub.service import responses
-from hub.service.health import LAG_LIMIT_S, Health, StoreUnreachable, read_health, checkpoint_age
+from hub.service.health import Health, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
 from hub.service.query import Body, KeysetQuery, PageQuery, documented
@@ -133,19 +133,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def _problems(app: web.Application, health: Health) -> list[dict[str, Any]]:
-    """What makes the hub ``degraded``: a failing projection, one lagging beyond ``LAG_LIMIT_S``,
-    or a projections' process that cannot get a database connection (the budget, DESIGN §13)."""
-    problems: list[dict[str, Any]] = []
-    failing = {r["projection"]: r for r in health.failures if r["position"] is not None}
-    for name, position in health.views.items():
-        lag_s = health.lag_s[name]
-        if name in failing:
-            row = failing[name]
-            problems.append({"projection": name, "position": row["position"], "error": row["error"],
-                             "failed_at": row["failed_at"].isoformat(), "lag_seconds": round(lag_s, 3)})
-        elif lag_s > LAG_LIMIT_S:
-            problems.append({"projection": name, "position": position, "lag_seconds": round(lag_s, 3),
-                             "error": f"lagging: {health.store - position} events, the oldest recorded {lag_s:.1f} s ago"})
+    """What makes the hub ``degraded``: a projection failing or lagging (``Health.problems``), or
+    a projections' process that cannot get a database connection (the budget, DESIGN §13)."""
+    problems = health.problems()
     shortage = app[PROJECTOR].shortage()  # the projections' process cannot connect: say so, not just lag
     if shortage is not None:
         problems.append({"pool": PROJECTIONS_POOL, "error": shortage})
@@ -171,7 +161,5 @@ async def metrics(request: web.Request) -> web.Response:
             m.projection_lag.labels(name).set(health.lag_s[name])
         m.store_position.set(health.store)
         m.degraded.set(1 if _problems(app, health) else 0)
-        age = await checkpoint_age(app)
-        if age is not None:
-            m.checkpoint_age.set(age)
+        m.checkpoint_age.set(health.checkpoint_age_s)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
