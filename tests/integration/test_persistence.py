@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 from eventsourcing import persistence as es_persistence
 from eventsourcing.persistence import InfrastructureFactory
@@ -70,8 +71,16 @@ async def test_the_writer_answers_503_on_a_read_only_server_and_recovers_by_itse
     for conn in held:
         pool.putconn(conn)
     pos.purchase(CARD, 300, NOON)
+    # The pool may close a returned connection beyond its idle one: new sessions are read-only
+    # too, as on a demoted primary, until the "promotion" below.
+    dbname = hub.database.params["dbname"]
+    with psycopg.connect(hub.database.url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
     statuses = []
-    for _ in range(len(held) + 1):
+    for attempt in range(len(held) + 2):
+        if attempt == 1:
+            with psycopg.connect(hub.database.url, autocommit=True, options="-c default_transaction_read_only=off") as admin:
+                admin.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
         resp = await hub.client.post(f"/v1/devices/{pos.device_id}/events", json={"events": pos.pending})
         body = await resp.json(content_type=None)
         statuses.append(resp.status)
