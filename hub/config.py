@@ -16,6 +16,12 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 T = TypeVar("T", int, float)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's can run to several), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the CLI prints it on one line and exits non-zero."""
 

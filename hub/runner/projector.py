@@ -20,6 +20,7 @@ import psycopg
 from eventsourcing.utils import EnvType
 
 from domain.application import CampusCard
+from hub.config import first_line
 from hub.runner.shared import SharedRunner
 from hub.storage import persistence, store
 from hub.storage.budget import Budget
@@ -52,10 +53,10 @@ def run_projections(env: dict[str, str], views_env: dict[str, str], parent_pid: 
                     _probe(env)
                     runner = SharedRunner(env, views_env)
                 except store.STORE_ERRORS as exc:
-                    shortage.value = _first_line(exc).encode("utf-8", "replace")[: len(shortage) - 1]
+                    shortage.value = first_line(exc).encode("utf-8", "replace")[: len(shortage) - 1]
                     if unreachable_since is None:
                         unreachable_since = time.monotonic()
-                        log.error("projections: the store is unreachable (%s); waiting for it", _first_line(exc))
+                        log.error("projections: the store is unreachable (%s); waiting for it", first_line(exc))
                 else:
                     shortage.value = b""
                     runner.start()
@@ -77,10 +78,6 @@ def _probe(env: EnvType) -> None:
                          application_name=env.get(persistence.APPLICATION_NAME) or "cardhub") as conn:
         conn.execute("SELECT 1")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Projector:

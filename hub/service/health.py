@@ -122,4 +122,3 @@ async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, view
             recorded[position] = event.timestamp
     return {name: max(0.0, (now - recorded[p]).total_seconds()) if p in recorded else 0.0
             for name, p in views.items()}
-

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from hub.config import ConfigError
+from hub.config import ConfigError, first_line
 from hub.storage.store import Database
 
 PG_DIR = "pg"  # in a backup and in a data directory alike
@@ -66,7 +66,7 @@ def server_facts(database: Database) -> tuple[int, str, bool]:
                 "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
             return conn.info.server_version // 10000, str(version[0] if version else "?"), bool(row and row[0])
     except psycopg.OperationalError as exc:
-        raise BackupError(f"cannot connect to PostgreSQL: {_first_line(str(exc))}") from None
+        raise BackupError(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
 
 
 def find_basebackup(major: int) -> Path:
@@ -113,7 +113,7 @@ def base_backup(program: Path, database: Database, target: Path) -> None:
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
-        raise BackupError(f"pg_basebackup failed: {_first_line(_last_error(done.stderr))}")
+        raise BackupError(f"pg_basebackup failed: {_last_error(done.stderr)}")
 
 
 def verify_copy(backup_pg: Path) -> None:
@@ -126,7 +126,7 @@ def verify_copy(backup_pg: Path) -> None:
     if program.is_file() and _major_of(program) == major:
         done = subprocess.run([str(program), str(backup_pg)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise BackupError(f"the backup does not verify: {_first_line(_last_error(done.stderr))}")
+            raise BackupError(f"the backup does not verify: {_last_error(done.stderr)}")
         return
     _check_manifest(backup_pg)
 
@@ -168,8 +168,4 @@ def tree_bytes(path: Path) -> int:
 def _last_error(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     errors = [line for line in lines if "error:" in line or "FATAL" in line]
-    return (errors or lines or ["no message"])[0]
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no message"
+    return (errors or lines or ["no message"])[0].strip()

@@ -21,8 +21,6 @@ scratch schema, the replayed views and the Application that only decodes (it nev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 
 from hub.config import ConfigError
 from hub.storage import persistence

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import psycopg
 from psycopg import conninfo
 
-from hub.config import ConfigError
+from hub.config import ConfigError, first_line
 
 # What both drivers understand. libpq takes more (keepalives, options, hostaddr …) but asyncpg
 # would send an unknown one to the server as a setting and fail there: refused here instead.
@@ -33,7 +33,7 @@ def parse(url: str) -> dict[str, str]:
     try:
         params = {k: str(v) for k, v in conninfo.conninfo_to_dict(url).items()}
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"CARDHUB_DATABASE_URL: {_first_line(exc)}") from None
+        raise ConfigError(f"CARDHUB_DATABASE_URL: {first_line(exc)}") from None
     unknown = sorted(set(params) - PARAMETERS)
     if unknown:
         raise ConfigError(f"CARDHUB_DATABASE_URL: parameter {unknown[0]!r} is not supported "
@@ -84,7 +84,3 @@ def asyncpg_dsn(params: dict[str, str]) -> str:
         query["port"] = ",".join(str(port) for _, port in pairs)
     return "postgresql://?" + urlencode(query, safe=",/")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -53,12 +53,14 @@ class Factory(postgres.PostgresFactory):
         conninfo = self.env.get(CONNINFO)
         if not conninfo:
             raise OSError(f"eventsourcing setting {CONNINFO!r} is missing: the libpq conninfo of the event store")
+        kwargs: dict[str, Any] = {"row_factory": dict_row}
+        if name := self.env.get(APPLICATION_NAME):  # each pool's sessions named in pg_stat_activity (hub.storage.budget)
+            kwargs["application_name"] = name
         datastore, old = self.datastore, self.datastore.pool
         datastore.pool = ReadWritePool(
             conninfo,
             connection_class=old.connection_class,
-            # APPLICATION_NAME: each pool's sessions are named in pg_stat_activity (hub.storage.budget).
-            kwargs={"row_factory": dict_row, **({"application_name": name} if (name := self.env.get(APPLICATION_NAME)) else {})},
+            kwargs=kwargs,
             min_size=old.min_size, max_size=old.max_size, open=False,
             configure=datastore.after_connect_func(),
             check=postgres.ConnectionPool.check_connection if datastore.pre_ping else None,

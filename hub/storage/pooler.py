@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import psycopg
 
-from hub.config import ConfigError
+from hub.config import ConfigError, first_line
 from hub.storage.budget import START_CHECK
 
 ROUNDS = 3
@@ -46,7 +46,7 @@ def refuse_shared_sessions(url: str) -> None:
                 if "pooling mode" not in str(exc):  # pgbouncer: "transaction blocks not allowed in statement pooling mode"
                     raise
                 raise ConfigError(
-                    f"the database is reached through pgbouncer in statement pooling mode ({_first_line(exc)}); "
+                    f"the database is reached through pgbouncer in statement pooling mode ({first_line(exc)}); "
                     f"the hub's lock and sessions need a server session each: {ADVICE}") from None
             finally:
                 if not b.closed:
@@ -63,7 +63,3 @@ def _pid(conn: psycopg.Connection) -> int:
     assert row is not None
     return int(row[0])
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -26,7 +26,7 @@ import psycopg.errors
 import psycopg_pool.base
 from psycopg import sql
 
-from hub.config import ConfigError, Settings
+from hub.config import ConfigError, Settings, first_line
 from hub.storage import database_url, persistence
 from hub.storage.budget import START_CHECK
 from hub.storage.pooler import refuse_shared_sessions
@@ -132,8 +132,7 @@ class Database:
             with psycopg.connect(self.url, connect_timeout=10, application_name=START_CHECK) as conn:
                 version = conn.info.server_version
         except psycopg.OperationalError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise ConfigError(f"cannot connect to PostgreSQL: {first_line}") from None
+            raise ConfigError(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
         if version < MIN_SERVER_VERSION:
             raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
         refuse_shared_sessions(self.url)  # pgbouncer in transaction pooling mode, before anything is written
