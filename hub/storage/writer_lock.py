@@ -21,6 +21,9 @@ class OtherWriter(ConfigError):
     """Another hub holds this database's writer lock."""
 
 
+KEEPALIVES = ("1", "1", "2")  # idle s, interval s, probes: a silent client is dropped after ~3 s
+
+
 class WriterLock:
     """One writer per database (DESIGN §8): a session-level advisory lock, on a connection of
     its own held for the hub's life and taken before anything is written. Its session's
@@ -38,21 +41,47 @@ class WriterLock:
 
     async def acquire(self) -> None:
         """Takes the lock, or raises ``OtherWriter`` naming the hub that holds it (or a store error)."""
+        holder = await self.try_acquire()
+        if holder is not None:
+            await self.release()
+            raise OtherWriter(f"another hub is writing to this database: {holder}")
+
+    async def try_acquire(self) -> str | None:
+        """Takes the lock and returns None, or says which hub holds it; the connection stays open
+        to ask again (a standby's election, DESIGN §13). On a store error no connection is left."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self._connect()
+        conn = self._conn
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self.KEYS, timeout=CONNECT_TIMEOUT_S):
+                return None
+            holder = await conn.fetchrow(
+                "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = $2::int::oid"
+                " AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                *self.KEYS, timeout=CONNECT_TIMEOUT_S,
+            )
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            raise
+        return _describe(holder)
+
+    async def _connect(self) -> asyncpg.Connection:
         conn = await connect_reads(**self.database.asyncpg_kwargs(), server_settings={"application_name": self.name})
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self.KEYS):
-                holder = await conn.fetchrow(
-                    "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l"
-                    " JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = $2::int::oid"
-                    " AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    *self.KEYS,
-                )
-                raise OtherWriter(f"another hub is writing to this database: {_describe(holder)}")
+            # The server probes this session's client when it falls silent, so the lock of a hub
+            # whose machine died is free within ~3 s for the standby (set here, not as startup
+            # parameters, which pgbouncer refuses; a Unix socket ignores them).
+            await conn.execute(
+                "SELECT set_config('tcp_keepalives_idle', $1, false), set_config('tcp_keepalives_interval', $2, false),"
+                " set_config('tcp_keepalives_count', $3, false)", *KEEPALIVES, timeout=CONNECT_TIMEOUT_S,
+            )
         except BaseException:
-            await conn.close()
+            conn.terminate()
             raise
-        self._conn = conn
+        return conn
 
     async def lost(self) -> None:
         """Returns once the lock's connection is gone (the lock with it)."""
