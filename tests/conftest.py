@@ -20,7 +20,7 @@ from hub.config import Settings
 from hub.service.app import create_app
 from hub.service.token_keys import load_token_key
 from hub.service.token_office import TokenOffice
-from hub.service.typedefs import APPLICATION, PROJECTOR, SETTINGS
+from hub.service.typedefs import SEAT, SETTINGS
 from hub.storage.store import Database, EmbeddedPostgres
 
 
@@ -117,9 +117,9 @@ class Hub:
 
     async def settle(self) -> None:
         """Waits until every projection has applied every stored event."""
-        app = self.app[APPLICATION]
+        app = self.app[SEAT].active().application
         position = await asyncio.to_thread(app.recorder.max_notification_id)
-        await asyncio.to_thread(self.app[PROJECTOR].wait, position, 30.0)
+        await asyncio.to_thread(self.app[SEAT].active().projector.wait, position, 30.0)
 
     async def balance(self, account_id: str) -> dict[str, Any]:
         await self.settle()

@@ -188,7 +188,8 @@ def serve(settings: Settings) -> None:
     from hub.bench.spawn import LISTEN_ERRNOS, cannot_listen, check_port
     from hub.service import connections
     from hub.service.access_log import access_log_options
-    from hub.service.app import STOPPED_BECAUSE, create_app
+    from hub.service.app import create_app
+    from hub.service.typedefs import SEAT
     from hub.storage.budget import Budget
     from hub.storage.store import DataDirLock, open_database
 
@@ -224,8 +225,8 @@ def serve(settings: Settings) -> None:
                 if exc.errno not in LISTEN_ERRNOS:
                     raise
                 raise cannot_listen(settings.host, settings.port, exc) from None
-            if STOPPED_BECAUSE in app:
-                raise ConfigError(app[STOPPED_BECAUSE])
+            if app[SEAT].stopped_because is not None:  # it lost the writer lock, or could not take over
+                raise ConfigError(app[SEAT].stopped_because)
     finally:
         lock.release()
 

@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp import web
 from eventsourcing.persistence import Notification
 
-from hub.service.typedefs import APPLICATION, METRICS, POOL
+from hub.service.typedefs import METRICS, POOL, SEAT
 from projections import audit_queries, catalogue_queries, failures
 from projections.catalogue import PROJECTIONS
 
@@ -115,7 +115,7 @@ async def _lags(app: web.Application, conn: asyncpg.Connection, store: int, view
             continue
         row = await catalogue_queries.event_after(conn, position, HEALTH_TIMEOUT_S)
         if row is not None:
-            event = app[APPLICATION].mapper.to_domain_event(Notification(
+            event = app[SEAT].mapper.to_domain_event(Notification(
                 id=row["notification_id"], originator_id=row["originator_id"],
                 originator_version=row["originator_version"], topic=row["topic"], state=bytes(row["state"]),
             ))

@@ -19,13 +19,15 @@ from hub.ingest.lanes import Overloaded
 from hub.service.keys import Principal, TokenError, TokenExpired, TokenRevoked, read_token
 from hub.service.query import OPERATIONS, check_request
 from hub.service.schemas import OPERATOR_MAX_CREDIT_FEN, SAFE_TEXT
-from hub.service.typedefs import POOL, TOKEN_KEYS, TOKENS
+from hub.service.seat import Standby
+from hub.service.typedefs import POOL, SEAT, TOKEN_KEYS, TOKENS
 from hub.storage.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROBLEM_TYPE = "application/problem+json"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # what a standby answers (DESIGN §13)
 RETRY_AFTER_SECONDS = "1"
 CARD_OFFICE = ("admin", "operator")  # the roles of the card office's commands (DESIGN §5)
 _STATUS_BY_ERROR: dict[type[DomainError], int] = {
@@ -115,6 +117,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every failure becomes a problem+json answer; no stack trace reaches a client."""
     try:
         check_request(request)  # the query string and path parameters, before any handler
+        if request.method not in READ_METHODS and request.match_info.http_exception is None and request.app[SEAT].standby:
+            raise Standby(request.app[SEAT].holder)  # uploads and commands go to the active hub (DESIGN §13)
         operation = OPERATIONS.get(request.match_info.handler)
         if operation is not None and operation.auth:
             request[PRINCIPAL_KEY] = await bearer(request)
@@ -127,6 +131,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except DomainError as exc:
         status = _STATUS_BY_ERROR.get(type(exc), 422)
         return problem_response(Problem(status, exc.code, exc.detail, field=exc.field))
+    except Standby as exc:
+        return problem_response(Problem(
+            503, "standby", f"this hub is a standby ({exc}); nothing was written: send it to the active hub, or again",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ))
     except Overloaded:
         return problem_response(Problem(
             503, "overloaded", "the hub is at capacity; keep the events and send them again",

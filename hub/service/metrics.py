@@ -30,6 +30,8 @@ class Metrics(IngestMetrics):
             "cardhub_checkpoint_age_seconds", "Seconds since the latest signed checkpoint while the audit tree has"
             " grown past it; 0 when it covers the tree", registry=r,
         )
+        self.active = Gauge("cardhub_active", "1 while this hub holds the writer lock and writes; 0 while it stands by",
+                            registry=r)
         self.store_position = Gauge("cardhub_store_position", "Last notification id in the event store", registry=r)
         self.store_reachable = Gauge("cardhub_store_reachable", "1 if the last health read reached the store", registry=r)
         self.projection_failures = Counter(

@@ -15,7 +15,7 @@ from domain.reads import ReadOf
 from hub.service.http import Problem, authorize
 from hub.service.keys import Principal
 from hub.service.query import KeysetQuery, PageQuery, query
-from hub.service.typedefs import POOL, WRITER
+from hub.service.typedefs import POOL, SEAT
 from projections.queries import Connection, Keyset, Page
 
 # A view's query of one page of an account's records; None when there is no such account.
@@ -28,7 +28,7 @@ async def note_read(request: web.Request, caller: Principal, what: str, *, accou
     unless the caller is that account's cardholder (``authorize`` let no other cardholder in)."""
     if caller.role == "cardholder" or (account is None and card is None):
         return
-    await request.app[WRITER].record_read(ReadOf(what, caller.actor(), account_id=account, card_uid=card))
+    await request.app[SEAT].active().writer.record_read(ReadOf(what, caller.actor(), account_id=account, card_uid=card))
 
 
 async def account_page(request: web.Request, roles: tuple[str, ...], what: str, fetch: AccountPage,

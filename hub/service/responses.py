@@ -373,11 +373,16 @@ class HealthProblem(Answer):
 
 
 class Health(Answer):
+    """``role``: ``active`` (holds the writer lock and writes) or ``standby`` (reads only; then
+    ``active`` names the hub that writes, DESIGN §13)."""
+
     status: Literal["ok", "degraded"]
+    role: Literal["active", "standby"]
     store_position: int
     projections: dict[str, ProjectionPosition]
     writer_queue: int
     problems: list[HealthProblem] | None = None
+    active: str | None = None
 
 
 class Document(Answer):

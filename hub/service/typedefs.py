@@ -9,10 +9,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.config import Settings
-from hub.ingest.application import IngestCampusCard
-from hub.ingest.writer import IngestWriter
-from hub.runner.projector import Projector
 from hub.service.metrics import Metrics
+from hub.service.seat import Seat
 from hub.service.sign_in import SignIn
 from hub.service.token_keys import TokenKeyring
 from hub.service.token_registry import TokenRegistry
@@ -20,9 +18,7 @@ from hub.service.token_registry import TokenRegistry
 SETTINGS = web.AppKey("settings", Settings)
 HUB_KEY = web.AppKey("hub_key", Ed25519PrivateKey)
 METRICS = web.AppKey("metrics", Metrics)
-APPLICATION = web.AppKey("application", IngestCampusCard)
-WRITER = web.AppKey("writer", IngestWriter)
-PROJECTOR = web.AppKey("projector", Projector)
+SEAT = web.AppKey("seat", Seat)  # active or standby, and while active what it writes with
 POOL = web.AppKey("pool", asyncpg.Pool)
 VERIFIERS = web.AppKey("verifiers", ThreadPoolExecutor)
 TOKEN_KEYS = web.AppKey("token_keys", TokenKeyring)

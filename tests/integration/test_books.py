@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from hub.audit import audit_log
-from hub.service.typedefs import APPLICATION, HUB_KEY, POOL
+from hub.service.typedefs import HUB_KEY, POOL, SEAT
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -33,7 +33,7 @@ def _verify(database: Database, data_dir: Path) -> subprocess.CompletedProcess[s
 
 async def test_verify_checks_and_prints_every_term_of_the_books(hub: Hub, database: Database, tmp_path: Path) -> None:
     now = [T0]
-    hub.app[APPLICATION].clock = lambda: now[0]
+    hub.app[SEAT].active().application.clock = lambda: now[0]
     await hub.merchant()
     pos = await hub.pos()
     await hub.account("s1", cash=5000, subsidy=700, card="C0FFEE01")

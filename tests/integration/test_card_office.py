@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hub.service.typedefs import APPLICATION
+from hub.service.typedefs import SEAT
 from tests.conftest import Hub
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -98,7 +98,7 @@ async def test_transactions_are_newest_first_and_paged_with_a_cursor(hub: Hub) -
     pos = await hub.pos()
     await hub.account("s1", cash=10_000, card="ABCDEF01")
     # the hub's clock agrees with the swipes' times, so these online swipes carry no clock_skew (DESIGN §9)
-    hub.app[APPLICATION].clock = lambda: NOON + timedelta(minutes=2)
+    hub.app[SEAT].active().application.clock = lambda: NOON + timedelta(minutes=2)
     for n in range(5):
         pos.purchase("ABCDEF01", 100 + n, NOON + timedelta(minutes=n))
     await hub.send(pos)

@@ -53,6 +53,7 @@ async def test_every_metric_an_alert_names_is_one_the_hub_serves(hub: Hub) -> No
     assert not missing, f"alert rules name metrics the hub does not serve: {missing}"
     assert {r["alert"] for r in _rules()} >= {
         "CardhubStoreUnreachable", "CardhubDegraded", "CardhubProjectionLag", "CardhubShedding", "CardhubCheckpointStale",
+        "CardhubNoActiveHub",
     }
 
 

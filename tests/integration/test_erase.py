@@ -24,7 +24,7 @@ from domain.accounts import Account
 from hub.audit import audit_log
 from hub.audit.verify import verify
 from hub.ingest.application import IngestCampusCard
-from hub.service.typedefs import HUB_KEY, POOL, WRITER
+from hub.service.typedefs import HUB_KEY, POOL, SEAT
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -180,7 +180,7 @@ async def test_a_key_is_stored_only_with_its_event_and_an_event_only_with_its_ke
 
     with psycopg.connect(database.url) as conn:
         events_before = conn.execute("SELECT count(*) FROM cardhub_events").fetchone()[0]
-    await hub.app[WRITER].run(refused)  # the writer's thread, whose keystore it is
+    await hub.app[SEAT].active().writer.run(refused)  # the writer's thread, whose keystore it is
     with psycopg.connect(database.url) as conn:
         keys = conn.execute("SELECT account_id FROM account_keys").fetchall()
         events_after = conn.execute("SELECT count(*) FROM cardhub_events").fetchone()[0]
@@ -203,7 +203,7 @@ def _opened_in_clear(app: IngestCampusCard, account_id: str, name: str) -> None:
 async def test_an_account_opened_in_clear_is_blanked_by_erasure_and_its_event_still_holds_the_name(
     hub: Hub, database: Database,
 ) -> None:
-    await hub.app[WRITER].run(lambda app: _opened_in_clear(app, "T001", NAME))
+    await hub.app[SEAT].active().writer.run(lambda app: _opened_in_clear(app, "T001", NAME))
     await hub.settle()
     assert (await hub.get("/v1/accounts/T001"))["name"] == NAME  # read from its event, not from a view
     assert await asyncio.to_thread(_holding_the_name, database) == ["cardhub_events.state"]

@@ -11,7 +11,7 @@ import pytest
 from eventsourcing import persistence as es_persistence
 from eventsourcing.persistence import InfrastructureFactory
 
-from hub.service.typedefs import APPLICATION
+from hub.service.typedefs import SEAT
 from hub.storage import persistence
 from hub.storage.store import Database
 from tests.conftest import Hub
@@ -64,7 +64,7 @@ async def test_the_writer_answers_503_on_a_read_only_server_and_recovers_by_itse
     await hub.merchant()
     pos = await hub.pos()
     await hub.account("s1", cash=1000, card=CARD)
-    pool = hub.app[APPLICATION].recorder.datastore.pool
+    pool = hub.app[SEAT].active().application.recorder.datastore.pool
     held = [pool.getconn() for _ in range(pool.max_size)]  # every connection the writer may use
     for conn in held:
         conn.execute("SET default_transaction_read_only = on")

@@ -22,7 +22,7 @@ from hub.audit import audit_log
 from hub.audit.verify import verify
 from hub.ingest.application import IngestCampusCard
 from hub.service.app import application_env
-from hub.service.typedefs import APPLICATION, HUB_KEY, POOL, PROJECTOR
+from hub.service.typedefs import HUB_KEY, POOL, SEAT
 from hub.storage.store import Database
 from projections.base import clean_params, clean_text
 from tests.conftest import Hub, start_hub
@@ -34,7 +34,7 @@ CARD = "C0FFEE01"
 
 
 async def _store_position(hub: Hub) -> int:
-    return await asyncio.to_thread(hub.app[APPLICATION].recorder.max_notification_id) or 0
+    return await asyncio.to_thread(hub.app[SEAT].active().application.recorder.max_notification_id) or 0
 
 
 async def _health_until(hub: Hub, ok: Any, timeout_s: float) -> dict[str, Any]:
@@ -48,7 +48,7 @@ async def _health_until(hub: Hub, ok: Any, timeout_s: float) -> dict[str, Any]:
 
 
 async def _view_reaches(hub: Hub, name: str, position: int) -> None:
-    view = hub.app[PROJECTOR].views[name]
+    view = hub.app[SEAT].active().projector.views[name]
     await asyncio.to_thread(view.wait, CampusCard.name, position, 10.0)
 
 

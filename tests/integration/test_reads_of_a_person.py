@@ -15,7 +15,7 @@ import pytest
 
 from hub.service.keys import read_token
 from hub.service.query import Cursor
-from hub.service.typedefs import APPLICATION, POOL, TOKEN_KEYS
+from hub.service.typedefs import POOL, SEAT, TOKEN_KEYS
 from tests.conftest import Hub
 
 pytestmark = pytest.mark.timeout(120)
@@ -92,7 +92,7 @@ async def test_reading_the_reads_is_a_read_and_unfiltered_lists_name_nobody(hub:
 
 async def test_a_read_that_cannot_be_recorded_is_not_answered(hub: Hub) -> None:
     await _campus(hub)
-    recorder = hub.app[APPLICATION].recorder
+    recorder = hub.app[SEAT].active().application.recorder
     recorder.fenced = "testing: the store refuses writes"
     try:
         for path in ("/v1/accounts/s1/balance", "/v1/accounts/s1/transactions", f"/v1/access-log?card={CARD}"):

@@ -16,7 +16,7 @@ from device_sim.device import SimDevice
 from domain import ids
 from domain.application import CampusCard
 from hub.service.keys import read_token
-from hub.service.typedefs import APPLICATION, TOKEN_KEYS
+from hub.service.typedefs import SEAT, TOKEN_KEYS
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -48,7 +48,7 @@ async def hotlist(hub: Hub, since: int | None = None) -> dict[str, Any]:
 
 
 async def position(hub: Hub) -> int:
-    return await asyncio.to_thread(hub.app[APPLICATION].recorder.max_notification_id)
+    return await asyncio.to_thread(hub.app[SEAT].active().application.recorder.max_notification_id)
 
 
 async def test_a_cardholder_lists_its_own_cards_newest_first_and_others_reads_are_recorded(hub: Hub) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hub.audit.verify import verify
 from hub.service.query import OPERATIONS
 from hub.service.routes.sessions import create_session
-from hub.service.typedefs import APPLICATION, HUB_KEY, POOL, SIGN_IN
+from hub.service.typedefs import HUB_KEY, POOL, SEAT, SIGN_IN
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -52,7 +52,7 @@ async def session(hub: Hub, account_id: str, pin: str = PIN) -> str:
 
 
 async def position(hub: Hub) -> int:
-    return await asyncio.to_thread(hub.app[APPLICATION].recorder.max_notification_id)
+    return await asyncio.to_thread(hub.app[SEAT].active().application.recorder.max_notification_id)
 
 
 async def with_pin(hub: Hub, account_id: str, pin: str = PIN, **fields: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from device_sim.device import SimDevice
 from hub.ingest import expiry
-from hub.service.typedefs import APPLICATION, POOL, WRITER
+from hub.service.typedefs import POOL, SEAT
 from tests.conftest import Hub
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,7 +37,7 @@ class Clock:
 @pytest.fixture
 async def clock(hub: Hub) -> Clock:
     clock = Clock(T0)
-    hub.app[APPLICATION].clock = clock
+    hub.app[SEAT].active().application.clock = clock
     await hub.merchant()
     await hub.account("s1", card=CARD)
     return clock
@@ -95,7 +95,7 @@ async def test_the_hubs_clock_expires_grants_of_accounts_nobody_touches(hub: Hub
     await hub.post("/v1/accounts/s2/subsidies", {"amount": 200, "ref": "s2-dec15", "expires_at": DEC15.isoformat()})
     await hub.post("/v1/accounts/s2/subsidies", {"amount": 70, "ref": "s2-later", "expires_at": DEC31.isoformat()})
     await hub.settle()
-    app, pool, writer = hub.app[APPLICATION], hub.app[POOL], hub.app[WRITER]
+    app, pool, writer = hub.app[SEAT].active().application, hub.app[POOL], hub.app[SEAT].active().writer
     clock.now = DEC15 - timedelta(microseconds=1)
     assert await expiry.expire_due(pool, writer, app) == 0
     clock.now = DEC15 + timedelta(seconds=30)

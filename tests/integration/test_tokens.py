@@ -26,7 +26,7 @@ from hub.service.keys import TokenClaims, issue_token
 from hub.service.query import OPERATIONS
 from hub.service.token_keys import load_token_key, rotate_token_key
 from hub.service.token_office import TokenOffice
-from hub.service.typedefs import HUB_KEY, POOL, PROJECTOR, SETTINGS
+from hub.service.typedefs import HUB_KEY, POOL, SEAT, SETTINGS
 from hub.storage.store import Database
 from tests.conftest import Hub
 
@@ -131,7 +131,7 @@ async def test_a_revocation_from_beside_the_hub_is_refused_within_a_second_while
     token = hub.new_token("operator")
     assert (await call(hub, token, path="/v1/access-log"))[0] == 200
     await hub.settle()
-    child = hub.app[PROJECTOR]._process.pid  # noqa: SLF001 - the projections' process, frozen for the test
+    child = hub.app[SEAT].active().projector._process.pid  # noqa: SLF001 - the projections' process, frozen for the test
     os.kill(child, signal.SIGSTOP)
     try:
         with TokenOffice(database) as office:

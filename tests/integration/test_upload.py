@@ -161,9 +161,9 @@ async def test_the_balance_view_equals_a_replay_of_the_events(hub: Hub, pos: Sim
     await hub.post("/v1/accounts/s1/topups", {"amount": 123, "ref": "late"})
     view = await hub.balance("s1")
     from domain import ids
-    from hub.service.typedefs import APPLICATION
+    from hub.service.typedefs import SEAT
 
-    app = hub.app[APPLICATION]
+    app = hub.app[SEAT].active().application
     account_id = ids.account_id("s1")
     replayed = app.repository.get(account_id, version=app.repository.get(account_id).version)
     assert (view["subsidy"], view["cash"]) == (replayed.subsidy_fen, replayed.cash_fen)

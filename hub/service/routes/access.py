@@ -16,7 +16,7 @@ from hub.service.http import CARD_OFFICE, Problem, authenticate, authorize, json
 from hub.service.personal import note_read
 from hub.service.query import AccessLogQuery, Body, SinceQuery, documented, query
 from hub.service.schemas import AccessRuleIn, ZoneIn
-from hub.service.typedefs import HUB_KEY, POOL, SETTINGS, WRITER
+from hub.service.typedefs import HUB_KEY, POOL, SEAT, SETTINGS
 from projections import access_queries
 
 ACCESS_READERS = ("admin", "operator", "auditor")
@@ -32,7 +32,7 @@ def zone_json(zone: Zone) -> dict[str, Any]:
 async def create_zone(request: web.Request) -> web.Response:
     actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, ZoneIn)
-    zone = await request.app[WRITER].run(
+    zone = await request.app[SEAT].active().writer.run(
         lambda app: zone_json(app.create_zone(body.zone, body.name, body.anti_passback, actor=actor)))
     return json_response(zone, status=201)
 
@@ -46,7 +46,7 @@ async def create_rule(request: web.Request) -> web.Response:
         authorize(request, *CARD_OFFICE)
     body = await read_body(request, AccessRuleIn)
     actor = authorize(request, *CARD_OFFICE, "warden", zone=body.zone).actor()
-    rule = await request.app[WRITER].run(
+    rule = await request.app[SEAT].active().writer.run(
         lambda app: app.add_access_rule(body.zone, body.group, list(body.days), body.start, body.stop, actor=actor))
     return json_response(rule, status=201)
 

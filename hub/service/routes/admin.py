@@ -22,7 +22,7 @@ from hub.service.http import (
 )
 from hub.service.query import documented
 from hub.service.schemas import AccountIn, CardIn, CreditIn, DeviceIn, MerchantIn, SubsidyIn
-from hub.service.typedefs import WRITER
+from hub.service.typedefs import SEAT
 
 routes = web.RouteTableDef()
 
@@ -64,7 +64,7 @@ def card_json(c: Card) -> dict[str, Any]:
 async def create_merchant(request: web.Request) -> web.Response:
     actor = authorize(request, "admin").actor()
     body = await read_body(request, MerchantIn)
-    merchant = await request.app[WRITER].run(
+    merchant = await request.app[SEAT].active().writer.run(
         lambda app: merchant_json(app.register_merchant(body.merchant_id, body.name, body.category, actor=actor))
     )
     return json_response(merchant, status=201)
@@ -75,7 +75,7 @@ async def create_merchant(request: web.Request) -> web.Response:
 async def create_device(request: web.Request) -> web.Response:
     actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, DeviceIn)
-    device = await request.app[WRITER].run(
+    device = await request.app[SEAT].active().writer.run(
         lambda app: device_json(app.register_device(
             body.device_id, body.kind, body.public_key, body.merchant_id, body.zone, body.location, actor=actor,
         ))
@@ -88,7 +88,7 @@ async def create_device(request: web.Request) -> web.Response:
 async def revoke_device(request: web.Request) -> web.Response:
     actor = authorize(request, *CARD_OFFICE).actor()
     device_id = request.match_info["device_id"]
-    device = await request.app[WRITER].run(lambda app: device_json(app.revoke_device(device_id, actor=actor)))
+    device = await request.app[SEAT].active().writer.run(lambda app: device_json(app.revoke_device(device_id, actor=actor)))
     return json_response(device)
 
 
@@ -98,7 +98,7 @@ async def create_account(request: web.Request) -> web.Response:
     actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, AccountIn)
     valid_from, valid_until = _instant(body.valid_from, "valid_from"), _instant(body.valid_until, "valid_until")
-    account = await request.app[WRITER].run(
+    account = await request.app[SEAT].active().writer.run(
         lambda app: account_json(app.open_account(
             body.account_id, body.name, body.category, body.groups, body.daily_limit,
             valid_from, valid_until, actor=actor,
@@ -114,7 +114,7 @@ async def erase_account(request: web.Request) -> web.Response:
     """409 ``not_closed`` (not closed: ``POST …/close`` first) or ``erased`` (erased before)."""
     actor = authorize(request, "admin").actor()
     account_id = request.match_info["account_id"]
-    account = await request.app[WRITER].run(
+    account = await request.app[SEAT].active().writer.run(
         lambda app: account_json(app.erase_account(account_id, actor=actor), None))
     return json_response(account)
 
@@ -124,7 +124,7 @@ async def erase_account(request: web.Request) -> web.Response:
 async def issue_card(request: web.Request) -> web.Response:
     actor = authorize(request, *CARD_OFFICE).actor()
     body = await read_body(request, CardIn)
-    card = await request.app[WRITER].run(
+    card = await request.app[SEAT].active().writer.run(
         lambda app: card_json(app.issue_card(body.card_uid, body.account_id, actor=actor)))
     return json_response(card, status=201)
 
@@ -135,7 +135,7 @@ async def issue_card(request: web.Request) -> web.Response:
 async def report_lost(request: web.Request) -> web.Response:
     actor, owner = card_caller(request)
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_lost(uid, actor=actor, owner=owner)))
+    card = await request.app[SEAT].active().writer.run(lambda app: card_json(app.report_lost(uid, actor=actor, owner=owner)))
     return json_response(card)
 
 
@@ -145,7 +145,7 @@ async def report_lost(request: web.Request) -> web.Response:
 async def report_found(request: web.Request) -> web.Response:
     actor, owner = card_caller(request)
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(lambda app: card_json(app.report_found(uid, actor=actor, owner=owner)))
+    card = await request.app[SEAT].active().writer.run(lambda app: card_json(app.report_found(uid, actor=actor, owner=owner)))
     return json_response(card)
 
 
@@ -177,7 +177,7 @@ async def _credit(request: web.Request, kind: str) -> web.Response:
         account, created = app.credit(account_id, kind, body.amount, body.ref, actor=actor, expires_at=expires_at)
         return balance_json(account), created
 
-    balance, created = await request.app[WRITER].run(credit)
+    balance, created = await request.app[SEAT].active().writer.run(credit)
     answer = {"account_id": account_id, "kind": kind, "amount": body.amount, "ref": body.ref,
               "balance": balance}
     return json_response(answer, status=201 if created else 200)

@@ -21,7 +21,7 @@ from hub.service.personal import note_read
 from hub.service.query import (
     AuditEventsQuery, ConsistencyQuery, InclusionQuery, LeavesQuery, SettlementQuery, documented, query,
 )
-from hub.service.typedefs import HUB_KEY, POOL, SETTINGS
+from hub.service.typedefs import HUB_KEY, POOL, SEAT, SETTINGS
 from projections import audit_queries, directory_queries, ledger_queries
 from projections.queries import local_day
 
@@ -43,6 +43,7 @@ async def checkpoint(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         latest = await audit_log.latest_checkpoint(conn)
     if latest is None:  # the hub issues one at start; a race with start-up only
+        request.app[SEAT].active()  # only the active hub signs checkpoints (a standby: 503 standby)
         latest = await audit_log.issue_checkpoint(request.app[POOL], request.app[HUB_KEY])
     return json_response(latest)
 

@@ -15,7 +15,7 @@ from hub.service.http import Problem, json_response, read_body
 from hub.service.keys import hub_public_key_b64
 from hub.service.query import SinceQuery, documented, query
 from hub.service.schemas import UploadIn
-from hub.service.typedefs import APPLICATION, HUB_KEY, METRICS, POOL, SETTINGS, VERIFIERS, WRITER
+from hub.service.typedefs import HUB_KEY, METRICS, POOL, SEAT, SETTINGS, VERIFIERS
 from projections import directory_queries
 
 routes = web.RouteTableDef()
@@ -32,7 +32,8 @@ async def upload_events(request: web.Request) -> web.Response:
         raise Problem(422, "invalid", "events: at least one event is required", field="events")
     if len(body.events) > settings.upload_max_events:
         raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
-    outcome = await pipeline.upload(request.app[WRITER], request.app[APPLICATION], request.app[VERIFIERS],
+    active = request.app[SEAT].active()
+    outcome = await pipeline.upload(active.writer, active.application, request.app[VERIFIERS],
                                     request.app[METRICS], device_id, body.events)
     return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
 

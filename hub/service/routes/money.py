@@ -14,7 +14,7 @@ from hub.service import responses
 from hub.service.http import CARD_OFFICE, authorize, json_response, read_body, refuse_operator_over
 from hub.service.query import documented
 from hub.service.schemas import CloseIn, RefundIn
-from hub.service.typedefs import WRITER
+from hub.service.typedefs import SEAT
 
 routes = web.RouteTableDef()
 
@@ -36,7 +36,7 @@ async def refund(request: web.Request) -> web.Response:
                                               body.ref, actor=actor)
         return {"account_id": account_id, **answer}, created
 
-    answer, created = await request.app[WRITER].run(refund)
+    answer, created = await request.app[SEAT].active().writer.run(refund)
     return json_response(answer, status=201 if created else 200)
 
 
@@ -53,5 +53,5 @@ async def close(request: web.Request) -> web.Response:
         answer, created = app.close_account(account_id, body.ref, actor=actor)
         return {k: v for k, v in answer.items() if k != "ref"}, created
 
-    answer, created = await request.app[WRITER].run(close)
+    answer, created = await request.app[SEAT].active().writer.run(close)
     return json_response(answer, status=201 if created else 200)

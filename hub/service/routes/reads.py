@@ -13,7 +13,7 @@ from hub.service.health import Health, StoreUnreachable, read_health
 from hub.service.http import RETRY_AFTER_SECONDS, Problem, authorize, json_response
 from hub.service.personal import account_page, note_read
 from hub.service.query import Body, KeysetQuery, PageQuery, documented
-from hub.service.typedefs import METRICS, POOL, PROJECTOR, WRITER
+from hub.service.typedefs import METRICS, POOL, SEAT
 from hub.storage.budget import PROJECTIONS as PROJECTIONS_POOL
 from projections import directory_queries, ledger_queries
 
@@ -118,15 +118,18 @@ async def healthz(request: web.Request) -> web.Response:
     except StoreUnreachable as exc:
         raise Problem(503, "store_unavailable", f"the event store cannot be reached: {exc}",
                       headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
-    store, views = health.store, health.views
+    store, views, seat = health.store, health.views, app[SEAT]
     problems = _problems(app, health)
     body: dict[str, Any] = {
         "status": "degraded" if problems else "ok",
+        "role": seat.role,
         "store_position": store,
         "projections": {name: {"position": p, "lag_events": store - p, "lag_seconds": round(health.lag_s[name], 3)}
                         for name, p in views.items()},
-        "writer_queue": app[WRITER].depth,
+        "writer_queue": 0 if seat.standby else seat.active().writer.depth,
     }
+    if seat.standby:
+        body["active"] = seat.holder
     if problems:
         body["problems"] = problems
     return json_response(body)
@@ -136,7 +139,9 @@ def _problems(app: web.Application, health: Health) -> list[dict[str, Any]]:
     """What makes the hub ``degraded``: a projection failing or lagging (``Health.problems``), or
     a projections' process that cannot get a database connection (the budget, DESIGN §13)."""
     problems = health.problems()
-    shortage = app[PROJECTOR].shortage()  # the projections' process cannot connect: say so, not just lag
+    if app[SEAT].standby:  # the active hub's projections write the views: their lag shows above
+        return problems
+    shortage = app[SEAT].active().projector.shortage()  # the projections' process cannot connect: say so, not just lag
     if shortage is not None:
         problems.append({"pool": PROJECTIONS_POOL, "error": shortage})
     return problems

@@ -13,7 +13,7 @@ from hub.service import responses_risk
 from hub.service.http import authorize, json_response, read_body
 from hub.service.query import documented
 from hub.service.schemas import LimitsIn
-from hub.service.typedefs import POOL, WRITER
+from hub.service.typedefs import POOL, SEAT
 from projections import risk_queries
 
 routes = web.RouteTableDef()
@@ -33,7 +33,7 @@ async def set_limits(request: web.Request) -> web.Response:
     actor = authorize(request, "admin").actor()
     merchant_id = request.match_info["merchant_id"]
     body = await read_body(request, LimitsIn)
-    answer = await request.app[WRITER].run(lambda app: limits_json(app.set_merchant_limits(
+    answer = await request.app[SEAT].active().writer.run(lambda app: limits_json(app.set_merchant_limits(
         merchant_id, body.max_amount, body.max_card_day, body.max_device_total, body.max_offline_seconds,
         actor=actor)))
     return json_response(answer)

@@ -23,7 +23,7 @@ from hub.service.keys import new_claims, sign_claims
 from hub.service.query import documented
 from hub.service.schemas import PinIn, SessionIn
 from hub.service.sign_in import PIN_FIELD, hash_to_check, stored_hash
-from hub.service.typedefs import POOL, SIGN_IN, TOKEN_KEYS, TOKENS, WRITER
+from hub.service.typedefs import POOL, SEAT, SIGN_IN, TOKENS, TOKEN_KEYS
 from projections import ledger_queries
 
 SESSION_TTL_S = 12 * 3600
@@ -65,14 +65,14 @@ async def set_pin(request: web.Request) -> web.Response:
     elif body.old_pin is not None:
         raise Problem(422, "invalid", "the card office sets a PIN without old_pin", field="old_pin")
     else:
-        await app[WRITER].run(lambda a: a.pin_of(account_id))  # 404, 409 before any hashing
+        await app[SEAT].active().writer.run(lambda a: a.pin_of(account_id))  # 404, 409 before any hashing
     key = await ledger_queries.data_key(app[POOL], account_id)
     if key is None:
         raise Problem(409, "no_data_key", f"account {account_id} has no data key (opened before personal data"
                       " was sealed): it cannot keep a PIN")
     sealed = personal.seal(key, account_id, PIN_FIELD, await app[SIGN_IN].pins.hash(body.pin))
     actor = caller.actor()
-    set_at = await app[WRITER].run(
+    set_at = await app[SEAT].active().writer.run(
         lambda a: a.set_pin(account_id, sealed, actor=actor, replacing=replacing).pin_set_at)
     return json_response({"account_id": account_id, "pin_set_at": set_at})
 
@@ -81,7 +81,7 @@ async def _check_old_pin(request: web.Request, account_id: str, old_pin: str) ->
     """The sealed hash the cardholder's ``old_pin`` matches; else 429, 409 ``no_pin`` or 403."""
     _refuse_if_locked(request, account_id)
     sign_in = request.app[SIGN_IN]
-    sealed, hashed = await stored_hash(request.app[WRITER], request.app[POOL], account_id)
+    sealed, hashed = await stored_hash(request.app[SEAT].active().writer, request.app[POOL], account_id)
     if sealed is None:
         raise Problem(409, "no_pin", f"account {account_id} has no PIN: the card office sets the first one")
     _refuse_if_locked(request, account_id)  # failures counted while this one waited
@@ -105,7 +105,7 @@ async def create_session(request: web.Request) -> web.Response:
     _refuse_if_locked(request, account_id)
     async with sign_in.pins.slots:  # the lookup too: a flood of sign-ins costs the writer little
         _refuse_if_locked(request, account_id)
-        hashed = await hash_to_check(app[WRITER], app[POOL], account_id)
+        hashed = await hash_to_check(app[SEAT].active().writer, app[POOL], account_id)
     if not await sign_in.pins.verify(hashed, body.pin):
         sign_in.lockout.failed(account_id)
         await _failed(started)
@@ -113,7 +113,7 @@ async def create_session(request: web.Request) -> web.Response:
     key = app[TOKEN_KEYS].current
     claims = new_claims(key, CARDHOLDER, account_id, ttl_s=SESSION_TTL_S)
     actor = token_actor(CARDHOLDER, account_id, claims.jti)  # the cardholder signing in
-    await app[WRITER].run(lambda a: a.record_token(
+    await app[SEAT].active().writer.run(lambda a: a.record_token(
         claims.jti, claims.role, claims.scope, claims.kid, claims.iat, claims.exp, actor))
     app[TOKENS].mark_issued(claims.jti, claims.exp)
     return json_response({"token": sign_claims(key, claims), "account_id": account_id,

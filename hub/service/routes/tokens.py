@@ -12,7 +12,7 @@ from hub.service import responses
 from hub.service.http import authorize, json_response
 from hub.service.query import PageQuery, documented, query
 from hub.service.token_office import token_json
-from hub.service.typedefs import POOL, TOKENS, WRITER
+from hub.service.typedefs import POOL, SEAT, TOKENS
 from projections import tokens_queries
 
 routes = web.RouteTableDef()
@@ -34,7 +34,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     caller = authorize(request, "admin")
     jti = request.match_info["jti"]
-    record, exp = await request.app[WRITER].run(lambda app: _revoked(app.revoke_token(jti, caller.actor())))
+    record, exp = await request.app[SEAT].active().writer.run(lambda app: _revoked(app.revoke_token(jti, caller.actor())))
     request.app[TOKENS].mark_revoked(jti, exp)
     return json_response(record)
 

@@ -17,7 +17,7 @@ from hub.service import responses_cards
 from hub.service.http import CARD_OFFICE, authorize, card_caller, json_response, read_body
 from hub.service.query import documented
 from hub.service.schemas import VirtualCardIn
-from hub.service.typedefs import HUB_KEY, WRITER
+from hub.service.typedefs import HUB_KEY, SEAT
 
 CERT_VALID = timedelta(days=365)  # DESIGN §10: a cert is valid for at most a year
 REGISTRARS = (*CARD_OFFICE, "cardholder")
@@ -49,7 +49,7 @@ async def register(request: web.Request) -> web.Response:
             new_uid=lambda: paycode.virtual_uid(secrets.token_bytes(7)))
         return virtual_card_json(card)
 
-    return json_response(await request.app[WRITER].run(register), status=201)
+    return json_response(await request.app[SEAT].active().writer.run(register), status=201)
 
 
 @routes.post("/v1/virtual-cards/{card_uid}/revoke")
@@ -61,6 +61,6 @@ async def revoke(request: web.Request) -> web.Response:
     403 alike (checked on the writer, which alone knows a card's account)."""
     actor, owner = card_caller(request)
     uid = request.match_info["card_uid"]
-    card = await request.app[WRITER].run(
+    card = await request.app[SEAT].active().writer.run(
         lambda app: virtual_card_json(app.revoke_virtual_card(uid, actor=actor, owner=owner)))
     return json_response(card)
