@@ -4,13 +4,18 @@ another that retries on 503 and on connection errors, and waiting for the views.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
+import psycopg
+from eventsourcing.utils import get_topic
 
 from device_sim.device import SimDevice
+from domain.application import CampusCard
+from domain.devices import SwipeLog
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 DEVICES = 4
@@ -89,3 +94,34 @@ async def views_caught_up(session: aiohttp.ClientSession, url: str, timeout_s: f
             return time.monotonic()
         await asyncio.sleep(0.1)
     raise AssertionError("the views did not catch up")
+
+
+async def send_what_is_pending(session: aiohttp.ClientSession, load: Load, timeout_s: float = 30) -> None:
+    """The devices send what was never acknowledged, as a device does: again on 503 or a lost connection."""
+    deadline = time.monotonic() + timeout_s
+    for device in load.devices:
+        while device.pending:
+            assert time.monotonic() < deadline, f"{device.device_id} could not deliver {len(device.pending)} events"
+            try:
+                async with session.post(f"{load.url}/v1/devices/{device.device_id}/events",
+                                        json={"events": device.batch(10)}) as resp:
+                    answer = await resp.json(content_type=None)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                await asyncio.sleep(0.1)
+                continue
+            if resp.status == 503:
+                await asyncio.sleep(0.1)
+                continue
+            assert resp.status == 200, answer
+            device.acknowledge(answer["results"])
+            for result in answer["results"]:
+                load.acknowledged.setdefault(device.device_id, {})[result["seq"]] = result
+
+
+def stored_swipes(database_url: str) -> list[tuple[str, int]]:
+    """(device, seq) of every device event in the database, read straight from its event table."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"SELECT state FROM {CampusCard.name}_events WHERE topic = %s",
+                            (get_topic(SwipeLog.Recorded),)).fetchall()
+    envelopes = [json.loads(bytes(state))["envelope"] for (state,) in rows]
+    return [(envelope["device"], envelope["seq"]) for envelope in envelopes]

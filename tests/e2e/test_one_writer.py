@@ -1,5 +1,6 @@
-"""One writer per database: a second ``cardhub serve`` on a database a hub is writing to
-refuses to start, naming the other hub; a hub that loses its lock to another one stops."""
+"""One writer per database (DESIGN §13): a second ``cardhub serve`` whose hub.key did not sign
+the store's checkpoints refuses to start, naming the keys to share (with them it stands by:
+tests/e2e/test_standby.py); a hub that loses its lock to another one stops."""
 
 from __future__ import annotations
 
@@ -36,13 +37,17 @@ def _lock_session(database: Database) -> int | None:
     return row[0] if row else None
 
 
-async def test_a_second_hub_on_the_same_database_exits_2_naming_the_first(
+async def test_a_second_hub_with_keys_of_its_own_exits_2_naming_the_keys_to_share(
     database: Database, external: dict[str, str], run_dir: Path,
 ) -> None:
+    """A standby must sign as the active hub does; one with a hub.key of its own would make every
+    checkpoint and hotlist it signs after a takeover fail the devices' and auditors' checks."""
     port = free_port()
-    first = start(["serve", "--data-dir", str(run_dir / "one"), "--port", str(port)], run_dir / "one.log", env=external)
+    first = start(["serve", "--data-dir", str(run_dir / "one"), "--port", str(port)], run_dir / "one.log",
+                  env={**external, "CARDHUB_CHECKPOINT_SECONDS": "1"})
     try:
         await ready(f"http://127.0.0.1:{port}", first, run_dir / "one.log")
+        await asyncio.to_thread(_signed_checkpoint, database)
         second = await asyncio.to_thread(
             subprocess.run, [*CLI, "serve", "--data-dir", str(run_dir / "two"), "--port", str(free_port())],
             env=external, capture_output=True, text=True, timeout=60,
@@ -50,13 +55,27 @@ async def test_a_second_hub_on_the_same_database_exits_2_naming_the_first(
         assert second.returncode == 2, second.stderr
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1, second.stderr
-        assert lines[0].startswith("cardhub: another hub is writing to this database: cardhub pid ")
-        assert f"pid {first.pid} since " in lines[0]
+        assert lines[0].startswith("cardhub: this data dir's hub.key did not sign the store's checkpoints: "), lines[0]
+        assert "hub.key and token.key" in lines[0]
         async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as resp:
             assert resp.status == 200  # the first hub is undisturbed
+            assert (await resp.json())["role"] == "active"
     finally:
         first.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(first.wait, 10) == 0
+
+
+def _signed_checkpoint(database: Database, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            try:
+                if conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]:
+                    return
+            except psycopg.errors.UndefinedTable:
+                pass
+            time.sleep(0.1)
+    raise AssertionError("no checkpoint signed")
 
 
 async def test_a_hub_that_loses_its_lock_takes_it_again_or_stops_if_another_holds_it(

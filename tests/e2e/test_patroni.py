@@ -17,13 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import psycopg
 import pytest
-from eventsourcing.utils import get_topic
 
-from domain.application import CampusCard
-from domain.devices import SwipeLog
-from tests.e2e.devices import Load, setup_devices, views_caught_up
+from tests.e2e.devices import Load, send_what_is_pending, setup_devices, stored_swipes, views_caught_up
 from tests.e2e.patroni_cluster import Cluster, Node, ensure_installed
 from tests.e2e.processes import CLI, free_port, ready, run_dir, start  # noqa: F401 - run_dir is a fixture
 
@@ -71,14 +67,14 @@ async def test_the_hub_rides_a_patroni_failover_without_losing_an_acknowledged_e
             await asyncio.sleep(1)  # some load on the new primary
             load.stop = True
             await asyncio.gather(*senders)
-            await _send_what_is_pending(session, load)
+            await send_what_is_pending(session, load)
             await views_caught_up(session, url, timeout_s=30)
             async with session.get(url + "/healthz") as resp:
                 health = await resp.json()
 
         assert hub.poll() is None, "the hub carried on by itself"
         acknowledged = {(device, seq) for device, seqs in load.acknowledged.items() for seq in seqs}
-        stored = await asyncio.to_thread(_stored_swipes, standby)
+        stored = await asyncio.to_thread(stored_swipes, standby.url("cardhub"))
         refused = [(status, code) for sent, _, status, code in load.answers if sent >= killed and status != 200]
         gap = first_accepted - killed
         verify = subprocess.run([*CLI, "audit", "verify", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)],
@@ -120,34 +116,3 @@ async def _first_accepted(load: Load, killed: float) -> float:
         assert time.monotonic() - killed < GAP_S, "no upload accepted after the failover"
         await asyncio.sleep(0.05)
     return min(times)
-
-
-async def _send_what_is_pending(session: aiohttp.ClientSession, load: Load, timeout_s: float = 30) -> None:
-    """The devices send what was never acknowledged, as a device does: again on 503 or a lost connection."""
-    deadline = time.monotonic() + timeout_s
-    for device in load.devices:
-        while device.pending:
-            assert time.monotonic() < deadline, f"{device.device_id} could not deliver {len(device.pending)} events"
-            try:
-                async with session.post(f"{load.url}/v1/devices/{device.device_id}/events",
-                                        json={"events": device.batch(10)}) as resp:
-                    answer = await resp.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                await asyncio.sleep(0.1)
-                continue
-            if resp.status == 503:
-                await asyncio.sleep(0.1)
-                continue
-            assert resp.status == 200, answer
-            device.acknowledge(answer["results"])
-            for result in answer["results"]:
-                load.acknowledged.setdefault(device.device_id, {})[result["seq"]] = result
-
-
-def _stored_swipes(node: Node) -> list[tuple[str, int]]:
-    """(device, seq) of every device event on ``node``, read straight from its event table."""
-    with psycopg.connect(node.url("cardhub")) as conn:
-        rows = conn.execute(f"SELECT state FROM {CampusCard.name}_events WHERE topic = %s",
-                            (get_topic(SwipeLog.Recorded),)).fetchall()
-    envelopes = [json.loads(bytes(state))["envelope"] for (state,) in rows]
-    return [(envelope["device"], envelope["seq"]) for envelope in envelopes]
