@@ -3,7 +3,9 @@ by pool, and the name each pool's sessions carry in ``pg_stat_activity``.
 
 A hub holds at most ``CARDHUB_DB_POOL`` (default 20) server connections, its projections'
 process included, so two hubs and an ``audit verify`` fit PostgreSQL's default
-``max_connections = 100`` and one hub fits pgbouncer's default ``default_pool_size = 20``.
+``max_connections = 100``. Behind pgbouncer, whose session pooling frees a server connection
+only when its client leaves, ``default_pool_size`` needs 24 for a hub and a verify (its
+default of 20 would keep a verify waiting), and 20 more for a standby (deploy/README.md).
 The rule, the only place the sizes are decided:
 
 | pool | connections | why |

@@ -47,7 +47,7 @@ def refuse_shared_sessions(url: str) -> None:
                     raise
                 raise ConfigError(
                     f"the database is reached through pgbouncer in statement pooling mode ({first_line(exc)}); "
-                    f"the hub's lock and sessions need a server session each: {ADVICE}") from None
+                    f"the hub's writer lock and sessions need a server session each: {ADVICE}") from None
             finally:
                 if not b.closed:
                     b.rollback()
