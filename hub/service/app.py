@@ -150,8 +150,9 @@ class Duties:
     async def stand_by(self, holder: str) -> None:
         """Reads only; the election (``_elect``) asks for the lock every ``ELECT_EVERY_S``."""
         await self._check_hub_key()  # now, not at the takeover
-        self.seat.holder = f"another hub is writing to this database: {holder}"
-        log.warning("%s; standing by (reads only) to take over when it stops", self.seat.holder)
+        self.seat.holder = holder
+        log.warning("another hub is writing to this database: %s; standing by (reads only) to take over when it stops",
+                    holder)
         # Decodes stored events for /healthz; it creates nothing and never connects.
         self.seat.decoder = (await asyncio.to_thread(CampusCard, env={
             **self.database.eventsourcing_env(), **pool_env(VIEW_WAITS, 1), "CREATE_TABLE": "n"})).mapper
@@ -222,7 +223,7 @@ class Duties:
                 continue
             quiet = False
             if holder is not None:
-                self.seat.holder = f"another hub is writing to this database: {holder}"
+                self.seat.holder = holder
                 continue
             log.warning("took the writer lock: taking over as the active hub")
             started = time.monotonic()

@@ -133,7 +133,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(Problem(status, exc.code, exc.detail, field=exc.field))
     except Standby as exc:
         return problem_response(Problem(
-            503, "standby", f"this hub is a standby ({exc}); nothing was written: send it to the active hub, or again",
+            503, "standby", f"this hub is a standby ({exc} writes to the database); nothing was written: "
+            "send it to the active hub, or again",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ))
     except Overloaded:
