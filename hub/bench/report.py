@@ -43,11 +43,28 @@ class Phase:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
+    def p99_per_second(self) -> list[float]:
+        """The p99 of the requests sent in each second of the phase (online phases), in order."""
+        if not self.sent_at:
+            return []
+        first = min(self.sent_at)
+        seconds: dict[int, list[float]] = {}
+        for sent, ms in zip(self.sent_at, self.latencies_ms, strict=True):
+            seconds.setdefault(int(sent - first), []).append(ms)
+        return [round(_p99(seconds[s]), 1) for s in sorted(seconds)]
+
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "sent_at")}
+        per_second = self.p99_per_second()
         data.update(events_per_s=round(self.rate, 1), p50_ms=self.percentile(0.50), p95_ms=self.percentile(0.95),
-                    p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None)
+                    p99_ms=self.percentile(0.99), max_ms=max(self.latencies_ms) if self.latencies_ms else None,
+                    p99_per_second_ms=per_second or None, worst_second_p99_ms=max(per_second) if per_second else None)
         return data
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -55,7 +72,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    names = ("sustained", "online", "overload", "after overload", "naive")
+    names = ("sustained", "online", "lunch", "lunch backlogs", "overload", "after overload", "naive")
     phases = [results[name] for name in names if name in results]
     table = Table(title=f"cardhub bench — {results['cores']} cores", title_justify="left")
     table.add_column("", no_wrap=True)
@@ -63,7 +80,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_column(phase["name"], justify="right", no_wrap=True)
     rows = [
         ("accepted events/s", "events_per_s", ""), ("latency p50", "p50_ms", " ms"),
-        ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("latency max", "max_ms", " ms"),
+        ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("worst second's p99", "worst_second_p99_ms", " ms"),
+        ("latency max", "max_ms", " ms"),
         ("hub CPU", "hub_cpu_s", " s"), ("projections CPU", "projections_cpu_s", " s"),
         ("PostgreSQL CPU", "pg_cpu_s", " s"),
         ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
@@ -77,6 +95,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     Console(width=max(console.width, 110)).print(table)
     for phase in phases:
         console.print(f"  {phase['name']}: {phase['offered']}")
+        if phase.get("p99_per_second_ms"):
+            console.print(f"    p99 per second: {' '.join(f'{ms:.0f}' for ms in phase['p99_per_second_ms'])} ms")
     check = results["acknowledged_vs_stored"]
     console.print(f"acknowledged as accepted: {check['accepted_answers']:,}; swipes in the event store: "
                   f"{check['swipes_stored']:,}; acknowledged but not stored: {max(0, check['lost']):,}")

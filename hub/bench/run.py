@@ -28,13 +28,14 @@ from domain.devices import SwipeLog
 from hub.bench.baselines import ceiling, embedded_url, naive
 from hub.bench.phases import (
     RECOVERED_SECONDS,
-    caught_up,
     measure_online,
     measure_overload,
     measure_sustained,
     presign,
     seed,
 )
+from hub.bench.lunch import backlog_devices, measure_lunch, presign_backlogs
+from hub.bench.overload import MAX_UPLOAD_EVENTS
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, print_report
 from hub.bench.spawn import free_port, wait_ready
@@ -107,20 +108,26 @@ async def _measure(args: argparse.Namespace, url: str, token: str, procs: Proces
             devices = await seed(client, args.devices, args.accounts, "bench")
             naive_devices = await seed(client, 1, 50, "naive")
             overload_devices = await seed(client, args.devices if args.overload else 0, 0, "overload")
+            backlogs = await seed(client, backlog_devices(args), 0, "lunch")
         console.print(f"seeded in {time.perf_counter() - started:.1f} s")
         per_device = max(1, int(args.seconds * args.max_rate / args.devices))
         with console.status(f"pre-signing {per_device * args.devices:,} events"):
-            online_events = args.online_rate * (args.online_seconds + RECOVERED_SECONDS)
-            reserve = online_events // args.devices + 4  # per device, for the online phases
+            online_seconds = args.online_seconds * (2 if backlogs else 1) + RECOVERED_SECONDS
+            reserve = args.online_rate * online_seconds // args.devices + 4  # per device, for the online phases
             presign(devices, per_device + reserve, args.accounts)
+            if backlogs:
+                presign_backlogs(backlogs, args)
         gc.collect()
         gc.freeze()  # the pre-signed events live to the end: keep the client's collector off them
         procs.sample_rss()
         sustained = await measure_sustained(session, url, devices, args, procs, reserve)
         rss = [r for _, r in procs.rss_samples]  # the sustained phase's, for the flatness check
-        await caught_up(session, url)  # the online phase measures its own load, not the backlog
+        # Right after the burst, as at a lunch peak: the projections catch up, PostgreSQL
+        # checkpoints and vacuums meanwhile, and the online swipes must not wait for them.
         online = await measure_online(session, url, devices, args, procs)
         phases = [sustained, online]
+        if backlogs:
+            phases += await measure_lunch(session, url, devices, backlogs, args, procs)
         if args.overload:
             phases += await measure_overload(session, url, devices, overload_devices, sustained.rate, args, procs)
     if args.trace:
@@ -161,6 +168,17 @@ def _stored_swipes(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _upload_size(text: str) -> int:
+    """An argparse type: the events of one upload (DESIGN §2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_UPLOAD_EVENTS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_UPLOAD_EVENTS}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use this PostgreSQL (libpq URI) (default: an embedded one in --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the hub's data (default: a fresh temporary directory)")
@@ -170,7 +188,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30, help="T: length of the sustained phase")
     parser.add_argument("--max-rate", type=int, default=8000, help="events pre-signed per second of T")
     parser.add_argument("--online-rate", type=int, default=1000, help="single-event requests per second")
-    parser.add_argument("--online-seconds", type=int, default=10, help="length of the online phase")
+    parser.add_argument("--online-seconds", type=int, default=10, help="length of the online phase (and of lunch's)")
+    parser.add_argument("--scenario", choices=("burst", "lunch"), default="burst",
+                        help="burst: the online phase right after the sustained one; lunch: then online swipes again"
+                             " while a fifth as many devices again upload offline backlogs")
+    parser.add_argument("--lunch-batch", type=_upload_size, default=100,
+                        help=f"events per upload of a lunch backlog (1 to {MAX_UPLOAD_EVENTS})")
     parser.add_argument("--naive-seconds", type=float, default=10, help="length of the naive path's run")
     parser.add_argument("--overload", type=float, default=2.0,
                         help="offer this many times the sustained rate after the online phase (0: skip)")

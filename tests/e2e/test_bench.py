@@ -22,19 +22,22 @@ def test_a_small_bench_reports_every_phase_and_loses_nothing(tmp_path: Path) -> 
     result = subprocess.run(
         [*CLI, "bench", "--data-dir", str(tmp_path / "data"), "--devices", "4", "--accounts", "20",
          "--batch", "5", "--seconds", "2", "--max-rate", "200", "--online-rate", "50", "--online-seconds", "1",
-         "--overload", "2", "--overload-seconds", "1", "--naive-seconds", "1",
-         "--json", str(figures), "--trace", str(trace)],
+         "--overload", "2", "--overload-seconds", "1", "--naive-seconds", "1", "--scenario", "lunch",
+         "--lunch-batch", "50", "--json", str(figures), "--trace", str(trace)],
         capture_output=True, text=True, timeout=240, check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads(figures.read_text())
-    for phase in ("sustained", "online", "overload", "after overload", "naive"):
+    for phase in ("sustained", "online", "lunch", "lunch backlogs", "overload", "after overload", "naive"):
         assert data[phase]["events"] > 0, (phase, data[phase])
+    for phase in ("online", "lunch"):  # a p99 for each second of the phase
+        assert len(data[phase]["p99_per_second_ms"]) == 1, data[phase]
+        assert data[phase]["worst_second_p99_ms"] == max(data[phase]["p99_per_second_ms"])
     assert data["acknowledged_vs_stored"]["lost"] == 0
     assert data["acknowledged_vs_stored"]["swipes_stored"] >= data["acknowledged_vs_stored"]["accepted_answers"] > 0
     with trace.open() as f:
         rows = list(csv.DictReader(f))
-    assert {row["phase"] for row in rows} == {"online", "after overload"}
+    assert {row["phase"] for row in rows} == {"online", "lunch", "after overload"}
     assert sum(row["phase"] == "online" for row in rows) == data["online"]["events"]
 
 
