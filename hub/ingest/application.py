@@ -79,9 +79,16 @@ class IngestCampusCard(CampusCard):
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Saves; on failure drops the aggregates from the cache, which may hand out the very
         objects commands change (DEEPCOPY_FROM_AGGREGATE_CACHE=n), so that the next command
-        reloads them from the store, and the command's key changes, never to be written."""
+        reloads them from the store, and the command's key changes, never to be written.
+        The library's ``Application.save``, with ``_Collected`` for its ProcessingEvent."""
         try:
-            return super().save(*objs, **kwargs)
+            processing_event = _Collected()
+            processing_event.collect_events(*objs, **kwargs)
+            recordings = self._record(processing_event)
+            self._take_snapshots(processing_event)
+            self._notify(recordings)
+            self.notify(processing_event.events)  # the library's own save calls it too (deprecated)
+            return recordings
         except BaseException:
             self.evict(o.id for o in objs if isinstance(o, Aggregate))
             if isinstance(self.keys, AccountKeys):
@@ -152,3 +159,18 @@ class IngestCampusCard(CampusCard):
         if key is None:
             key = self.device_keys[device.device_id] = super()._device_key(device)
         return key
+
+
+class _Collected(ProcessingEvent):
+    """The library's ProcessingEvent, telling an aggregate by its class: the library's own
+    ``collect_events`` asks two runtime-checkable Protocols of every object, and those
+    ``isinstance`` checks were 5 % of the hub's CPU at 1,000 online swipes/s."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            else:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
