@@ -35,7 +35,6 @@ def run_projections(env: dict[str, str], views_env: dict[str, str], parent_pid: 
     subscription lost the server — is started again from the tracking records once the store
     answers; while it does not, the child waits, with one log line per outage, and tells the
     parent why in ``shortage`` (``Projector.shortage``: /healthz says ``degraded``)."""
-    os.nice(NICE)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
@@ -71,11 +70,6 @@ def run_projections(env: dict[str, str], views_env: dict[str, str], parent_pid: 
 
 
 SUPERVISE_S = 0.25
-# The projections yield the CPU to the hub's process, which answers the online swipes (issue 18):
-# on two cores the hub, its projections, PostgreSQL and the devices' load share the machine, and
-# right after a burst the projections' catch-up took the core the online answers waited for. A
-# lower priority only matters when the CPU is short; then the views lag, which /healthz reports.
-NICE = 5
 
 
 def _probe(env: EnvType) -> None:
