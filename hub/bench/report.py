@@ -38,10 +38,7 @@ class Phase:
         return self.events / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return _quantile(self.latencies_ms, q) if self.latencies_ms else None
 
     def p99_per_second(self) -> list[float]:
         """The p99 of the requests sent in each second of the phase (online phases), in order."""
@@ -51,7 +48,7 @@ class Phase:
         seconds: dict[int, list[float]] = {}
         for sent, ms in zip(self.sent_at, self.latencies_ms, strict=True):
             seconds.setdefault(int(sent - first), []).append(ms)
-        return [round(_p99(seconds[s]), 1) for s in sorted(seconds)]
+        return [round(_quantile(seconds[s], 0.99), 1) for s in sorted(seconds)]
 
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "sent_at")}
@@ -62,9 +59,9 @@ class Phase:
         return data
 
 
-def _p99(values: list[float]) -> float:
+def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def fmt(value: float | None, unit: str = "") -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
 
 from eventsourcing.persistence import Mapper
@@ -37,7 +36,6 @@ class Seat:
     def __init__(self) -> None:
         self._active: Active | None = None
         self.decoder: Mapper | None = None  # a standby's way to decode stored events (/healthz's lags)
-        self.since = time.monotonic()  # of the last change of role
         self.holder = ""  # who writes while this hub stands by
         self.stopped_because: str | None = None  # why the hub stopped itself; ``cardhub serve`` exits 2
 
@@ -57,7 +55,7 @@ class Seat:
 
     def take(self, active: Active) -> None:
         assert self._active is None, "a hub takes its seat once"
-        self._active, self.decoder, self.since = active, None, time.monotonic()
+        self._active, self.decoder = active, None
 
     def leave(self) -> Active | None:
         """Gives up what the hub writes with (its stop), for the caller to close."""
