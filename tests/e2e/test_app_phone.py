@@ -75,6 +75,20 @@ VECTOR_CODE = """async ({seed, cert, t, n}) => {
 }"""
 
 
+# The phone section's state once it is known ("loading" while the browser's probe and record are read).
+SETTLED = "!['', 'loading'].includes(document.getElementById('phone').dataset.state)" \
+          " && document.getElementById('phone').dataset.state"
+# Every state the section takes, and whether its create button was ever shown, as they happen.
+STATES = """new MutationObserver(() => {
+  const state = document.getElementById("phone").dataset.state;
+  const create = document.getElementById("phone-create").hidden ? "" : "+create";
+  (globalThis.phoneStates ??= []).push(state + create);
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-state", "hidden"]});"""
+# A browser slow to answer the probe (a phone under load): the cards list comes back first.
+SLOW_PROBE = """const generateKey = crypto.subtle.generateKey.bind(crypto.subtle);
+crypto.subtle.generateKey = (...args) => new Promise((ok) => setTimeout(ok, 3000)).then(() => generateKey(...args));"""
+
+
 async def student(hub: Hub) -> SimDevice:
     """A canteen window and a student with ¥80.00 of cash and the PIN the card office set, and no chip card."""
     await add_merchants(hub, [MERCHANT])
@@ -137,7 +151,7 @@ async def test_a_student_pays_with_the_phone_s_qr_code_once_and_removes_the_phon
     hub_key = public_key_from_b64((await hub.get("/v1/hub/key", role=None))["public_key"])
     await page.goto(str(hub.client.make_url("/app")))
     await sign_in(page)
-    assert (await page.evaluate(READ_CODE))["state"] == "none"
+    assert await wait_for(page, SETTLED) == "none"
     await shot(page, "none")
 
     await page.click("#phone-create")
@@ -269,6 +283,24 @@ async def test_a_card_revoked_elsewhere_and_another_phone_s_card_are_said_and_ha
     await shot(page, "en")
     assert console.unexpected() == []
     assert await csp_violations(page) == []
+
+
+async def test_a_slow_browser_shows_the_section_loading_not_unsupported_until_it_knows(hub: Hub, page: Page) -> None:
+    """The cards list may come back before the browser has answered whether it can make a key and
+    what it keeps: meanwhile the section is loading, it never says this browser cannot, and it
+    offers no create button before it knows whether this phone already has a card."""
+    console = Console().attach(page)
+    await student(hub)
+    await page.add_init_script(SLOW_PROBE)
+    await page.goto(str(hub.client.make_url("/app")))
+    await page.evaluate(STATES)
+    await sign_in(page)  # loaded: the balance, the transactions and the cards list are shown
+    assert await page.evaluate("document.getElementById('phone').dataset.state") == "loading"
+    assert await wait_for(page, SETTLED) == "none"
+    states = await page.evaluate("globalThis.phoneStates")
+    assert not [x for x in states if x.startswith("unsupported")], states
+    assert not [x for x in states if x.endswith("+create") and not x.startswith("none")], states
+    assert console.unexpected() == []
 
 
 NO_ED25519 = """const generateKey = crypto.subtle.generateKey.bind(crypto.subtle);

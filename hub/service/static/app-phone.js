@@ -131,7 +131,7 @@ function draw(canvas, text) {
 // app's cards list of a card the writer answered for.
 export function phoneCard({ api, mine, say, t, listed, changed }) {
   const $ = (id) => document.getElementById(id);
-  const s = { account: "", supported: false, record: null, status: "", listed: false, seq: 0, timer: 0, madeAt: 0,
+  const s = { account: "", supported: null, record: null, status: "", listed: false, seq: 0, timer: 0, madeAt: 0,
               making: null, busy: false, said: false };
 
   // Signed in as ``account``: its record, if this browser keeps one, and the section for it.
@@ -139,10 +139,11 @@ export function phoneCard({ api, mine, say, t, listed, changed }) {
     hide();
     const seq = s.seq;
     s.account = account;
-    s.supported = await supported();
-    const record = s.supported ? await load(account) : null;
+    s.supported = null;  // "loading" until the probe and the record are known (the cards list may come first)
+    const can = await supported();
+    const record = can ? await load(account) : null;
     if (seq !== s.seq) return;
-    s.record = record;
+    [s.supported, s.record] = [can, record];
     if (listed()) cards(listed());
     else render();
   }
@@ -169,6 +170,7 @@ export function phoneCard({ api, mine, say, t, listed, changed }) {
 
   function stateOf() {
     if (!s.account) return "";
+    if (s.supported === null) return "loading";
     if (!s.supported) return "unsupported";
     if (!s.record) return "none";
     if (!s.listed) return "loading";
