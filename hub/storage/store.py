@@ -27,7 +27,7 @@ import psycopg_pool.base
 from psycopg import sql
 
 from hub.config import ConfigError, Settings, first_line
-from hub.storage import database_url, persistence
+from hub.storage import database_url, persistence, server_settings
 from hub.storage.budget import START_CHECK
 from hub.storage.pooler import refuse_shared_sessions
 from hub.storage.writeback import WritebackPacer
@@ -127,14 +127,18 @@ class Database:
     def asyncpg_kwargs(self) -> dict[str, Any]:
         return {"dsn": database_url.asyncpg_dsn(self.params), "timeout": CONNECT_TIMEOUT_S}
 
-    def check_server(self) -> None:
+    def check_server(self, *, advise: bool = False) -> None:
+        """Refuses a server the hub cannot run on; ``advise``: logs the settings that will stall
+        its commits (``hub.storage.server_settings``), for the hub itself, not for its tools."""
         try:
             with psycopg.connect(self.url, connect_timeout=10, application_name=START_CHECK) as conn:
                 version = conn.info.server_version
+                if version < MIN_SERVER_VERSION:
+                    raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
+                if advise:
+                    server_settings.advise(conn)
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
-        if version < MIN_SERVER_VERSION:
-            raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
         refuse_shared_sessions(self.url)  # pgbouncer in transaction pooling mode, before anything is written
 
     def create_database(self, dbname: str) -> Database:
@@ -350,7 +354,7 @@ def open_database(settings: Settings, *, shared: bool = False) -> Iterator[Datab
     running, otherwise it is started for the tool and stopped after."""
     if settings.database_url:
         database = Database.from_url(settings.database_url)
-        database.check_server()
+        database.check_server(advise=not shared)
         yield database
         return
     pgdata = settings.data_dir / "pg"
