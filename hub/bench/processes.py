@@ -1,10 +1,12 @@
-"""What a bench run's processes used: CPU seconds of the hub, its projections and PostgreSQL; the hub's RSS."""
+"""What a bench run's processes used: CPU seconds of the hub, its projections and PostgreSQL; the
+WAL the server wrote; the hub's RSS."""
 
 from __future__ import annotations
 
 import time
 
 import psutil
+import psycopg
 
 from hub.bench.report import Phase
 
@@ -13,9 +15,10 @@ class Processes:
     """CPU seconds and RSS of the hub process, of its projections' process and of the
     PostgreSQL server."""
 
-    def __init__(self, hub_pid: int, pg_pid: int | None) -> None:
+    def __init__(self, hub_pid: int, pg_pid: int | None, db_url: str | None = None) -> None:
         self.hub = psutil.Process(hub_pid)
         self.pg_pid = pg_pid
+        self.db_url = db_url  # where the WAL position is read (the server's own, embedded or not)
         self.peak_rss = 0
         self.rss_samples: list[tuple[float, int]] = []
 
@@ -35,16 +38,28 @@ class Processes:
             return hub, None
         return hub, _cpu_of(self._pg())
 
-    def snapshot(self) -> tuple[float, float | None, float]:
+    def snapshot(self) -> tuple[float, float | None, float, int | None]:
         hub, pg = self.cpu()
-        return hub, pg, self.projections_cpu()
+        return hub, pg, self.projections_cpu(), self.wal_position()
 
-    def charge(self, phase: Phase, before: tuple[float, float | None, float]) -> None:
-        """Sets the phase's CPU seconds: what each process used since ``before``."""
-        hub, pg, projections = self.snapshot()
+    def charge(self, phase: Phase, before: tuple[float, float | None, float, int | None]) -> None:
+        """Sets the phase's CPU seconds and WAL: what each process used, and the server wrote, since ``before``."""
+        hub, pg, projections, wal = self.snapshot()
         phase.hub_cpu_s = round(hub - before[0], 1)
         phase.pg_cpu_s = round(pg - before[1], 1) if pg is not None and before[1] is not None else None
         phase.projections_cpu_s = round(projections - before[2], 1)
+        phase.wal_mb = round((wal - before[3]) / 2**20, 3) if wal is not None and before[3] is not None else None
+
+    def wal_position(self) -> int | None:
+        """The server's WAL insert position in bytes (None if it cannot be read: a standby, a refused login)."""
+        if self.db_url is None:
+            return None
+        try:
+            with psycopg.connect(self.db_url, connect_timeout=2) as conn:
+                row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+        except psycopg.Error:
+            return None
+        return int(row[0]) if row else None
 
     def projections_cpu(self) -> float:
         """The hub's child processes: the projections (and multiprocessing's tracker)."""

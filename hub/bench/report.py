@@ -32,6 +32,7 @@ class Phase:
     hub_commit_p50_ms: float | None = None  # the hub's own enqueue-to-commit time (bucket bound)
     hub_commit_p99_ms: float | None = None
     recovery_s: float | None = None  # overload: from the end of the offered load to every backlog delivered
+    wal_mb: float | None = None  # what the server wrote to its WAL meanwhile (its other phases' too, if they overlap)
 
     @property
     def rate(self) -> float:
@@ -80,7 +81,7 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         ("latency p95", "p95_ms", " ms"), ("latency p99", "p99_ms", " ms"), ("worst second's p99", "worst_second_p99_ms", " ms"),
         ("latency max", "max_ms", " ms"),
         ("hub CPU", "hub_cpu_s", " s"), ("projections CPU", "projections_cpu_s", " s"),
-        ("PostgreSQL CPU", "pg_cpu_s", " s"),
+        ("PostgreSQL CPU", "pg_cpu_s", " s"), ("WAL written", "wal_mb", " MB"),
         ("projection lag p99", "lag_p99_s", " s"), ("projection lag max", "lag_max_s", " s"),
         ("hub commit p50 ≤", "hub_commit_p50_ms", " ms"), ("hub commit p99 ≤", "hub_commit_p99_ms", " ms"),
         ("seconds measured", "seconds", ""), ("recovery", "recovery_s", " s"),
@@ -94,6 +95,10 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         console.print(f"  {phase['name']}: {phase['offered']}")
         if phase.get("p99_per_second_ms"):
             console.print(f"    p99 per second: {' '.join(f'{ms:.0f}' for ms in phase['p99_per_second_ms'])} ms")
+    per_event = [f"{p['wal_mb'] * 1024 / p['events']:.1f} KB {p['name']}" for p in phases
+                 if p["name"] in ("sustained", "online") and p.get("wal_mb") is not None and p["events"]]
+    if per_event:
+        console.print(f"WAL per accepted event: {', '.join(per_event)}")
     check = results["acknowledged_vs_stored"]
     console.print(f"acknowledged as accepted: {check['accepted_answers']:,}; swipes in the event store: "
                   f"{check['swipes_stored']:,}; acknowledged but not stored: {max(0, check['lost']):,}")

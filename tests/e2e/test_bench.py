@@ -33,6 +33,9 @@ def test_a_small_bench_reports_every_phase_and_loses_nothing(tmp_path: Path) -> 
     for phase in ("online", "lunch"):  # a p99 for each second of the phase
         assert len(data[phase]["p99_per_second_ms"]) == 1, data[phase]
         assert data[phase]["worst_second_p99_ms"] == max(data[phase]["p99_per_second_ms"])
+    for phase in ("sustained", "online", "lunch", "overload"):  # what the server wrote meanwhile: a swipe's WAL
+        assert data[phase]["wal_mb"] > 0, (phase, data[phase])
+    assert "WAL per accepted event: " in result.stdout
     assert data["acknowledged_vs_stored"]["lost"] == 0
     assert data["acknowledged_vs_stored"]["swipes_stored"] >= data["acknowledged_vs_stored"]["accepted_answers"] > 0
     with trace.open() as f:
