@@ -10,7 +10,7 @@ the backend that needs it, inside a commit, and every other commit waits for it.
 ``pg_stat_activity`` against a Debian PostgreSQL 15 with its defaults (``cardhub bench
 --scenario lunch --url …``): at 1,000 single swipes/s, about 5 KB of WAL a swipe, the hub's
 writer waited on ``WALInitWrite`` for 157–218 ms every 2–3 s, the whole of the online p99
-(129–147 ms); with only that setting off, the p99 was 17–27 ms. A server stops creating
+(121–147 ms); with only that setting off, it was 15–27 ms. A server stops creating
 segments once it recycles old ones, but one that has not yet seen its busiest hour (a young
 server, or a lunch burst larger than the last checkpoint cycle's WAL) creates them then.
 """
