@@ -12,11 +12,11 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import asyncpg
 import eventsourcing.persistence
@@ -33,6 +33,7 @@ from hub.storage.pooler import refuse_shared_sessions
 from hub.storage.writeback import WritebackPacer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EMBEDDED_DBNAME = "cardhub"
 MIN_SERVER_VERSION = 150000
@@ -130,16 +131,19 @@ class Database:
     def check_server(self, *, advise: bool = False) -> None:
         """Refuses a server the hub cannot run on; ``advise``: logs the settings that will stall
         its commits (``hub.storage.server_settings``), for the hub itself, not for its tools."""
+        version = self._connect_and(lambda conn: conn.info.server_version)
+        if version < MIN_SERVER_VERSION:
+            raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
+        refuse_shared_sessions(self.url)  # pgbouncer in transaction pooling mode, before anything is written
+        if advise:  # a query: only once a pooler that refuses transactions has been named
+            self._connect_and(server_settings.advise)
+
+    def _connect_and(self, use: Callable[[psycopg.Connection[Any]], T]) -> T:
         try:
-            with psycopg.connect(self.url, connect_timeout=10, application_name=START_CHECK) as conn:
-                version = conn.info.server_version
-                if version < MIN_SERVER_VERSION:
-                    raise ConfigError(f"PostgreSQL {version // 10000} is too old: cardhub needs 15 or newer")
-                if advise:
-                    server_settings.advise(conn)
+            with psycopg.connect(self.url, connect_timeout=10, application_name=START_CHECK, autocommit=True) as conn:
+                return use(conn)
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
-        refuse_shared_sessions(self.url)  # pgbouncer in transaction pooling mode, before anything is written
 
     def create_database(self, dbname: str) -> Database:
         """Creates ``dbname`` on this server if it does not exist yet."""
