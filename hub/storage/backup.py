@@ -149,8 +149,12 @@ def _check_manifest(backup_pg: Path) -> None:
 
 def copy_cluster(backup_pg: Path, target_pg: Path) -> None:
     """A data directory PostgreSQL starts on: the files, without the backup's manifest, mode
-    700, owned by the user the embedded server runs as."""
-    shutil.copytree(backup_pg, target_pg, symlinks=True)
+    700, owned by the user the embedded server runs as. Without the lock file of the source
+    server's socket (``.s.PGSQL.5432.lock``: the embedded server keeps its socket in its data
+    directory, and pg_basebackup copies the lock, not the socket): while that server still ran
+    — a restore beside the hub, or its server still shutting down — the restored one refused to
+    start ("lock file already exists")."""
+    shutil.copytree(backup_pg, target_pg, symlinks=True, ignore=shutil.ignore_patterns(".s.PGSQL.*"))
     (target_pg / "backup_manifest").unlink(missing_ok=True)
     target_pg.chmod(0o700)
     if os.geteuid() == 0:

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from device_sim.device import SimDevice
 from hub.service.keys import load_or_create_key
+from hub.storage.backup import copy_cluster
 from hub.storage.store import Database
 from tests.e2e.processes import free_port, ready, start
 from tests.e2e.processes import run_dir  # noqa: F401 - a fixture
@@ -215,3 +216,17 @@ def _public(key_dir: Path) -> str:
 
     return public_key_b64(load_or_create_key(key_dir).public_key())
 
+
+
+def test_a_restored_cluster_leaves_the_source_servers_socket_lock_behind(tmp_path: Path) -> None:
+    """The embedded server keeps its socket in its data directory; pg_basebackup copies the
+    socket's lock file (it names the source postmaster's pid). Restored beside a source server
+    that still runs, the copy refused to start while that pid lived."""
+    backup_pg, target_pg = tmp_path / "backup" / "pg", tmp_path / "restored" / "pg"
+    (backup_pg / "base").mkdir(parents=True)
+    (backup_pg / "PG_VERSION").write_text("18\n")
+    (backup_pg / "base" / "1").write_bytes(b"\0" * 8192)
+    (backup_pg / ".s.PGSQL.5432.lock").write_text(f"{os.getpid()}\n{backup_pg}\n")
+    (backup_pg / "backup_manifest").write_text("{}")
+    copy_cluster(backup_pg, target_pg)
+    assert sorted(p.name for p in target_pg.rglob("*")) == ["1", "PG_VERSION", "base"]
