@@ -41,6 +41,7 @@ from hub.bench.report import Phase, print_report
 from hub.bench.spawn import free_port, wait_ready
 from hub.config import Settings
 from hub.service.token_office import issue_from_data_dir
+from hub.storage.server_settings import read_settings, stalling_settings
 
 console = Console()
 JSON = {"Content-Type": "application/json"}
@@ -64,6 +65,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
         procs = Processes(hub.pid, pg_pid, args.url or embedded_url(data_dir))
+        server = _server(args.url or embedded_url(data_dir))
         token = issue_from_data_dir(Settings.from_env(data_dir=data_dir, database_url=args.url), "admin")
         if args.flood:
             from hub.bench.flood import measure_flood
@@ -75,6 +77,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         if hub.poll() is None:
             hub.terminate()
             hub.wait(timeout=60)
+    results["server"] = server
     if args.flood:
         from hub.bench.flood import print_flood
 
@@ -158,6 +161,17 @@ def _write_trace(path: Path, phases: list[Phase]) -> None:
         for phase in phases:
             out.writerows((phase.name, f"{t:.4f}", f"{ms:.3f}") for t, ms in zip(phase.sent_at, phase.latencies_ms, strict=True))
     console.print(f"latency trace written to {path}")
+
+
+def _server(url: str) -> dict[str, Any]:
+    """The PostgreSQL measured: its version, and the settings of it that stall commits
+    (``hub.storage.server_settings``), printed before anything is measured."""
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        stalls = stalling_settings(read_settings(conn))
+    server = {"version": str(version[0]) if version else "?", "stalling_settings": stalls}
+    console.print(f"PostgreSQL {server['version']}" + "".join(f"\n[yellow]  {advice}[/]" for advice in stalls))
+    return server
 
 
 def _stored_swipes(url: str) -> int:

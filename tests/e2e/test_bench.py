@@ -36,6 +36,7 @@ def test_a_small_bench_reports_every_phase_and_loses_nothing(tmp_path: Path) -> 
     for phase in ("sustained", "online", "lunch", "overload"):  # what the server wrote meanwhile: a swipe's WAL
         assert data[phase]["wal_mb"] > 0, (phase, data[phase])
     assert "WAL per accepted event: " in result.stdout
+    assert data["server"]["version"] and data["server"]["stalling_settings"] == []  # the embedded server's own settings
     assert data["acknowledged_vs_stored"]["lost"] == 0
     assert data["acknowledged_vs_stored"]["swipes_stored"] >= data["acknowledged_vs_stored"]["accepted_answers"] > 0
     with trace.open() as f:
