@@ -64,8 +64,9 @@ async def run_bench(args: argparse.Namespace) -> int:
     try:
         await wait_ready(url, hub, log_path)
         pg_pid = _postmaster_pid(data_dir) if not args.url else None
-        procs = Processes(hub.pid, pg_pid, args.url or embedded_url(data_dir))
-        server = _server(args.url or embedded_url(data_dir))
+        db_url = args.url or embedded_url(data_dir)
+        procs = Processes(hub.pid, pg_pid, db_url)
+        server = _server(db_url)
         token = issue_from_data_dir(Settings.from_env(data_dir=data_dir, database_url=args.url), "admin")
         if args.flood:
             from hub.bench.flood import measure_flood

@@ -32,7 +32,7 @@ STALLING: Mapping[str, tuple[str, str]] = {
 
 
 def stalling_settings(shown: Mapping[str, str]) -> list[str]:
-    """The advice for each setting of ``shown`` (name → ``current_setting``) that stalls commits."""
+    """The advice for each setting of ``shown`` (name → its ``pg_settings`` value) that stalls commits."""
     return [f"{name} = {shown[name]}: {advice}" for name, (value, advice) in STALLING.items()
             if shown.get(name, "").lower() == value]
 
@@ -44,8 +44,8 @@ def read_settings(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def advise(conn: psycopg.Connection) -> list[str]:
-    """Logs, once, a warning for each setting of the server that stalls the hub's commits;
-    returns them."""
+    """Logs a warning for each setting of the server that stalls the hub's commits (the hub calls
+    it once, at start); returns them."""
     found = stalling_settings(read_settings(conn))
     for advice in found:
         log.warning("PostgreSQL setting %s (see the README, Operations)", advice)

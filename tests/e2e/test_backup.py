@@ -217,7 +217,6 @@ def _public(key_dir: Path) -> str:
     return public_key_b64(load_or_create_key(key_dir).public_key())
 
 
-
 def test_a_restored_cluster_leaves_the_source_servers_socket_lock_behind(tmp_path: Path) -> None:
     """The embedded server keeps its socket in its data directory; pg_basebackup copies the
     socket's lock file (it names the source postmaster's pid). Restored beside a source server
