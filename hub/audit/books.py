@@ -1,6 +1,11 @@
 """The books identity of DESIGN §11 (it replaces §1's): Σ top-ups + Σ subsidies = Σ balances +
 Σ approved purchases − Σ approved reversals − Σ refunds + Σ payouts + Σ expired subsidies,
-every term summed from the stored events but the balances (the ledger's replayed view)."""
+every term summed from the stored events but the balances (the ledger's replayed view).
+
+The snapshot ends at a commit; the ledger's position need not (a verify during uploads: its view
+may stand between a swipe's ``SwipeLog.Recorded`` and its ``Account.Debited``, stored together).
+So the balances are the replayed ones brought forward by the moves of the events after that
+position (``pending``), and the identity is checked over the whole snapshot."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from psycopg import sql
 from domain.accounts import Account
 from hub.audit.replay import Replay
 from hub.audit.report import Check
+from projections.ledger import LedgerProjection
 
 
 @dataclass
@@ -23,6 +29,8 @@ class Sums:
     refunds: int = 0
     payouts: int = 0
     expired: int = 0
+    pending: int = 0  # the balance moves of the events after the ledger's position
+    pending_events: int = 0
 
     @property
     def credits(self) -> int:
@@ -54,6 +62,20 @@ class Sums:
         elif isinstance(event, Account.Closed):
             self.payouts += event.payout_fen
 
+    def add_pending(self, event: Any) -> None:
+        """An event the ledger's view has not applied yet: what it will move in the balances."""
+        self.pending_events += 1
+        if isinstance(event, Account.Credited):
+            self.pending += event.amount_fen
+        elif isinstance(event, Account.Debited):
+            self.pending -= event.subsidy_fen + event.cash_fen
+        elif isinstance(event, Account.Refunded | Account.RefundIssued):
+            self.pending += event.subsidy_fen + event.cash_fen
+        elif isinstance(event, Account.SubsidyExpired):
+            self.pending -= event.amount_fen
+        elif isinstance(event, Account.Closed):
+            self.pending -= event.payout_fen
+
 
 def _money(fen: int) -> str:
     """Yuan with two decimals from integer fen (no float on the way: sums may pass 2^53)."""
@@ -64,14 +86,17 @@ def _money(fen: int) -> str:
 def check_books(sums: Sums, replay: Replay, check: Check) -> None:
     row = replay.connection.execute(sql.SQL(
         "SELECT coalesce(sum(subsidy_fen + cash_fen), 0) AS total FROM {}.balances"
-    ).format(sql.Identifier(replay.view("ledger").datastore.schema))).fetchone()
-    balances = int(row["total"]) if row else 0
+    ).format(sql.Identifier(replay.view(LedgerProjection.name).datastore.schema))).fetchone()
+    balances = (int(row["total"]) if row else 0) + sums.pending
     check.count = sums.credits
     check.detail = (
         f"top-ups {_money(sums.topups)} + subsidies {_money(sums.subsidies)} = balances {_money(balances)}"
         f" + purchases {_money(sums.purchases)} − reversals {_money(sums.reversals)}"
         f" − refunds {_money(sums.refunds)} + payouts {_money(sums.payouts)}"
         f" + expired subsidies {_money(sums.expired)}")
+    if sums.pending_events:
+        check.detail += (f"; the balances include the moves of {sums.pending_events:,} events"
+                         f" stored after the ledger's position ({_money(sums.pending)})")
     right = balances + sums.purchases - sums.reversals - sums.refunds + sums.payouts + sums.expired
     if sums.credits != right:
         check.fail(f"off by {sums.credits - right} fen: {check.detail}")

@@ -34,6 +34,7 @@ from hub.audit.signed import check_checkpoint, check_saved, check_swipe, latest_
 from hub.storage.budget import VERIFY, pool_env
 from hub.storage.store import Database
 from projections.catalogue import PROJECTIONS
+from projections.ledger import LedgerProjection
 from projections.queries import EVENTS_TABLE
 
 
@@ -65,7 +66,8 @@ def verify(
         total = snapshot.execute(f"SELECT count(*) AS n FROM {EVENTS_TABLE}").fetchone()["n"]
         wanted_roots = {c["tree_size"] for c in (latest, saved_checkpoint) if c}
         replay = Replay(database, scratch_schema, positions, projection_settings or {})
-        roots, sums = _scan(snapshot, app, replay, total, wanted_roots, signatures, chains, leaves, actors)
+        roots, sums = _scan(snapshot, app, replay, total, wanted_roots, positions[LedgerProjection.name],
+                            signatures, chains, leaves, actors)
         actors.finish()
         replay.flush()
         replayed.count = len(PROJECTIONS)
@@ -101,8 +103,10 @@ def _position(conn: psycopg.Connection[Any], table: str) -> int:
 
 def _scan(
     snapshot: psycopg.Connection[Any], app: CampusCard, replay: Replay, total: int, wanted_roots: set[int],
-    signatures: Check, chains: Check, leaves: Check, actors: Actors,
+    ledger_at: int, signatures: Check, chains: Check, leaves: Check, actors: Actors,
 ) -> tuple[dict[int, bytes], Sums]:
+    """Reads every event once; the books' balances take the moves of the events after
+    ``ledger_at``, the ledger's position (``Sums.add_pending``)."""
     keys: dict[str, Ed25519PublicKey] = {}
     heads: dict[str, tuple[int, str]] = {}  # device → (last seq, its event hash)
     frontier = merkle.Frontier()
@@ -124,6 +128,8 @@ def _scan(
                 continue
             replay.apply(notification, domain_event)
             actors.add(notification, domain_event)
+            if notification.id > ledger_at:
+                sums.add_pending(domain_event)
             if isinstance(domain_event, Device.Registered):
                 keys[domain_event.device_id] = public_key_from_b64(domain_event.public_key)
             elif isinstance(domain_event, Account.Credited | Account.RefundIssued | Account.SubsidyExpired

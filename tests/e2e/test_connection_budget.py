@@ -63,9 +63,8 @@ async def test_the_hub_holds_at_most_20_connections_idle_under_load_and_verify_a
             print(f"under load ({campus.acknowledged} events acknowledged, {done_reads} reads, a verify): "
                   f"peak {sampler.peak_hub} hub connections, {sampler.peak_verify} for the verify, "
                   f"{sampler.samples} samples, peak by name {dict(sampler.peak_by_name)}")
-            # Its verdict under load is not this test's: the books are summed over every event of the
-            # snapshot while the balances stop at the ledger's position (reported in the budget note).
-            assert verified.returncode in (0, 1) and "device signatures" in verified.stdout, verified.stderr
+            # Under load too, every check holds: the books stop where the ledger's view stands.
+            assert verified.returncode == 0, verified.stdout + verified.stderr
             settled = cli("audit", "verify", "--data-dir", str(run_dir / "hub"), env=external)
             assert settled.returncode == 0, settled.stdout + settled.stderr
             assert sampler.samples >= 10 and done_reads > 0
