@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +24,9 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+UPLOAD_MAX_EVENTS = 1000  # DESIGN §2: 1–1000 events per upload
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the CLI prints it on one line and exits non-zero."""
 
@@ -37,7 +42,7 @@ class Settings:
     queue_max_events: int = 10_000  # … or device events waiting (≈ 2–3 s of the writer's work here)
     batch_max_events: int = 2000  # events decided and committed in one writer transaction
     body_max_bytes: int = 1 << 20  # DESIGN §2: upload body ≤ 1 MiB
-    upload_max_events: int = 1000  # DESIGN §2: 1–1000 events per upload
+    upload_max_events: int = UPLOAD_MAX_EVENTS
     checkpoint_seconds: float = 10.0  # CARDHUB_CHECKPOINT_SECONDS: sign the growing audit tree this often
     checkpoint_events: int = 10_000  # CARDHUB_CHECKPOINT_EVENTS: … or after this many new events
     meals: str = DEFAULT_MEALS  # CARDHUB_MEALS: meal periods of the statistics, name=HH:MM-HH:MM,…
@@ -105,3 +110,38 @@ def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str],
     if not value > 0:  # type: ignore[operator]
         raise ConfigError(f"{name}: must be greater than 0")
     return value
+
+
+# Command-line numbers (DESIGN §9: every input has bounds). argparse's ``type=int`` takes
+# " 7", "٧", "1_0" and 10**100, ``type=float`` "nan" and "1e300": each then failed later, with a
+# traceback, or ran until it ran out of memory.
+
+def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of ASCII digits from ``minimum`` to ``maximum``."""
+
+    def parse(text: str) -> int:
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+        if len(digits) > len(str(maximum)) or not minimum <= int(text) <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {minimum:,} to {maximum:,}")
+        return int(text)
+
+    return parse
+
+
+def real_number(low: float, high: float, *, low_included: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number above ``low`` (or at it, ``low_included``) and at most ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        above = value >= low if low_included else value > low
+        if not (math.isfinite(value) and above and value <= high):
+            raise argparse.ArgumentTypeError(
+                f"must be a number {'from' if low_included else 'above'} {low:g} {'to' if low_included else 'and at most'} {high:g}")
+        return value
+
+    return parse

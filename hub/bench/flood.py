@@ -29,6 +29,7 @@ from device_sim.client import HubClient
 from device_sim.device import SimDevice
 from hub.bench.baselines import card_uid
 from hub.bench.overload import MAX_UPLOAD_EVENTS, send
+from hub.config import real_number, whole_number
 from hub.bench.phases import AT, caught_up, lean_client, measure_online, seed, upload_body
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, fmt, write_figures
@@ -172,8 +173,8 @@ def add_flood_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flood", action="store_true",
                         help="instead of the default phases: single swipes without and during one device's flood "
                              "of 1,000-event batches, then beside idle connections")
-    parser.add_argument("--flood-rate", type=int, default=200, help="--flood: single swipes per second")
-    parser.add_argument("--flood-seconds", type=float, default=10, help="--flood: length of each phase")
-    parser.add_argument("--idle-connections", type=int, default=1100, help="--flood: idle connections held open")
-    parser.add_argument("--hub-open-files", type=int, default=1024,
+    parser.add_argument("--flood-rate", type=whole_number(1, 100_000), default=200, help="--flood: single swipes per second")
+    parser.add_argument("--flood-seconds", type=real_number(0, 3600), default=10, help="--flood: length of each phase")
+    parser.add_argument("--idle-connections", type=whole_number(0, 60_000), default=1100, help="--flood: idle connections held open")
+    parser.add_argument("--hub-open-files", type=whole_number(64, 1_048_576), default=1024,
                         help="--flood: the hub's soft open-file limit when started (it raises it to the hard limit)")

@@ -20,8 +20,9 @@ import msgspec
 
 from device_sim.device import SimDevice
 from hub.bench.loadgen import LeanClient
+from hub.config import UPLOAD_MAX_EVENTS
 
-MAX_UPLOAD_EVENTS = 1000  # DESIGN §2
+MAX_UPLOAD_EVENTS = UPLOAD_MAX_EVENTS  # DESIGN §2
 
 
 async def send(client: LeanClient, device: SimDevice, body: bytes, phase: Any) -> int:

@@ -35,11 +35,10 @@ from hub.bench.phases import (
     seed,
 )
 from hub.bench.lunch import backlog_devices, measure_lunch, presign_backlogs
-from hub.bench.overload import MAX_UPLOAD_EVENTS
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, print_report
 from hub.bench.spawn import free_port, wait_ready
-from hub.config import Settings
+from hub.config import UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
 from hub.service.token_office import issue_from_data_dir
 from hub.storage.server_settings import read_settings, stalling_settings
 
@@ -48,6 +47,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 async def run_bench(args: argparse.Namespace) -> int:
+    _check_presigned(args)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="cardhub-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -183,36 +183,42 @@ def _stored_swipes(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _upload_size(text: str) -> int:
-    """An argparse type: the events of one upload (DESIGN §2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= MAX_UPLOAD_EVENTS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_UPLOAD_EVENTS}")
-    return value
+SECONDS = real_number(0, 3600)  # the length of a phase
+PRESIGNED_MAX = 5_000_000  # events a phase signs before it starts, and holds in memory
+
+
+def _check_presigned(args: argparse.Namespace) -> None:
+    """Each phase's swipes are signed before it starts: a product of two bounded options can
+    still ask for more than memory holds (the README's five-minute run signs 2.4 million)."""
+    for names, events in (
+        ("--seconds × --max-rate", args.seconds * args.max_rate),
+        ("--online-seconds × --online-rate", args.online_seconds * args.online_rate),
+        ("--online-seconds × --max-rate (lunch's backlogs)", args.online_seconds * args.max_rate),
+        ("--overload × --max-rate × --overload-seconds", args.overload * args.max_rate * args.overload_seconds),
+    ):
+        if events > PRESIGNED_MAX:
+            raise ConfigError(f"{names}: at most {PRESIGNED_MAX:,} events signed ahead of a phase, not {events:,.0f}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use this PostgreSQL (libpq URI) (default: an embedded one in --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the hub's data (default: a fresh temporary directory)")
-    parser.add_argument("--devices", type=int, default=200, help="D: devices uploading at once")
-    parser.add_argument("--accounts", type=int, default=5000, help="A: accounts (each with a card)")
-    parser.add_argument("--batch", type=int, default=20, help="B: events per upload in the sustained phase")
-    parser.add_argument("--seconds", type=float, default=30, help="T: length of the sustained phase")
-    parser.add_argument("--max-rate", type=int, default=8000, help="events pre-signed per second of T")
-    parser.add_argument("--online-rate", type=int, default=1000, help="single-event requests per second")
-    parser.add_argument("--online-seconds", type=int, default=10, help="length of the online phase (and of lunch's)")
+    parser.add_argument("--devices", type=whole_number(1, 10_000), default=200, help="D: devices uploading at once")
+    parser.add_argument("--accounts", type=whole_number(1, 1_000_000), default=5000, help="A: accounts (each with a card)")
+    parser.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=20, help="B: events per upload in the sustained phase")
+    parser.add_argument("--seconds", type=SECONDS, default=30, help="T: length of the sustained phase")
+    parser.add_argument("--max-rate", type=whole_number(1, 100_000), default=8000, help="events pre-signed per second of T")
+    parser.add_argument("--online-rate", type=whole_number(1, 100_000), default=1000, help="single-event requests per second")
+    parser.add_argument("--online-seconds", type=whole_number(1, 3600), default=10, help="length of the online phase (and of lunch's)")
     parser.add_argument("--scenario", choices=("burst", "lunch"), default="burst",
                         help="burst: the online phase right after the sustained one; lunch: then online swipes again"
                              " while a fifth as many devices again upload offline backlogs")
-    parser.add_argument("--lunch-batch", type=_upload_size, default=100,
-                        help=f"events per upload of a lunch backlog (1 to {MAX_UPLOAD_EVENTS})")
-    parser.add_argument("--naive-seconds", type=float, default=10, help="length of the naive path's run")
-    parser.add_argument("--overload", type=float, default=2.0,
+    parser.add_argument("--lunch-batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=100,
+                        help=f"events per upload of a lunch backlog (1 to {UPLOAD_MAX_EVENTS})")
+    parser.add_argument("--naive-seconds", type=SECONDS, default=10, help="length of the naive path's run")
+    parser.add_argument("--overload", type=real_number(0, 100, low_included=True), default=2.0,
                         help="offer this many times the sustained rate after the online phase (0: skip)")
-    parser.add_argument("--overload-seconds", type=float, default=10, help="length of the overload phase")
+    parser.add_argument("--overload-seconds", type=SECONDS, default=10, help="length of the overload phase")
     parser.add_argument("--json", type=Path, help="where to write the figures (default: ./bench.json; with --flood ./bench-flood.json)")
     parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency to this CSV file (default: none)")
     from hub.bench.flood import add_flood_arguments

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub.config import Settings
+from hub.config import Settings, whole_number
 from hub.service.app import create_app
 from hub.service.token_keys import load_token_key
 from hub.service.token_office import TokenOffice
@@ -112,9 +112,9 @@ async def _measure(database: Database, data_dir: Path, args: argparse.Namespace)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--events", type=whole_number(1, 100_000_000), default=1_000_000)
+    parser.add_argument("--days", type=whole_number(1, 3650), default=60)
+    parser.add_argument("--runs", type=whole_number(1, 1000), default=15)
     args = parser.parse_args()
     url = os.environ.get("CARDHUB_DATABASE_URL")
     with tempfile.TemporaryDirectory(prefix="cardhub-stats-") as tmp:

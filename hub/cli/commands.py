@@ -9,14 +9,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from domain.wire import public_key_from_b64
-from hub.config import ConfigError, Settings
+from hub.config import UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
 from hub.cli import tokens
 from hub.service.keys import TokenError, load_key
 from hub.service.token_keys import TokenKeyError
@@ -26,10 +25,17 @@ SWITCH_INTERVAL_S = 0.0005
 GC_THRESHOLD_0 = 20_000
 COLUMNS_NOT_A_TERMINAL = 150
 HUB_WAIT_S = 60
+# The bounds of the command line's numbers (DESIGN §9), generous for any campus.
+PORT = whole_number(1, 65535)
+ANY_PORT = whole_number(0, 65535)  # 0: any free one
+SEED = whole_number(0, 2**63 - 1)
+ACCOUNTS_MAX = 1_000_000
+SWIPES_MAX = 10_000_000
+DEVICES_MAX = 10_000
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardhub", description="Campus one-card hub.", formatter_class=_Help)
+    parser = _Parser(prog="cardhub", description="Campus one-card hub.", formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
@@ -37,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command(sub, "serve", "run the hub with its projections")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="the port to listen on; if it is busy, exit status 2")
+    serve.add_argument("--port", type=PORT, default=8080, help="the port to listen on; if it is busy, exit status 2")
     serve.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
                        help="the hub's key and, without CARDHUB_DATABASE_URL, its embedded PostgreSQL")
     serve.add_argument("--tls-cert", type=Path, metavar="FILE",
@@ -66,13 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
                      help="to issue the admin token (its token key, and its database unless CARDHUB_DATABASE_URL)")
     sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
-    sim.add_argument("--devices", type=_at_least(3), default=24,
+    sim.add_argument("--devices", type=whole_number(3, DEVICES_MAX), default=24,
                      help="canteen windows (the supermarket's tills, laundry machines and gates come with the campus)")
-    sim.add_argument("--accounts", type=_at_least(1), default=500, help="cardholders: students, some staff, a few visitors")
-    sim.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
-    sim.add_argument("--batch", type=_at_least(1), default=10, help="events per upload of a device back online")
-    sim.add_argument("--offline-share", type=float, default=0.05, help="share of POS devices offline for a while")
-    sim.add_argument("--seed", type=int, default=1, help="the campus and its day")
+    sim.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=500, help="cardholders: students, some staff, a few visitors")
+    sim.add_argument("--swipes", type=whole_number(0, SWIPES_MAX), help="exactly this many purchases (default: what the cardholders make)")
+    sim.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=10, help="events per upload of a device back online")
+    sim.add_argument("--offline-share", type=real_number(0, 1, low_included=True), default=0.05, help="share of POS devices offline for a while")
+    sim.add_argument("--seed", type=SEED, default=1, help="the campus and its day")
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
     bench = command(sub, "bench", "measure ingest throughput and latency (starts its own hub)")
@@ -84,11 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path,
                       help="keep the hub's data here (default: a temporary directory, removed on exit)")
     demo.add_argument("--keep", action="store_true", help="do not remove the temporary data directory on exit")
-    demo.add_argument("--port", type=_at_least(0), default=8080,
+    demo.add_argument("--port", type=ANY_PORT, default=8080,
                       help="the hub's port on 127.0.0.1; 0: any free one; if it is busy, exit status 2")
-    demo.add_argument("--accounts", type=_at_least(1), default=5000, help="cardholders")
-    demo.add_argument("--swipes", type=_at_least(0), help="exactly this many purchases (default: what the cardholders make)")
-    demo.add_argument("--seed", type=int, default=7, help="the campus and its day")
+    demo.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=5000, help="cardholders")
+    demo.add_argument("--swipes", type=whole_number(0, SWIPES_MAX), help="exactly this many purchases (default: what the cardholders make)")
+    demo.add_argument("--seed", type=SEED, default=7, help="the campus and its day")
     demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary and the audit (and remove a temporary data directory)")
     return parser
 
@@ -102,19 +108,11 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``."""
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2, as every other bad input of the CLI."""
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> None:
