@@ -28,11 +28,11 @@ from rich.table import Table
 from device_sim.client import HubClient
 from device_sim.device import SimDevice
 from hub.bench.baselines import card_uid
-from hub.bench.overload import MAX_UPLOAD_EVENTS, send
-from hub.config import real_number, whole_number
+from hub.bench.overload import send
 from hub.bench.phases import AT, caught_up, lean_client, measure_online, seed, upload_body
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, fmt, write_figures
+from hub.config import UPLOAD_MAX_EVENTS, real_number, whole_number
 
 console = Console()
 FLOOD_PRESIGN_PER_S = 6000  # flood events signed per second of the flood (more than the hub takes here)
@@ -77,7 +77,7 @@ async def measure_flood(args: argparse.Namespace, url: str, token: str, procs: P
 
 async def _flood(session: aiohttp.ClientSession, url: str, singles: list[SimDevice], flooder: SimDevice,
                  paced: argparse.Namespace, procs: Processes) -> tuple[Phase, Phase]:
-    flood = Phase("flood", f"one device, batches of {MAX_UPLOAD_EVENTS:,} events back to back")
+    flood = Phase("flood", f"one device, batches of {UPLOAD_MAX_EVENTS:,} events back to back")
     client = lean_client(url)
     stop = asyncio.Event()
 
@@ -88,12 +88,12 @@ async def _flood(session: aiohttp.ClientSession, url: str, singles: list[SimDevi
         while not stop.is_set() and sent < len(signed):
             # The device holds one batch at a time here: acknowledging is then cheap for the
             # client, which shares the machine with the hub it measures.
-            flooder.pending = signed[sent:sent + MAX_UPLOAD_EVENTS]
+            flooder.pending = signed[sent:sent + UPLOAD_MAX_EVENTS]
             status = await send(client, flooder, upload_body(flooder.pending), flood)
             if status not in (200, 503):
                 flood.errors += 1
                 return
-            sent += MAX_UPLOAD_EVENTS - len(flooder.pending)
+            sent += UPLOAD_MAX_EVENTS - len(flooder.pending)
 
     t0 = time.perf_counter()
     task = asyncio.create_task(loop())
@@ -173,8 +173,10 @@ def add_flood_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flood", action="store_true",
                         help="instead of the default phases: single swipes without and during one device's flood "
                              "of 1,000-event batches, then beside idle connections")
-    parser.add_argument("--flood-rate", type=whole_number(1, 100_000), default=200, help="--flood: single swipes per second")
+    parser.add_argument("--flood-rate", type=whole_number(1, 100_000), default=200,
+                        help="--flood: single swipes per second")
     parser.add_argument("--flood-seconds", type=real_number(0, 3600), default=10, help="--flood: length of each phase")
-    parser.add_argument("--idle-connections", type=whole_number(0, 60_000), default=1100, help="--flood: idle connections held open")
+    parser.add_argument("--idle-connections", type=whole_number(0, 60_000), default=1100,
+                        help="--flood: idle connections held open")
     parser.add_argument("--hub-open-files", type=whole_number(64, 1_048_576), default=1024,
                         help="--flood: the hub's soft open-file limit when started (it raises it to the hard limit)")

@@ -22,8 +22,6 @@ from device_sim.device import SimDevice
 from hub.bench.loadgen import LeanClient
 from hub.config import UPLOAD_MAX_EVENTS
 
-MAX_UPLOAD_EVENTS = UPLOAD_MAX_EVENTS  # DESIGN §2
-
 
 async def send(client: LeanClient, device: SimDevice, body: bytes, phase: Any) -> int:
     """One upload as a device makes it, counted into ``phase``: on ``503`` the device keeps its
@@ -59,7 +57,7 @@ async def overload(client: LeanClient, devices: list[SimDevice], *, events_per_s
         while device.pending:
             now = time.monotonic()
             upto = available_upto(device, now)
-            ready = [e for e in device.pending[:MAX_UPLOAD_EVENTS] if e["seq"] <= upto]
+            ready = [e for e in device.pending[:UPLOAD_MAX_EVENTS] if e["seq"] <= upto]
             if not ready:
                 if now >= stop_offering:
                     return  # delivered everything its swipes produced

@@ -204,12 +204,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use this PostgreSQL (libpq URI) (default: an embedded one in --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the hub's data (default: a fresh temporary directory)")
     parser.add_argument("--devices", type=whole_number(1, 10_000), default=200, help="D: devices uploading at once")
-    parser.add_argument("--accounts", type=whole_number(1, 1_000_000), default=5000, help="A: accounts (each with a card)")
-    parser.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=20, help="B: events per upload in the sustained phase")
+    parser.add_argument("--accounts", type=whole_number(1, 1_000_000), default=5000,
+                        help="A: accounts (each with a card)")
+    parser.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=20,
+                        help="B: events per upload in the sustained phase")
     parser.add_argument("--seconds", type=SECONDS, default=30, help="T: length of the sustained phase")
-    parser.add_argument("--max-rate", type=whole_number(1, 100_000), default=8000, help="events pre-signed per second of T")
-    parser.add_argument("--online-rate", type=whole_number(1, 100_000), default=1000, help="single-event requests per second")
-    parser.add_argument("--online-seconds", type=whole_number(1, 3600), default=10, help="length of the online phase (and of lunch's)")
+    parser.add_argument("--max-rate", type=whole_number(1, 100_000), default=8000,
+                        help="events pre-signed per second of T")
+    parser.add_argument("--online-rate", type=whole_number(1, 100_000), default=1000,
+                        help="single-event requests per second")
+    parser.add_argument("--online-seconds", type=whole_number(1, 3600), default=10,
+                        help="length of the online phase (and of lunch's)")
     parser.add_argument("--scenario", choices=("burst", "lunch"), default="burst",
                         help="burst: the online phase right after the sustained one; lunch: then online swipes again"
                              " while a fifth as many devices again upload offline backlogs")
@@ -219,8 +224,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload", type=real_number(0, 100, low_included=True), default=2.0,
                         help="offer this many times the sustained rate after the online phase (0: skip)")
     parser.add_argument("--overload-seconds", type=SECONDS, default=10, help="length of the overload phase")
-    parser.add_argument("--json", type=Path, help="where to write the figures (default: ./bench.json; with --flood ./bench-flood.json)")
-    parser.add_argument("--trace", type=Path, help="also write each online request's send time and latency to this CSV file (default: none)")
+    parser.add_argument("--json", type=Path,
+                        help="where to write the figures (default: ./bench.json; with --flood ./bench-flood.json)")
+    parser.add_argument("--trace", type=Path,
+                        help="also write each online request's send time and latency to this CSV file (default: none)")
     from hub.bench.flood import add_flood_arguments
 
     add_flood_arguments(parser)

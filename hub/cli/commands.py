@@ -74,10 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--token", help="an admin token (default: issued from --data-dir)")
     sim.add_argument("--devices", type=whole_number(3, DEVICES_MAX), default=24,
                      help="canteen windows (the supermarket's tills, laundry machines and gates come with the campus)")
-    sim.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=500, help="cardholders: students, some staff, a few visitors")
-    sim.add_argument("--swipes", type=whole_number(0, SWIPES_MAX), help="exactly this many purchases (default: what the cardholders make)")
-    sim.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=10, help="events per upload of a device back online")
-    sim.add_argument("--offline-share", type=real_number(0, 1, low_included=True), default=0.05, help="share of POS devices offline for a while")
+    sim.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=500,
+                     help="cardholders: students, some staff, a few visitors")
+    sim.add_argument("--swipes", type=whole_number(0, SWIPES_MAX),
+                     help="exactly this many purchases (default: what the cardholders make)")
+    sim.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=10,
+                     help="events per upload of a device back online")
+    sim.add_argument("--offline-share", type=real_number(0, 1, low_included=True), default=0.05,
+                     help="share of POS devices offline for a while")
     sim.add_argument("--seed", type=SEED, default=1, help="the campus and its day")
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
@@ -93,9 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=ANY_PORT, default=8080,
                       help="the hub's port on 127.0.0.1; 0: any free one; if it is busy, exit status 2")
     demo.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=5000, help="cardholders")
-    demo.add_argument("--swipes", type=whole_number(0, SWIPES_MAX), help="exactly this many purchases (default: what the cardholders make)")
+    demo.add_argument("--swipes", type=whole_number(0, SWIPES_MAX),
+                      help="exactly this many purchases (default: what the cardholders make)")
     demo.add_argument("--seed", type=SEED, default=7, help="the campus and its day")
-    demo.add_argument("--no-wait", action="store_true", help="stop the hub after the summary and the audit (and remove a temporary data directory)")
+    demo.add_argument("--no-wait", action="store_true",
+                      help="stop the hub after the summary and the audit (and remove a temporary data directory)")
     return parser
 
 
