@@ -66,7 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
     backup_arguments(sub, command)
 
-    sim = command(sub, "sim", "drive a simulated campus day against a running hub")
+    _sim_arguments(command(sub, "sim", "drive a simulated campus day against a running hub"))
+
+    bench = command(sub, "bench", "measure ingest throughput and latency (starts its own hub)")
+    from hub.bench.run import add_arguments
+
+    add_arguments(bench)
+
+    _demo_arguments(command(sub, "demo", "a simulated campus day on a fresh embedded hub, then its dashboard"))
+    return parser
+
+
+def _sim_arguments(sim: argparse.ArgumentParser) -> None:
     sim.add_argument("--url", default="http://127.0.0.1:8080",
                      help=f"the hub's base URL (waits up to {HUB_WAIT_S} s for it to answer)")
     sim.add_argument("--data-dir", type=Path, default=Path(".cardhub"),
@@ -85,12 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=SEED, default=1, help="the campus and its day")
     sim.add_argument("--state", type=Path, help="device keys and chains (default: DATA_DIR/sim.json)")
 
-    bench = command(sub, "bench", "measure ingest throughput and latency (starts its own hub)")
-    from hub.bench.run import add_arguments
 
-    add_arguments(bench)
-
-    demo = command(sub, "demo", "a simulated campus day on a fresh embedded hub, then its dashboard")
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--data-dir", type=Path,
                       help="keep the hub's data here (default: a temporary directory, removed on exit)")
     demo.add_argument("--keep", action="store_true", help="do not remove the temporary data directory on exit")
@@ -102,7 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=SEED, default=7, help="the campus and its day")
     demo.add_argument("--no-wait", action="store_true",
                       help="stop the hub after the summary and the audit (and remove a temporary data directory)")
-    return parser
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
