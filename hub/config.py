@@ -25,6 +25,9 @@ def first_line(exc: BaseException) -> str:
 
 
 UPLOAD_MAX_EVENTS = 1000  # DESIGN §2: 1–1000 events per upload
+# The command line's bounds on a simulated or benchmarked campus (DESIGN §9), generous for any campus.
+DEVICES_MAX = 10_000
+ACCOUNTS_MAX = 1_000_000
 
 
 class ConfigError(ValueError):

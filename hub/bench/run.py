@@ -38,7 +38,7 @@ from hub.bench.lunch import backlog_devices, measure_lunch, presign_backlogs
 from hub.bench.processes import Processes
 from hub.bench.report import Phase, print_report
 from hub.bench.spawn import free_port, wait_ready
-from hub.config import UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
+from hub.config import ACCOUNTS_MAX, DEVICES_MAX, UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
 from hub.service.token_office import issue_from_data_dir
 from hub.storage.server_settings import read_settings, stalling_settings
 
@@ -203,8 +203,8 @@ def _check_presigned(args: argparse.Namespace) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="use this PostgreSQL (libpq URI) (default: an embedded one in --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the hub's data (default: a fresh temporary directory)")
-    parser.add_argument("--devices", type=whole_number(1, 10_000), default=200, help="D: devices uploading at once")
-    parser.add_argument("--accounts", type=whole_number(1, 1_000_000), default=5000,
+    parser.add_argument("--devices", type=whole_number(1, DEVICES_MAX), default=200, help="D: devices uploading at once")
+    parser.add_argument("--accounts", type=whole_number(1, ACCOUNTS_MAX), default=5000,
                         help="A: accounts (each with a card)")
     parser.add_argument("--batch", type=whole_number(1, UPLOAD_MAX_EVENTS), default=20,
                         help="B: events per upload in the sustained phase")

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from domain.wire import public_key_from_b64
-from hub.config import UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
+from hub.config import ACCOUNTS_MAX, DEVICES_MAX, UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
 from hub.cli import tokens
 from hub.service.keys import TokenError, load_key
 from hub.service.token_keys import TokenKeyError
@@ -29,9 +29,7 @@ HUB_WAIT_S = 60
 PORT = whole_number(1, 65535)
 ANY_PORT = whole_number(0, 65535)  # 0: any free one
 SEED = whole_number(0, 2**63 - 1)
-ACCOUNTS_MAX = 1_000_000
 SWIPES_MAX = 10_000_000
-DEVICES_MAX = 10_000
 
 
 def _parser() -> argparse.ArgumentParser:
