@@ -3,24 +3,57 @@ RFC 9162 Merkle tree, and an index of device envelopes for auditors.
 
 Leaf *i* is the *i*-th stored event (notification ids may skip numbers where a transaction
 rolled back, so ``audit_leaves`` maps leaf indexes to notification ids). ``audit_nodes`` keeps
-the hash of every complete subtree — node (level, index) covers leaves
-[index·2^level, (index+1)·2^level) — so any root or proof is O(log n) rows away; the
-projection keeps only the tree's right edge in memory and writes each batch's leaves and
-nodes with its tracking record, exactly once.
+the hash of every complete subtree of 16 leaves or more — node (level, index) covers leaves
+[index·2^level, (index+1)·2^level), level ≥ ``merkle.STORED_FROM`` — so any root or proof is
+O(log n) rows and a few dozen stored events away (``tree_reader``); the projection keeps only
+the tree's right edge in memory and writes each batch's leaves and nodes with its tracking
+record, exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from eventsourcing.persistence import Notification, Tracking
+from psycopg import Cursor
+from psycopg.sql import SQL, Identifier
 
 from domain import merkle
 from domain.devices import SwipeLog
 from domain.facts import swipe_card
 from domain.wire import leaf_bytes, parse_rfc3339
 from projections.base import BatchingProjection, View
+from projections.queries import EVENTS_TABLE
+
+
+def stored_leaf_hash(originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
+    """The Merkle leaf hash of one stored event (DESIGN §4)."""
+    return merkle.leaf_hash(leaf_bytes(str(originator_id), version, topic, bytes(state)))
+
+
+def tree_reader(curs: Cursor[Any], schema: str | None, wanted: Iterable[merkle.Node]) -> merkle.GetNode:
+    """``get`` over the nodes ``wanted``, read with two queries: the stored ones from
+    ``audit_nodes``, the leaves of the lower ones from the event store (``merkle.split_reads``).
+    ``schema`` holds the audit tables (None: the connection's search path). A node that is
+    not there — a damaged log — raises KeyError when it is read."""
+    nodes, leaves = merkle.split_reads(wanted)
+    where = SQL("{}.").format(Identifier(schema)) if schema else SQL("")
+    stored: dict[merkle.Node, bytes] = {}
+    if nodes:
+        curs.execute(SQL("SELECT level, node_index, hash FROM {where}audit_nodes WHERE (level, node_index)"
+                         " IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))").format(where=where),
+                     ([level for level, _ in nodes], [index for _, index in nodes]))
+        stored = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in curs.fetchall()}
+    hashes: dict[int, bytes] = {}
+    if leaves:
+        curs.execute(SQL("SELECT l.leaf_index, e.originator_id, e.originator_version, e.topic, e.state"
+                         " FROM {where}audit_leaves l JOIN {events} e USING (notification_id)"
+                         " WHERE l.leaf_index = ANY(%s::bigint[])").format(where=where, events=Identifier(EVENTS_TABLE)),
+                     (leaves,))
+        hashes = {r["leaf_index"]: stored_leaf_hash(r["originator_id"], r["originator_version"], r["topic"], r["state"])
+                  for r in curs.fetchall()}
+    return merkle.reader(stored, hashes)
 
 
 class AuditView(View):
@@ -50,6 +83,9 @@ class AuditView(View):
         # A swipe paid with an invalid payment code names no card (DESIGN §10): a view made before allows none.
         self.sql_create_statements.append(self.sql(
             "ALTER TABLE {schema}.audit_swipes ALTER COLUMN card_uid DROP NOT NULL"))
+        # Nodes below merkle.STORED_FROM, written by hubs before it: read by none, replayed by none.
+        self.sql_create_statements.append(self.sql(
+            f"DELETE FROM {{schema}}.audit_nodes WHERE level < {merkle.STORED_FROM}"))
         self.add_leaves = self.sql(
             "INSERT INTO {schema}.audit_leaves (leaf_index, notification_id)"
             " SELECT * FROM unnest(%(index)b::bigint[], %(notification_id)b::bigint[])"
@@ -70,18 +106,8 @@ class AuditView(View):
             curs.execute(self.sql("SELECT coalesce(max(leaf_index) + 1, 0) AS size FROM {schema}.audit_leaves"))
             row = curs.fetchone()
             size = int(row["size"]) if row else 0
-            wanted = merkle.frontier_nodes(size)
-            if not wanted:
-                return merkle.Frontier.from_nodes(0, lambda level, index: b"")
-            curs.execute(
-                self.sql(
-                    "SELECT level, node_index, hash FROM {schema}.audit_nodes"
-                    " WHERE (level, node_index) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))"
-                ),
-                ([level for level, _ in wanted], [index for _, index in wanted]),
-            )
-            nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in curs.fetchall()}
-        return merkle.Frontier.from_nodes(size, lambda level, index: nodes[(level, index)])
+            get = tree_reader(curs, self.datastore.schema, merkle.frontier_nodes(size))
+            return merkle.Frontier.from_nodes(size, get)
 
 
 class AuditProjection(BatchingProjection[AuditView]):
@@ -98,10 +124,10 @@ class AuditProjection(BatchingProjection[AuditView]):
         raise TypeError("the audit projection needs the stored event: use process_stored")
 
     def process_stored(self, notification: Notification, domain_event: Any, tracking: Tracking) -> None:
-        leaf = leaf_bytes(str(notification.originator_id), notification.originator_version,
-                          notification.topic, notification.state)
         index = self.frontier.size
-        self._nodes.extend(self.frontier.append(merkle.leaf_hash(leaf)))
+        self._nodes.extend(node for node in self.frontier.append(stored_leaf_hash(
+            notification.originator_id, notification.originator_version, notification.topic, notification.state,
+        )) if node[0] >= merkle.STORED_FROM)
         self._leaves.append((index, notification.id))
         if isinstance(domain_event, SwipeLog.Recorded):
             envelope = domain_event.envelope
@@ -113,6 +139,7 @@ class AuditProjection(BatchingProjection[AuditView]):
         if self._leaves:
             self._staged.append((self.view.add_leaves, {
                 "index": [i for i, _ in self._leaves], "notification_id": [n for _, n in self._leaves]}))
+        if self._nodes:
             self._staged.append((self.view.add_nodes, {
                 "level": [n[0] for n in self._nodes], "index": [n[1] for n in self._nodes],
                 "hash": [n[2] for n in self._nodes]}))

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from domain import merkle
+from projections.audit import stored_leaf_hash
 from projections.queries import EVENTS_TABLE, Connection, Keyset, Page, fetch_page, in_window
 
 T = TypeVar("T")
@@ -20,17 +21,25 @@ async def tree_size(conn: Connection) -> int:
 
 
 async def with_nodes(conn: Connection, compute: Callable[[Get], T]) -> T:
-    """Runs a tree computation over stored nodes, reading every node it needs in one query."""
-    wanted = merkle.nodes_read(compute)
+    """Runs a tree computation over the tree's nodes: the stored ones (``audit_nodes``) and
+    the leaves of the lower ones (``merkle.split_reads``), each set read in one query."""
+    nodes, indexes = merkle.split_reads(merkle.nodes_read(compute))
     rows = await conn.fetch(
         "SELECT level, node_index, hash FROM audit_nodes"
         " WHERE (level, node_index) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-        [level for level, _ in wanted], [index for _, index in wanted],
-    ) if wanted else []
-    nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in rows}
-    if len(nodes) != len(wanted):
-        raise LookupError(f"audit log: {len(wanted) - len(nodes)} tree nodes missing")
-    return compute(lambda level, index: nodes[(level, index)])
+        [level for level, _ in nodes], [index for _, index in nodes],
+    ) if nodes else []
+    stored = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in rows}
+    rows = await conn.fetch(
+        f"SELECT l.leaf_index, e.originator_id, e.originator_version, e.topic, e.state FROM audit_leaves l"  # noqa: S608
+        f" JOIN {EVENTS_TABLE} e USING (notification_id) WHERE l.leaf_index = ANY($1::bigint[])", indexes,
+    ) if indexes else []
+    hashes = {r["leaf_index"]: stored_leaf_hash(r["originator_id"], r["originator_version"], r["topic"], r["state"])
+              for r in rows}
+    if len(stored) != len(nodes) or len(hashes) != len(indexes):
+        raise LookupError(f"audit log: {len(nodes) - len(stored)} tree nodes and"
+                          f" {len(indexes) - len(hashes)} leaves missing")
+    return compute(merkle.reader(stored, hashes))
 
 
 async def leaves(conn: Connection, start: int, end: int) -> list[Any]:

@@ -15,6 +15,7 @@ from eventsourcing.persistence import Notification
 from domain import merkle
 from domain.wire import CHECKPOINT_PREFIX, GENESIS_PREV, event_hash, verify_document, verify_envelope
 from hub.audit.report import Check
+from projections.audit import tree_reader
 
 
 class VerifyError(Exception):
@@ -76,8 +77,12 @@ def check_saved(
         return
     # The same, as a third party would check it: a consistency proof from the hub's stored
     # tree, verified against the two signed roots.
-    proof = _with_nodes(snapshot, lambda get: merkle.consistency_proof(size, latest["tree_size"], get)) \
-        if size > 0 else []
+    try:
+        proof = _with_nodes(snapshot, lambda get: merkle.consistency_proof(size, latest["tree_size"], get)) \
+            if size > 0 else []
+    except KeyError:
+        check.fail(f"the stored tree lacks a node or leaf of the consistency proof {size} → {latest['tree_size']}")
+        return
     if size > 0 and not merkle.verify_consistency(
         size, latest["tree_size"], bytes.fromhex(saved["root_hash"]), bytes.fromhex(latest["root_hash"]), proof,
     ):
@@ -85,15 +90,10 @@ def check_saved(
     check.detail = f"→ {latest['tree_size']}"
 
 
-def _with_nodes(conn: psycopg.Connection[Any], compute: Callable[[Callable[[int, int], bytes]], Any]) -> Any:
-    wanted = merkle.nodes_read(compute)
-    rows = conn.execute(
-        "SELECT level, node_index, hash FROM audit_nodes"
-        " WHERE (level, node_index) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))",
-        ([lv for lv, _ in wanted], [ix for _, ix in wanted]),
-    ).fetchall()
-    nodes = {(r["level"], r["node_index"]): bytes(r["hash"]) for r in rows}
-    return compute(lambda level, index: nodes.get((level, index), bytes(32)))
+def _with_nodes(conn: psycopg.Connection[Any], compute: Callable[[merkle.GetNode], Any]) -> Any:
+    """The computation over the stored tree; KeyError if a node or leaf it reads is gone."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return compute(tree_reader(cursor, None, merkle.nodes_read(compute)))
 
 
 def latest_checkpoint(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:

@@ -370,3 +370,28 @@ def test_nodes_read_names_exactly_what_a_proof_reads(index: int, size: int) -> N
     assert merkle.nodes_read(lambda get: merkle.inclusion_proof(index, size, get)) == merkle.nodes_needed(
         merkle.inclusion_ranges(index, size))
     assert merkle.nodes_read(lambda get: merkle.root_hash(size, get)) == set(merkle.frontier_nodes(size))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_stored_levels_and_the_leaves_give_every_root_and_proof(data: st.DataObject) -> None:
+    """What the hub stores — nodes of level STORED_FROM and up, and the leaves — gives the
+    same roots and proofs as the whole tree, and split_reads names every leaf they fold."""
+    store, frontier = big_frontier()
+    second = data.draw(st.integers(1, frontier.size), label="second")
+    first = data.draw(st.integers(1, second), label="first")
+    index = data.draw(st.integers(0, second - 1), label="index")
+    for compute in (lambda get: root_hash(second, get), lambda get: inclusion_proof(index, second, get),
+                    lambda get: consistency_proof(first, second, get)):
+        nodes, leaves = merkle.split_reads(merkle.nodes_read(compute))
+        assert all(level >= merkle.STORED_FROM for level, _ in nodes) and len(leaves) <= 4 * 2 ** merkle.STORED_FROM
+        kept = merkle.reader({n: store[n] for n in nodes}, {i: store[(0, i)] for i in leaves})
+        assert compute(kept) == compute(reader(store, second))
+
+
+def test_a_node_the_reader_was_not_given_raises_key_error() -> None:
+    store, _ = big_frontier()
+    with pytest.raises(KeyError):
+        merkle.reader({}, {0: store[(0, 0)]})(1, 0)
+    with pytest.raises(KeyError):
+        merkle.reader({}, {})(merkle.STORED_FROM, 0)
