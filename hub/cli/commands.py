@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -15,14 +14,15 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from domain.wire import public_key_from_b64
-from hub.config import ACCOUNTS_MAX, DEVICES_MAX, UPLOAD_MAX_EVENTS, ConfigError, Settings, real_number, whole_number
+from hub.config import (
+    ACCOUNTS_MAX, DEVICES_MAX, UPLOAD_MAX_EVENTS, ConfigError, Settings, collect_rarely, real_number, whole_number,
+)
 from hub.cli import tokens
 from hub.service.keys import TokenError, load_key
 from hub.service.token_keys import TokenKeyError
 
 log = logging.getLogger("cardhub")
 SWITCH_INTERVAL_S = 0.0005
-GC_THRESHOLD_0 = 20_000
 COLUMNS_NOT_A_TERMINAL = 150
 HUB_WAIT_S = 60
 # The bounds of the command line's numbers (DESIGN §9), generous for any campus.
@@ -204,12 +204,7 @@ def serve(settings: Settings) -> None:
     # The event loop and the writer thread share one interpreter lock; Python's default 5 ms
     # switch interval makes a ready request wait behind the writer for up to that long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # Nearly all of the hub's garbage is freed by reference counting. With the default first
-    # threshold (700) the cyclic collector ran hundreds of times a second under load and
-    # promoted in-flight requests, which set off full collections over the aggregate cache:
-    # in one bench run 20 of them, up to 90 ms each, the online phase's whole p99. With
-    # 20,000 it ran five times in that run; cyclic garbage is still collected.
-    gc.set_threshold(GC_THRESHOLD_0, 20, 20)
+    collect_rarely()
     ssl_context = connections.tls_context(settings)  # a bad certificate is an error before anything starts
     Budget.of(settings.db_pool)  # … and so is a connection budget too small to run on
     lock = DataDirLock(settings.data_dir)

@@ -20,7 +20,7 @@ import psycopg
 from eventsourcing.utils import EnvType
 
 from domain.application import CampusCard
-from hub.config import first_line
+from hub.config import collect_rarely, first_line
 from hub.runner.shared import SharedRunner
 from hub.storage import persistence, store
 from hub.storage.budget import Budget
@@ -37,6 +37,7 @@ def run_projections(env: dict[str, str], views_env: dict[str, str], parent_pid: 
     parent why in ``shortage`` (``Projector.shortage``: /healthz says ``degraded``). It runs at a
     lower scheduling priority than the hub (``PROJECTIONS_NICE``)."""
     os.nice(PROJECTIONS_NICE)
+    collect_rarely()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
