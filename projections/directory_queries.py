@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain import ids
 from projections.ledger_queries import account_exists
 from projections.queries import EVENTS_TABLE, Connection, Keyset, Page, fetch_page
 
@@ -39,6 +41,18 @@ async def account_cards(conn: Connection, account_id: str, keyset: Keyset,
         " ON e.originator_id = c.aggregate_id AND e.originator_version = 1 WHERE c.account_id = $1",
         (account_id,), keyset, key="e.notification_id",
     )
+
+
+async def device_key(conn: Connection, device_id: str) -> str | None:
+    """The public key (base64) a device was registered with, from its ``Device.Registered`` in
+    the store (a device's key never changes, so the view needs no column for it); None for a
+    device never registered."""
+    state = await conn.fetchval(
+        f"SELECT state FROM {EVENTS_TABLE} WHERE originator_id = $1 AND originator_version = 1",  # noqa: S608
+        ids.device_id(device_id),
+    )
+    key = json.loads(bytes(state)).get("public_key") if state is not None else None
+    return key if isinstance(key, str) else None
 
 
 async def gate_zone(conn: Connection, device_id: str) -> Any:

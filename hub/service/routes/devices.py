@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from domain.wire import HOTLIST_PREFIX, LIMITS_PREFIX, sign_document
@@ -19,6 +21,7 @@ from hub.service.typedefs import HUB_KEY, METRICS, POOL, SEAT, SETTINGS, VERIFIE
 from projections import directory_queries
 
 routes = web.RouteTableDef()
+KEY_LOOKUP_TIMEOUT_S = 1.0  # past it the writer checks the upload's signatures itself
 
 
 @routes.post("/v1/devices/{device_id}/events")
@@ -33,8 +36,18 @@ async def upload_events(request: web.Request) -> web.Response:
     if len(body.events) > settings.upload_max_events:
         raise Problem(413, "too_large", f"events: at most {settings.upload_max_events} per upload", field="events")
     active = request.app[SEAT].active()
+    pool = request.app[POOL]
+
+    async def registered_key(device: str) -> str | None:
+        """The device's registered key; None also when the store cannot say now."""
+        try:
+            async with asyncio.timeout(KEY_LOOKUP_TIMEOUT_S), pool.acquire() as conn:
+                return await directory_queries.device_key(conn, device)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+
     outcome = await pipeline.upload(active.writer, active.application, request.app[VERIFIERS],
-                                    request.app[METRICS], device_id, body.events)
+                                    request.app[METRICS], device_id, body.events, registered_key)
     return json_response({"results": outcome.results, "next_seq": outcome.next_seq})
 
 
