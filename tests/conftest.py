@@ -115,6 +115,14 @@ class Hub:
         device.acknowledge(answer["results"])
         return answer["results"]
 
+    async def signature_checks(self) -> float:
+        """What ``cardhub_signature_checks`` counts: device signatures checked before the writer."""
+        resp = await self.client.get("/metrics")
+        for line in (await resp.text()).splitlines():
+            if line.startswith("cardhub_signature_checks_total "):
+                return float(line.split()[1])
+        raise AssertionError("no cardhub_signature_checks_total in /metrics")
+
     async def settle(self) -> None:
         """Waits until every projection has applied every stored event."""
         app = self.app[SEAT].active().application

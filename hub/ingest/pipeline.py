@@ -25,7 +25,7 @@ KeyLookup = Callable[[str], Awaitable[str | None]]
 
 
 async def upload(writer: IngestWriter, application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
-                 device_id: str, raws: Sequence[Any], registered_key: KeyLookup | None = None) -> UploadOutcome:
+                 device_id: str, raws: Sequence[Any], registered_key: KeyLookup) -> UploadOutcome:
     """Records one device's upload and returns its outcome, committed. An overloaded hub
     refuses (``Overloaded``) before parsing or verifying anything. ``registered_key``: where a
     device's key is read when the writer has not seen the device yet (``_learn_key``)."""
@@ -47,14 +47,14 @@ def _parse(value: Any) -> Item:
 
 
 async def _prepare(application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
-                   device_id: str, raws: Sequence[Any], registered_key: KeyLookup | None) -> list[Item]:
+                   device_id: str, raws: Sequence[Any], registered_key: KeyLookup) -> list[Item]:
     """Parses an upload's envelopes and checks their signatures before the writer sees them,
     off its critical path: on the event loop for a small upload, in a verifier thread for a
     large one, so that one device's large uploads do not hold up everyone's small ones."""
     if len(raws) <= INLINE_VERIFY_MAX:
         items, checked = _parse_and_verify(application, device_id, raws)
     else:
-        if registered_key is not None and device_id not in application.device_keys:
+        if device_id not in application.device_keys:
             await _learn_key(application, registered_key, device_id)
         loop = asyncio.get_running_loop()
         items, checked = await loop.run_in_executor(verifiers, _parse_and_verify, application, device_id, raws)
