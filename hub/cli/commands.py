@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -211,6 +212,7 @@ def serve(settings: Settings) -> None:
     lock.acquire()
     try:
         check_port(settings.host, settings.port)  # before PostgreSQL starts, so a busy port costs nothing
+        stopping: float | None = None
         with open_database(settings) as database:
             app = create_app(settings, database)
             app.on_shutdown.append(_ignore_further_signals)
@@ -230,6 +232,9 @@ def serve(settings: Settings) -> None:
                 raise cannot_listen(settings.host, settings.port, exc) from None
             if app[SEAT].stopped_because is not None:  # it lost the writer lock, or could not take over
                 raise ConfigError(app[SEAT].stopped_because)
+            stopping = time.monotonic()
+        if stopping is not None and not settings.database_url:
+            log.info("embedded PostgreSQL stopped in %.2f s", time.monotonic() - stopping)
     finally:
         lock.release()
 
@@ -243,6 +248,7 @@ async def _ignore_further_signals(app: web.Application) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, log.info, "already stopping")
+    log.info("stopping: answering the requests in flight (up to %d s), then draining the writer", SHUTDOWN_TIMEOUT_S)
 
 
 def listen_message(settings: Settings) -> str:

@@ -23,6 +23,14 @@ NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8)))
 STOP_WITHIN_S = 10
 
 
+async def _stopped(process: subprocess.Popen[bytes], log: Path) -> int:
+    """The exit status, or a failure that shows how far the hub's stop got (its log says each step)."""
+    try:
+        return await asyncio.to_thread(process.wait, STOP_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"not stopped within {STOP_WITHIN_S} s; the hub's log ends:\n{log.read_text()[-3000:]}")
+
+
 async def _some_uploads(url: str, data_dir: Path) -> int:
     token = subprocess.run([*CLI, "token", "issue", "--role", "admin", "--data-dir", str(data_dir)],
                            check=True, capture_output=True, text=True).stdout.strip()
@@ -62,7 +70,7 @@ async def test_a_signal_to_the_process_group_stops_serve_and_everything_of_its_d
         assert len(processes) >= 3  # the hub, its projections' child, the postmaster (and its backends)
         sent = time.monotonic()
         os.killpg(hub.pid, sig)
-        status = await asyncio.to_thread(hub.wait, STOP_WITHIN_S)
+        status = await _stopped(hub, tmp_path / "hub.log")
         left = wait_gone(processes, data_dir, STOP_WITHIN_S - (time.monotonic() - sent))
         assert status == 0, (tmp_path / "hub.log").read_text()[-3000:]
         assert not left, left
@@ -103,7 +111,7 @@ async def test_sigterm_to_the_demos_process_group_mid_run_leaves_nothing_running
         processes = family([demo.pid, postmaster_pid(data_dir)])
         sent = time.monotonic()
         os.killpg(demo.pid, signal.SIGTERM)
-        await asyncio.to_thread(demo.wait, STOP_WITHIN_S)
+        await _stopped(demo, data_dir / "hub.log")
         left = wait_gone(processes, data_dir, STOP_WITHIN_S - (time.monotonic() - sent))
         assert not left, (left, (data_dir / "hub.log").read_text()[-3000:])
         assert not (data_dir / "pg" / "postmaster.pid").exists()

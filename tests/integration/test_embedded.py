@@ -71,3 +71,32 @@ def test_a_tool_beside_a_running_hub_leaves_the_servers_settings_alone(tmp_path:
         assert (tmp_path / "pg" / "postmaster.pid").read_text().split()[0] == postmaster
     finally:
         embedded.stop()
+
+
+def test_a_stop_whose_checkpoint_overruns_stops_the_server_immediately_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fast stop waits for the shutdown checkpoint; past ``FAST_STOP_S`` (here 0 s: pg_ctl
+    gives up at once) the server is stopped immediately. What was committed is in the WAL,
+    and the next start replays it."""
+    embedded = EmbeddedPostgres(tmp_path / "pg")
+    database = embedded.start()
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE swipes (n int)")
+        conn.execute("INSERT INTO swipes SELECT generate_series(1, 50000)")
+    monkeypatch.setattr(EmbeddedPostgres, "FAST_STOP_S", 0)
+    started = time.monotonic()
+    embedded.stop()
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    assert "stopping it immediately" in caplog.text or "database system is shut down" in (tmp_path / "pg" / "log").read_text()
+
+    again = EmbeddedPostgres(tmp_path / "pg")
+    database = again.start()
+    try:
+        with psycopg.connect(database.url) as conn:
+            assert conn.execute("SELECT count(*) FROM swipes").fetchone() == (50000,)
+    finally:
+        again.stop()
+    log_text = (tmp_path / "pg" / "log").read_text()
+    assert "received immediate shutdown request" in log_text or "received fast shutdown request" in log_text
