@@ -9,6 +9,7 @@ import psutil
 import psycopg
 
 from hub.bench.report import Phase
+from hub.ingest.verifying import WORKER_NAME as VERIFIER_NAME
 
 
 class Processes:
@@ -32,8 +33,9 @@ class Processes:
             return []
 
     def cpu(self) -> tuple[float, float | None]:
+        """The hub's CPU seconds — its process and its signature-checking ones — and PostgreSQL's."""
         times = self.hub.cpu_times()
-        hub = times.user + times.system
+        hub = times.user + times.system + _cpu_of(self._children(verifiers=True))
         if self.pg_pid is None:
             return hub, None
         return hub, _cpu_of(self._pg())
@@ -62,11 +64,15 @@ class Processes:
         return int(row[0]) if row else None
 
     def projections_cpu(self) -> float:
-        """The hub's child processes: the projections (and multiprocessing's tracker)."""
+        """The hub's child processes but its signature checkers: the projections (and multiprocessing's tracker)."""
+        return _cpu_of(self._children(verifiers=False))
+
+    def _children(self, *, verifiers: bool) -> list[psutil.Process]:
         try:
-            return _cpu_of(self.hub.children(recursive=True))
+            children = self.hub.children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0.0
+            return []
+        return [p for p in children if _is_verifier(p) == verifiers]
 
     def sample_rss(self) -> None:
         rss = self.hub.memory_info().rss
@@ -83,3 +89,10 @@ def _cpu_of(processes: list[psutil.Process]) -> float:
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+def _is_verifier(process: psutil.Process) -> bool:
+    try:
+        return process.name() == VERIFIER_NAME
+    except psutil.Error:
+        return False

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -17,14 +16,15 @@ from domain.recording import check_credential
 from domain.wire import Envelope, InvalidEnvelope, parse_envelope, public_key_from_b64
 from hub.ingest.application import IngestCampusCard
 from hub.ingest.metrics import IngestMetrics
+from hub.ingest.verifying import Verifiers
 from hub.ingest.writer import IngestWriter
 
-INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones in threads
+INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones by ``Verifiers``
 # A device's registered public key (base64), or None: not registered, or the store cannot say now.
 KeyLookup = Callable[[str], Awaitable[str | None]]
 
 
-async def upload(writer: IngestWriter, application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
+async def upload(writer: IngestWriter, application: IngestCampusCard, verifiers: Verifiers, metrics: IngestMetrics,
                  device_id: str, raws: Sequence[Any], registered_key: KeyLookup) -> UploadOutcome:
     """Records one device's upload and returns its outcome, committed. An overloaded hub
     refuses (``Overloaded``) before parsing or verifying anything. ``registered_key``: where a
@@ -46,18 +46,20 @@ def _parse(value: Any) -> Item:
         return Item(exc)
 
 
-async def _prepare(application: IngestCampusCard, verifiers: Executor, metrics: IngestMetrics,
+async def _prepare(application: IngestCampusCard, verifiers: Verifiers, metrics: IngestMetrics,
                    device_id: str, raws: Sequence[Any], registered_key: KeyLookup) -> list[Item]:
     """Parses an upload's envelopes and checks their signatures before the writer sees them,
-    off its critical path: on the event loop for a small upload, in a verifier thread for a
-    large one, so that one device's large uploads do not hold up everyone's small ones."""
+    off its critical path: on the event loop for a small upload; for a large one, parsed in a
+    verifier thread and checked in a verifier process (``hub.ingest.verifying``), so that one
+    device's large uploads do not hold up everyone's small ones."""
     if len(raws) <= INLINE_VERIFY_MAX:
         items, checked = _parse_and_verify(application, device_id, raws)
     else:
         if device_id not in application.device_keys:
             await _learn_key(application, registered_key, device_id)
         loop = asyncio.get_running_loop()
-        items, checked = await loop.run_in_executor(verifiers, _parse_and_verify, application, device_id, raws)
+        items, checked = await loop.run_in_executor(verifiers.threads, _parse_and_verify, application, device_id,
+                                                    raws, verifiers)
     metrics.signature_checks.inc(checked)
     return items
 
@@ -78,16 +80,18 @@ async def _learn_key(application: IngestCampusCard, registered_key: KeyLookup, d
         return
 
 
-def _parse_and_verify(application: IngestCampusCard, device_id: str, raws: Sequence[Any]) -> tuple[list[Item], int]:
+def _parse_and_verify(application: IngestCampusCard, device_id: str, raws: Sequence[Any],
+                      verifiers: Verifiers | None = None) -> tuple[list[Item], int]:
     items = [_parse(raw) for raw in raws]
     key = application.device_keys.get(device_id)
     if key is None:  # a device the writer has not seen yet: the writer checks, in the same order
         return items, 0
-    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1), application.hub_key)
+    return items, _verify_in_order(items, key, application.next_seqs.get(device_id, 1), application.hub_key,
+                                   verifiers)
 
 
 def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int,
-                     hub_key: Ed25519PublicKey | None) -> int:
+                     hub_key: Ed25519PublicKey | None, verifiers: Verifiers | None = None) -> int:
     """Checks signatures in the upload's (``seq``) order, up to the first event that will be
     rejected: a bad signature or an invalid envelope; the writer answers the events after it
     ``not_processed`` without checking them (DESIGN §9: a forged upload costs one verification).
@@ -95,18 +99,25 @@ def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int
     comparing with the stored envelope and verifies only one that differs (DESIGN §8: hash
     before signature). Sets each checked item's ``sig_ok``, and checks the payment code of one that
     carries one (``code``, DESIGN §10: two more signatures, kept off the writer's thread too);
-    returns how many envelopes it checked."""
-    checked = 0
+    returns how many envelopes it checked. With ``verifiers`` the envelopes' own signatures are
+    checked there, in one round trip."""
+    due: list[tuple[Item, Envelope]] = []
     for item in items:
         envelope = item.envelope
         if not isinstance(envelope, Envelope):
             break
-        if envelope.seq < next_seq:
-            continue
-        checked += 1
-        item.sig_ok = envelope.verify(key)
-        if not item.sig_ok:
-            break
-        if envelope.credential is not None:
+        if envelope.seq >= next_seq:
+            due.append((item, envelope))
+    if verifiers is not None:
+        answers = verifiers.check(key.public_bytes_raw(), [(e.sig, e.signing_input) for _, e in due])
+    else:
+        answers = []
+        for _, envelope in due:
+            answers.append(envelope.verify(key))
+            if not answers[-1]:
+                break
+    for (item, envelope), ok in zip(due, answers, strict=False):  # up to the first that failed
+        item.sig_ok = ok
+        if ok and envelope.credential is not None:
             item.code = check_credential(envelope, hub_key)
-    return checked
+    return len(answers)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 from aiohttp import web
@@ -18,6 +17,7 @@ from hub.audit import audit_log
 from hub.config import ConfigError, Settings, first_line
 from hub.ingest import expiry, recorder
 from hub.ingest.application import IngestCampusCard
+from hub.ingest.verifying import Verifiers
 from hub.ingest.writer import IngestWriter
 from hub.runner.projector import Projector
 from hub.service.http import problem_middleware
@@ -118,7 +118,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
                 min_size=0, max_size=budget.reads, connect=store.connect_reads, init=store.decode_numeric_as_int,
                 **database.asyncpg_kwargs(), server_settings={"application_name": READS},
             )
-            app[VERIFIERS] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+            app[VERIFIERS] = await asyncio.to_thread(Verifiers)  # its processes start now
             if holder is None:
                 await duties.take_seat()
             else:
@@ -133,7 +133,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
             async with timed("tasks and the writer's drain"):
                 await duties.stop()
             if VERIFIERS in app:
-                async with timed("verifier threads"):
+                async with timed("verifiers"):
                     await asyncio.to_thread(app[VERIFIERS].shutdown)
             if POOL in app:
                 async with timed("reads pool"):
