@@ -96,16 +96,14 @@ class Verifiers:
         self._processes = processes
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
-        self._stopped = False
-        if processes:
-            self._pool = self._new_pool()
+        self._started = self._stopped = False
 
     def _new_pool(self) -> ProcessPoolExecutor | None:
         """A started pool, or None (checks in threads) when this machine will not start processes now."""
         pool = ProcessPoolExecutor(max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_started, initargs=(os.getpid(),))
         try:
-            for _ in range(self._processes):  # started now, not by the first upload
+            for _ in range(self._processes):  # all of them now, not one at a time as uploads come
                 pool.submit(int)
         except OSError as exc:  # out of processes or memory: the hub runs on, checking in its threads
             log.error("cannot start the signature-checking processes (%s); checking in threads", exc)
@@ -114,14 +112,23 @@ class Verifiers:
         return pool
 
     def check(self, public_key: bytes, pairs: Pairs) -> list[bool]:
-        """``verify_until_failure`` in a process of the pool; called from one of ``threads``."""
-        pool = self._pool
+        """``verify_until_failure`` in a process of the pool; called from one of ``threads``.
+        The first large upload starts the pool (and waits for it, about half a second): a hub
+        that never gets one, such as a standby or most of the tests' hubs, starts no process."""
+        pool = self._pool if self._started else self._start()
         if pool is not None:
             try:
                 return pool.submit(verify_until_failure, public_key, pairs).result()
             except (BrokenProcessPool, RuntimeError):  # a process died, or the hub is stopping
                 self._replace(pool)
         return verify_until_failure(public_key, pairs)
+
+    def _start(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if not self._started and not self._stopped and self._processes:
+                self._pool = self._new_pool()
+            self._started = True
+            return self._pool
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

@@ -118,7 +118,7 @@ def _resources(database: Database):  # noqa: ANN202 - an aiohttp cleanup context
                 min_size=0, max_size=budget.reads, connect=store.connect_reads, init=store.decode_numeric_as_int,
                 **database.asyncpg_kwargs(), server_settings={"application_name": READS},
             )
-            app[VERIFIERS] = await asyncio.to_thread(Verifiers)  # its processes start now
+            app[VERIFIERS] = Verifiers()
             if holder is None:
                 await duties.take_seat()
             else:

@@ -59,8 +59,8 @@ def test_the_pool_answers_as_the_thread_does_and_survives_a_dead_process() -> No
 
 def test_its_processes_exit_when_the_hub_is_killed() -> None:
     hub = subprocess.Popen(
-        [sys.executable, "-c", "from hub.ingest.verifying import Verifiers; import time, os; v = Verifiers(); "
-         "time.sleep(60)"],
+        [sys.executable, "-c", "from hub.ingest.verifying import Verifiers; import time; v = Verifiers(); "
+         f"v.check(bytes.fromhex('{PUBLIC.hex()}'), []); time.sleep(60)"],
         cwd=os.getcwd(), start_new_session=True,
     )
     try:
