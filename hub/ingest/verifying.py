@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 VERIFY_THREADS = 2
 VERIFY_PROCESSES = 2
+# An upload's checks take milliseconds (1,000 events: about 0.1 s); the first waits for the pool to start.
+CHECK_TIMEOUT_S = 10.0
 # (signature, bytes signed), in the upload's order
 Pairs = Sequence[tuple[bytes, bytes]]
 
@@ -118,9 +120,12 @@ class Verifiers:
         pool = self._pool if self._started else self._start()
         if pool is not None:
             try:
-                return pool.submit(verify_until_failure, public_key, pairs).result()
+                return pool.submit(verify_until_failure, public_key, pairs).result(timeout=CHECK_TIMEOUT_S)
             except (BrokenProcessPool, RuntimeError):  # a process died, or the hub is stopping
                 self._replace(pool)
+            except TimeoutError:  # a process that does not answer (stopped, starved) holds up no upload
+                log.warning("a signature-checking process did not answer in %.0f s; checking in a thread",
+                            CHECK_TIMEOUT_S)
         return verify_until_failure(public_key, pairs)
 
     def _start(self) -> ProcessPoolExecutor | None:

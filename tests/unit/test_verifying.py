@@ -87,3 +87,18 @@ def test_a_machine_that_starts_no_process_checks_in_threads(monkeypatch: pytest.
         assert verifiers.check(PUBLIC, _pairs(3, bad={1})) == [True, False]
     finally:
         verifiers.shutdown()
+
+
+def test_a_process_that_does_not_answer_holds_up_no_upload(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifiers = Verifiers(threads=1, processes=1)
+    try:
+        assert verifiers.check(PUBLIC, _pairs(1)) == [True]  # the pool is up
+        [worker] = _workers(os.getpid())
+        worker.suspend()
+        monkeypatch.setattr("hub.ingest.verifying.CHECK_TIMEOUT_S", 0.5)
+        started = time.monotonic()
+        assert verifiers.check(PUBLIC, _pairs(3, bad={2})) == [True, True, False]
+        assert time.monotonic() - started < 5
+        worker.resume()
+    finally:
+        verifiers.shutdown()
