@@ -16,7 +16,7 @@ from domain.recording import check_credential
 from domain.wire import Envelope, InvalidEnvelope, parse_envelope, public_key_from_b64
 from hub.ingest.application import IngestCampusCard
 from hub.ingest.metrics import IngestMetrics
-from hub.ingest.verifying import Verifiers
+from hub.ingest.verifying import Verifiers, check_in_order
 from hub.ingest.writer import IngestWriter
 
 INLINE_VERIFY_MAX = 4  # smaller uploads are verified on the event loop, larger ones by ``Verifiers``
@@ -108,14 +108,8 @@ def _verify_in_order(items: Sequence[Item], key: Ed25519PublicKey, next_seq: int
             break
         if envelope.seq >= next_seq:
             due.append((item, envelope))
-    if verifiers is not None:
-        answers = verifiers.check(key.public_bytes_raw(), [(e.sig, e.signing_input) for _, e in due])
-    else:
-        answers = []
-        for _, envelope in due:
-            answers.append(envelope.verify(key))
-            if not answers[-1]:
-                break
+    pairs = [(e.sig, e.signing_input) for _, e in due]
+    answers = verifiers.check(key.public_bytes_raw(), pairs) if verifiers is not None else check_in_order(key, pairs)
     for (item, envelope), ok in zip(due, answers, strict=False):  # up to the first that failed
         item.sig_ok = ok
         if ok and envelope.credential is not None:

@@ -234,18 +234,7 @@ class EmbeddedPostgres:
         server, info = self._server, self._server.get_postmaster_info()
         socket_dir = info.socket_dir or self.pgdata
         # Not pixeltable's start, which logs the whole server log on every failed attempt.
-        # Output to files, not pipes: the postmaster inherits them and would hold a pipe open.
-        with open(os.devnull, "wb") as devnull:
-            try:
-                done = subprocess.run(
-                    [str(server.bin_path / "pg_ctl"), "-w", "-t", str(self.RESTART_TIMEOUT_S), "-o", f'-h "" -k {socket_dir}',
-                     "-l", str(server.log), "-D", str(self.pgdata), "start"],
-                    stdout=devnull, stderr=devnull, user=server.system_user, timeout=self.RESTART_TIMEOUT_S + 2,
-                    check=False, start_new_session=True,
-                )
-            except subprocess.TimeoutExpired:
-                return False
-        if done.returncode != 0:
+        if not self._pg_ctl(["-o", f'-h "" -k {socket_dir}', "-l", str(server.log), "start"], self.RESTART_TIMEOUT_S):
             return False
         server.ensure_postgres_running()  # reads the new postmaster.pid
         return True
@@ -274,22 +263,25 @@ class EmbeddedPostgres:
         if self.pid is None:
             return
         process = self._server.get_postmaster_info().process
-        if not self._pg_ctl_stop("fast", self.FAST_STOP_S) and _alive(process):
+        if not self._pg_ctl(["-m", "fast", "stop"], self.FAST_STOP_S) and _alive(process):
             log.warning("embedded PostgreSQL did not stop in %d s (its shutdown checkpoint); stopping it immediately: "
                         "it replays its WAL at the next start, nothing committed is lost", self.FAST_STOP_S)
-            self._pg_ctl_stop("immediate", self.RESTART_TIMEOUT_S)
+            self._pg_ctl(["-m", "immediate", "stop"], self.RESTART_TIMEOUT_S)
         # pg_ctl returns once the pid file is gone, a moment before the postmaster exits.
         deadline = time.monotonic() + 2
         while _alive(process) and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def _pg_ctl_stop(self, mode: str, wait_s: int) -> bool:
+    def _pg_ctl(self, args: list[str], wait_s: int) -> bool:
+        """``pg_ctl -w -t wait_s -D pgdata …args``; True when it succeeded in time."""
         server = self._server
+        # Output to files, not pipes: a started postmaster inherits them and would hold a pipe open.
         with open(os.devnull, "wb") as devnull:
             try:
                 done = subprocess.run(
-                    [str(server.bin_path / "pg_ctl"), "-w", "-t", str(wait_s), "-m", mode, "-D", str(self.pgdata), "stop"],
-                    stdout=devnull, stderr=devnull, user=server.system_user, timeout=wait_s + 2, check=False,
+                    [str(server.bin_path / "pg_ctl"), "-w", "-t", str(wait_s), "-D", str(self.pgdata), *args],
+                    stdout=devnull, stderr=devnull, user=server.system_user, timeout=wait_s + 2,
+                    check=False, start_new_session=True,
                 )
             except subprocess.TimeoutExpired:
                 return False
